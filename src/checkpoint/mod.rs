@@ -1,0 +1,256 @@
+//! Progress: the state table `migrate.progress` in the target is the truth, written in the same
+//! transaction as each batch; `migration_checkpoint.json` mirrors it after every commit
+//! (temp file, fsync, rename) for people and tools that cannot query the database.
+
+use crate::value::{Value, key_from_json, key_to_json};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const SCHEMA_DDL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS migrate;
+CREATE TABLE IF NOT EXISTS migrate.progress (
+    entity          text PRIMARY KEY,
+    fingerprint     text NOT NULL,
+    target_table    text NOT NULL,
+    last_key        jsonb,
+    rows_read       bigint NOT NULL DEFAULT 0,
+    rows_loaded     bigint NOT NULL DEFAULT 0,
+    rows_rejected   bigint NOT NULL DEFAULT 0,
+    status          text NOT NULL DEFAULT 'running',
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz
+);
+CREATE TABLE IF NOT EXISTS migrate.rejects (
+    id              bigserial PRIMARY KEY,
+    entity          text NOT NULL,
+    row_key         text NOT NULL,
+    key_json        jsonb NOT NULL,
+    source_values   jsonb NOT NULL,
+    reason          text NOT NULL,
+    column_name     text,
+    rejected_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS rejects_entity_idx ON migrate.rejects (entity);
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("state table migrate.progress: {what}")]
+    State {
+        what: String,
+        #[source]
+        cause: sqlx::Error,
+    },
+    #[error("writing checkpoint file {path}")]
+    Mirror {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    pub entity: String,
+    pub fingerprint: String,
+    pub target_table: String,
+    #[serde(serialize_with = "ser_key")]
+    pub last_key: Option<Vec<Value>>,
+    pub rows_read: i64,
+    pub rows_loaded: i64,
+    pub rows_rejected: i64,
+    /// `running` or `done`.
+    pub status: String,
+}
+
+fn ser_key<S: serde::Serializer>(k: &Option<Vec<Value>>, s: S) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => key_to_json(k).serialize(s),
+        None => s.serialize_none(),
+    }
+}
+
+impl Progress {
+    pub fn new(entity: &str, fingerprint: &str, target_table: &str) -> Progress {
+        Progress {
+            entity: entity.to_string(),
+            fingerprint: fingerprint.to_string(),
+            target_table: target_table.to_string(),
+            last_key: None,
+            rows_read: 0,
+            rows_loaded: 0,
+            rows_rejected: 0,
+            status: "running".into(),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.status == "done"
+    }
+}
+
+fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
+    move |cause| CheckpointError::State { what: what.to_string(), cause }
+}
+
+pub async fn ensure_schema(conn: &mut PgConnection) -> Result<(), CheckpointError> {
+    sqlx::raw_sql(SCHEMA_DDL).execute(conn).await.map_err(state_err("creating schema migrate"))?;
+    Ok(())
+}
+
+/// Every entity's progress, or nothing when the state tables do not exist yet.
+pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progress>, CheckpointError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('migrate.progress')::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(state_err("looking for the state table"))?;
+    if exists.is_none() {
+        return Ok(BTreeMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status FROM migrate.progress",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(state_err("reading progress"))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let key: Option<serde_json::Value> = r.get(3);
+        let p = Progress {
+            entity: r.get(0),
+            fingerprint: r.get(1),
+            target_table: r.get(2),
+            last_key: key.as_ref().and_then(key_from_json),
+            rows_read: r.get(4),
+            rows_loaded: r.get(5),
+            rows_rejected: r.get(6),
+            status: r.get(7),
+        };
+        out.insert(p.entity.clone(), p);
+    }
+    Ok(out)
+}
+
+/// Writes one entity's progress; called inside the batch's transaction.
+pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), CheckpointError> {
+    sqlx::query(
+        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'done' THEN now() END)
+         ON CONFLICT (entity) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, target_table = EXCLUDED.target_table,
+           last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
+           rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status, updated_at = now(),
+           finished_at = EXCLUDED.finished_at",
+    )
+    .bind(&p.entity)
+    .bind(&p.fingerprint)
+    .bind(&p.target_table)
+    .bind(p.last_key.as_deref().map(key_to_json))
+    .bind(p.rows_read)
+    .bind(p.rows_loaded)
+    .bind(p.rows_rejected)
+    .bind(&p.status)
+    .execute(conn)
+    .await
+    .map_err(state_err("saving progress"))?;
+    Ok(())
+}
+
+/// A rejected row as stored in `migrate.rejects`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectRecord {
+    pub key: Vec<Value>,
+    pub source_values: serde_json::Value,
+    pub reason: String,
+    pub column: Option<String>,
+}
+
+/// Stores rejects; called inside the batch's transaction.
+pub async fn save_rejects(conn: &mut PgConnection, entity: &str, rejects: &[RejectRecord]) -> Result<(), CheckpointError> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = rejects.iter().map(|r| crate::value::key_display(&r.key)).collect();
+    let key_json: Vec<String> = rejects.iter().map(|r| key_to_json(&r.key).to_string()).collect();
+    let values: Vec<String> = rejects.iter().map(|r| r.source_values.to_string()).collect();
+    let reasons: Vec<String> = rejects.iter().map(|r| r.reason.replace('\0', "\\0")).collect();
+    let columns: Vec<Option<String>> = rejects.iter().map(|r| r.column.clone()).collect();
+    sqlx::query(AssertSqlSafe(
+        "INSERT INTO migrate.rejects (entity, row_key, key_json, source_values, reason, column_name)
+         SELECT $1, k, kj::jsonb, v::jsonb, r, c FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS t(k, kj, v, r, c)",
+    ))
+    .bind(entity)
+    .bind(keys.iter().map(|k| k.replace('\0', "\\0")).collect::<Vec<_>>())
+    .bind(key_json)
+    .bind(values)
+    .bind(reasons)
+    .bind(columns)
+    .execute(conn)
+    .await
+    .map_err(state_err("saving rejects"))?;
+    Ok(())
+}
+
+/// The JSON mirror of the state table.
+pub struct Mirror {
+    path: PathBuf,
+}
+
+impl Mirror {
+    pub fn new(path: &Path) -> Mirror {
+        Mirror { path: path.to_path_buf() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes atomically: a temp file beside the target, fsync, rename, fsync of the directory.
+    pub fn write(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
+        let err = |cause| CheckpointError::Mirror { path: self.path.clone(), cause };
+        let doc = serde_json::json!({
+            "note": "mirror of migrate.progress in the target database, which is the truth",
+            "entities": state,
+        });
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp",
+            self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into())
+        ));
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_writes_atomically_and_readably() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mirror::new(&dir.path().join("cp.json"));
+        let mut state = BTreeMap::new();
+        let mut p = Progress::new("customer", "abc", "customers_customer");
+        p.last_key = Some(vec![Value::Int(42)]);
+        p.rows_loaded = 41;
+        state.insert("customer".to_string(), p);
+        m.write(&state).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(m.path()).unwrap()).unwrap();
+        assert_eq!(doc["entities"]["customer"]["rows_loaded"], 41);
+        assert_eq!(key_from_json(&doc["entities"]["customer"]["last_key"]), Some(vec![Value::Int(42)]));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+        let bad = Mirror::new(Path::new("/nonexistent-dir/cp.json"));
+        assert!(bad.write(&state).unwrap_err().to_string().contains("/nonexistent-dir/cp.json"));
+    }
+}

@@ -1,0 +1,311 @@
+//! The PostgreSQL sink: reads the exact target column types from the catalog, loads encoded
+//! batches with binary COPY (about 1 MiB per send, never per row), upserts through a staging
+//! table for `on_conflict = skip|update`, and finds the rows PostgreSQL refuses by splitting
+//! the batch under savepoints until each bad row stands alone (as pgloader does).
+//! This module and `plan::quote_ident` are the only places that build SQL around identifiers.
+
+pub mod pgtype;
+
+use crate::config::OnConflict;
+use crate::plan::{TargetTable, quote_ident};
+use pgtype::PgType;
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Row};
+use std::ops::Range;
+use std::str::FromStr;
+
+const SEND_BYTES: usize = 1 << 20;
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot connect to target {url}")]
+    Connect {
+        url: String,
+        #[source]
+        cause: sqlx::Error,
+    },
+    #[error("target {what}")]
+    Query {
+        what: String,
+        #[source]
+        cause: sqlx::Error,
+    },
+}
+
+fn q_err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SinkError {
+    let what = what.into();
+    move |cause| SinkError::Query { what, cause }
+}
+
+pub async fn connect(url: &str) -> Result<PgConnection, SinkError> {
+    let shown = crate::telemetry::redact_url(url);
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|cause| SinkError::Connect { url: shown.clone(), cause })?
+        .application_name("migrate")
+        .log_statements(tracing::log::LevelFilter::Trace);
+    opts.connect().await.map_err(|cause| SinkError::Connect { url: shown, cause })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgColumn {
+    pub name: String,
+    pub ty: PgType,
+    /// As PostgreSQL prints it: `numeric(12,2)`.
+    pub formatted: String,
+    pub not_null: bool,
+    /// Has a default, or is an identity or generated column.
+    pub has_default: bool,
+    pub generated: bool,
+}
+
+/// The table's columns in order, or `None` when it does not exist.
+pub async fn table_columns(conn: &mut PgConnection, table: &TargetTable) -> Result<Option<Vec<PgColumn>>, SinkError> {
+    let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::bigint")
+        .bind(table.sql())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q_err(format!("looking up table {}", table.display())))?;
+    let Some(oid) = oid else { return Ok(None) };
+    let rows = sqlx::query(
+        "SELECT a.attname::text,
+                CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END::text,
+                CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+                format_type(a.atttypid, a.atttypmod),
+                a.attnotnull OR (t.typtype = 'd' AND t.typnotnull),
+                a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+                a.attgenerated <> ''
+         FROM pg_attribute a
+         JOIN pg_type t ON t.oid = a.atttypid
+         LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+         WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY a.attnum",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q_err(format!("reading columns of {}", table.display())))?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| {
+                let typname: String = r.get(1);
+                let formatted: String = r.get(3);
+                PgColumn {
+                    name: r.get(0),
+                    ty: PgType::from_catalog(&typname, r.get(2), &formatted),
+                    formatted,
+                    not_null: r.get(4),
+                    has_default: r.get(5),
+                    generated: r.get(6),
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Column sets of the primary key and unique constraints/indexes (what ON CONFLICT can use).
+pub async fn unique_keys(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<Vec<String>>, SinkError> {
+    let rows = sqlx::query(
+        "SELECT array_agg(a.attname::text ORDER BY k.ord)
+         FROM pg_index i
+         CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL
+         GROUP BY i.indexrelid",
+    )
+    .bind(table.sql())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q_err(format!("reading unique keys of {}", table.display())))?;
+    Ok(rows.into_iter().map(|r| r.get::<Vec<String>, _>(0)).collect())
+}
+
+pub async fn count_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<i64, SinkError> {
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", table.sql())))
+        .fetch_one(conn)
+        .await
+        .map_err(q_err(format!("counting rows of {}", table.display())))
+}
+
+pub async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<(), SinkError> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(conn).await.map_err(q_err(what))?;
+    Ok(())
+}
+
+/// How one entity's rows get into its table.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    pub table: TargetTable,
+    copy_sql: String,
+    staging: Option<Staging>,
+}
+
+#[derive(Debug, Clone)]
+struct Staging {
+    prepare_sql: String,
+    insert_sql: String,
+}
+
+impl Loader {
+    /// `columns` are the target columns in the order rows are encoded; `conflict` the target
+    /// columns ON CONFLICT uses (for skip/update).
+    pub fn new(entity_index: usize, table: &TargetTable, columns: &[String], on_conflict: OnConflict, conflict: &[String]) -> Loader {
+        let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        if on_conflict == OnConflict::Error {
+            return Loader {
+                table: table.clone(),
+                copy_sql: format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", table.sql()),
+                staging: None,
+            };
+        }
+        let stage = quote_ident(&format!("migrate_stage_{entity_index}"));
+        let conflict_cols = conflict.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !conflict.contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+            .collect();
+        let action = if on_conflict == OnConflict::Skip || updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        Loader {
+            table: table.clone(),
+            copy_sql: format!("COPY pg_temp.{stage} ({cols}) FROM STDIN (FORMAT binary)"),
+            staging: Some(Staging {
+                prepare_sql: format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {} WITH NO DATA; TRUNCATE pg_temp.{stage}",
+                    table.sql()
+                ),
+                insert_sql: format!(
+                    "INSERT INTO {} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT ({conflict_cols}) {action}",
+                    table.sql()
+                ),
+            }),
+        }
+    }
+}
+
+/// Rows encoded as binary COPY tuples, back to back, with each row's byte range.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub buf: Vec<u8>,
+    pub rows: Vec<Range<usize>>,
+}
+
+/// A row PostgreSQL refused: its index in the [`Encoded`] batch, the reason, the column if known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub row: usize,
+    pub reason: String,
+    pub column: Option<String>,
+}
+
+/// Loads the batch inside the caller's open transaction. Rows PostgreSQL refuses for their data
+/// (SQLSTATE classes 21, 22, 23) are isolated by halving under savepoints and returned; every
+/// other error aborts the batch.
+pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Vec<Refused>, SinkError> {
+    let mut refused = Vec::new();
+    let mut todo: Vec<Range<usize>> = vec![0..batch.rows.len()];
+    while let Some(span) = todo.pop() {
+        if span.is_empty() {
+            continue;
+        }
+        execute(conn, "SAVEPOINT migrate_batch", "creating a savepoint").await?;
+        match copy_rows(conn, loader, batch, span.clone()).await {
+            Ok(()) => execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?,
+            Err(e) => {
+                let Some((reason, column)) = data_error(&e) else {
+                    return Err(SinkError::Query { what: format!("loading into {}", loader.table.display()), cause: e });
+                };
+                execute(conn, "ROLLBACK TO SAVEPOINT migrate_batch", "rolling back to a savepoint").await?;
+                execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?;
+                if span.len() == 1 {
+                    refused.push(Refused { row: span.start, reason, column });
+                } else {
+                    let mid = span.start + span.len() / 2;
+                    todo.push(mid..span.end);
+                    todo.push(span.start..mid);
+                }
+            }
+        }
+    }
+    refused.sort_by_key(|r| r.row);
+    Ok(refused)
+}
+
+async fn copy_rows(conn: &mut PgConnection, loader: &Loader, batch: &Encoded, span: Range<usize>) -> Result<(), sqlx::Error> {
+    if let Some(st) = &loader.staging {
+        sqlx::raw_sql(AssertSqlSafe(st.prepare_sql.clone())).execute(&mut *conn).await?;
+    }
+    let mut copy = conn.copy_in_raw(&loader.copy_sql).await?;
+    let mut chunk = Vec::with_capacity(SEND_BYTES.min(batch.buf.len() + 64));
+    chunk.extend_from_slice(COPY_HEADER);
+    let rows = &batch.rows[span.clone()];
+    // Contiguous rows are sent straight from the batch buffer, in pieces of about 1 MiB.
+    let (start, end) = (rows.first().map_or(0, |r| r.start), rows.last().map_or(0, |r| r.end));
+    let mut pos = start;
+    while pos < end {
+        let take = (end - pos).min(SEND_BYTES - chunk.len().min(SEND_BYTES - 1));
+        chunk.extend_from_slice(&batch.buf[pos..pos + take]);
+        pos += take;
+        if chunk.len() >= SEND_BYTES {
+            if let Err(e) = copy.send(std::mem::take(&mut chunk)).await {
+                let _ = copy.abort("send failed").await;
+                return Err(e);
+            }
+        }
+    }
+    chunk.extend_from_slice(&(-1i16).to_be_bytes());
+    if let Err(e) = copy.send(chunk).await {
+        let _ = copy.abort("send failed").await;
+        return Err(e);
+    }
+    copy.finish().await?;
+    if let Some(st) = &loader.staging {
+        sqlx::query(AssertSqlSafe(st.insert_sql.clone())).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// For errors caused by the data: the reason and the column, if PostgreSQL names one.
+fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
+    let db = e.as_database_error()?;
+    let pg = db.try_downcast_ref::<PgDatabaseError>()?;
+    let code = pg.code();
+    if !(code.starts_with("22") || code.starts_with("23") || code.starts_with("21")) {
+        return None;
+    }
+    let column = pg.column().map(str::to_string).or_else(|| {
+        // "COPY t, line 1, column c: ..." names the column for conversion errors.
+        pg.r#where().and_then(|w| w.split(", column ").nth(1)).map(|c| c.split(':').next().unwrap_or(c).trim().to_string())
+    });
+    let mut reason = pg.message().to_string();
+    if let Some(d) = pg.detail() {
+        reason.push_str(": ");
+        reason.push_str(d);
+    }
+    Some((format!("{reason} (SQLSTATE {code})"), column))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_sql_quotes_everything() {
+        let t = TargetTable::parse("app.User Name");
+        let cols = vec!["id".to_string(), "order".to_string()];
+        let l = Loader::new(0, &t, &cols, OnConflict::Error, &[]);
+        assert_eq!(l.copy_sql, "COPY \"app\".\"User Name\" (\"id\", \"order\") FROM STDIN (FORMAT binary)");
+        let u = Loader::new(3, &t, &cols, OnConflict::Update, &["id".to_string()]);
+        let st = u.staging.unwrap();
+        assert_eq!(
+            st.insert_sql,
+            "INSERT INTO \"app\".\"User Name\" (\"id\", \"order\") SELECT \"id\", \"order\" FROM pg_temp.\"migrate_stage_3\" ON CONFLICT (\"id\") DO UPDATE SET \"order\" = EXCLUDED.\"order\""
+        );
+        let s = Loader::new(3, &TargetTable::parse("x\"; DROP TABLE y; --"), &cols, OnConflict::Skip, &["id".to_string()]);
+        assert!(s.staging.unwrap().insert_sql.contains("INTO \"x\"\"; DROP TABLE y; --\" (\"id\", \"order\")"));
+    }
+}

@@ -1,0 +1,222 @@
+//! The `Source` trait every legacy database implements, and the pure SQL text they share.
+//!
+//! Sources are blocking on purpose (the Oracle driver is synchronous): the pipeline opens one
+//! inside a dedicated thread, and it hands owned batches back through a callback that feeds a
+//! bounded channel. Nothing here knows which database it talks to.
+
+pub mod sqlite;
+
+use crate::plan::{Relation, quote_ident};
+use crate::value::Value;
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open source {url}")]
+    Connect {
+        url: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("source query failed ({what})")]
+    Query {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("unsupported source URL '{0}'")]
+    Url(String),
+}
+
+/// One column of a source table, as the source's catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceColumn {
+    pub name: String,
+    /// The declared type, as the source spells it (`NUMBER(12,2)`, `VARCHAR2(40)`, `TEXT`).
+    pub declared_type: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub columns: Vec<SourceColumn>,
+    pub primary_key: Vec<String>,
+}
+
+/// A selected column: a named one, or the physical row id of a table without a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    Named(String),
+    RowId,
+}
+
+impl fmt::Display for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Column::Named(n) => f.write_str(n),
+            Column::RowId => f.write_str("(row id)"),
+        }
+    }
+}
+
+/// What to read: which relation, which columns, ordered and resumed by which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSpec {
+    pub relation: Relation,
+    pub columns: Vec<Column>,
+    /// Positions in `columns` of the key, in order.
+    pub key: Vec<usize>,
+    pub filter: Option<String>,
+}
+
+impl ReadSpec {
+    pub fn key_of(&self, row: &[Value]) -> Vec<Value> {
+        self.key.iter().map(|&i| row[i].clone()).collect()
+    }
+}
+
+pub trait Source: Send {
+    /// The table's columns and primary key, or `None` when it does not exist.
+    fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
+    /// The column names a query returns (it is run with no rows wanted).
+    fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError>;
+    /// Rows of the relation passing `filter`.
+    fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError>;
+    /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time, until
+    /// the end or until `emit` returns false.
+    fn read(
+        &mut self,
+        spec: &ReadSpec,
+        after: Option<&[Value]>,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError>;
+}
+
+/// The keyset predicate without row-value comparison (Oracle 11g has none):
+/// `k1 > :1 OR (k1 = :1 AND (k2 > :2 OR (k2 = :2 AND k3 > :3)))`.
+pub fn keyset_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> String {
+    fn build(keys: &[String], i: usize, param: &dyn Fn(usize) -> String) -> String {
+        let (k, p) = (&keys[i], param(i + 1));
+        if i + 1 == keys.len() {
+            format!("{k} > {p}")
+        } else {
+            format!("{k} > {p} OR ({k} = {p} AND ({}))", build(keys, i + 1, param))
+        }
+    }
+    if keys.is_empty() {
+        return "1 = 1".to_string();
+    }
+    build(keys, 0, param)
+}
+
+/// The relation as it goes after FROM.
+pub fn from_clause(relation: &Relation) -> String {
+    match relation {
+        Relation::Table(t) => quote_ident(t),
+        Relation::Query(q) => format!("({}) q", q.trim().trim_end_matches(';')),
+    }
+}
+
+/// `SELECT cols FROM rel WHERE (filter) AND (keyset) ORDER BY keys`, with the dialect's row id
+/// spelling and parameter style. Callers append their own row limit when they page.
+pub fn select_sql(spec: &ReadSpec, row_id: &str, resume: bool, param: &dyn Fn(usize) -> String) -> String {
+    let render = |c: &Column| match c {
+        Column::Named(n) => quote_ident(n),
+        Column::RowId => row_id.to_string(),
+    };
+    let cols: Vec<String> = spec.columns.iter().map(render).collect();
+    let keys: Vec<String> = spec.key.iter().map(|&i| render(&spec.columns[i])).collect();
+    let mut conds = Vec::new();
+    if let Some(f) = &spec.filter {
+        conds.push(format!("({f})"));
+    }
+    if resume {
+        conds.push(format!("({})", keyset_predicate(&keys, param)));
+    }
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), from_clause(&spec.relation));
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    if !keys.is_empty() {
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&keys.join(", "));
+    }
+    sql
+}
+
+pub fn count_sql(relation: &Relation, filter: Option<&str>) -> String {
+    let mut sql = format!("SELECT COUNT(*) FROM {}", from_clause(relation));
+    if let Some(f) = filter {
+        sql.push_str(&format!(" WHERE ({f})"));
+    }
+    sql
+}
+
+/// Opens the source a URL names. Called inside the thread that will use it.
+pub fn open(url: &str) -> Result<Box<dyn Source>, SourceError> {
+    if url.starts_with("sqlite:") {
+        return Ok(Box::new(sqlite::SqliteSource::open(url)?));
+    }
+    if url.starts_with("oracle:") {
+        return Err(SourceError::Url(format!(
+            "{}: the Oracle source is not built into this version yet",
+            crate::telemetry::redact_url(url)
+        )));
+    }
+    Err(SourceError::Url(format!(
+        "{}: expected sqlite:///abs/path.db, sqlite:rel/path.db or oracle://user:pass@host:1521/SERVICE",
+        crate::telemetry::redact_url(url)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(i: usize) -> String {
+        format!("?{i}")
+    }
+
+    #[test]
+    fn keyset_predicates_for_one_two_three_columns() {
+        let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(keyset_predicate(&k(&["a"]), &q), "a > ?1");
+        assert_eq!(keyset_predicate(&k(&["a", "b"]), &q), "a > ?1 OR (a = ?1 AND (b > ?2))");
+        assert_eq!(
+            keyset_predicate(&k(&["a", "b", "c"]), &q),
+            "a > ?1 OR (a = ?1 AND (b > ?2 OR (b = ?2 AND (c > ?3))))"
+        );
+    }
+
+    #[test]
+    fn select_with_filter_resume_and_row_id() {
+        let spec = ReadSpec {
+            relation: Relation::Table("AB_COIL".into()),
+            columns: vec![Column::Named("COIL_NO".into()), Column::Named("LINE".into()), Column::RowId],
+            key: vec![1, 0],
+            filter: Some("STATUS <> 'D'".into()),
+        };
+        assert_eq!(
+            select_sql(&spec, "rowid", true, &q),
+            "SELECT \"COIL_NO\", \"LINE\", rowid FROM \"AB_COIL\" WHERE (STATUS <> 'D') AND (\"LINE\" > ?1 OR (\"LINE\" = ?1 AND (\"COIL_NO\" > ?2))) ORDER BY \"LINE\", \"COIL_NO\""
+        );
+        let by_rowid = ReadSpec { key: vec![2], filter: None, ..spec.clone() };
+        assert_eq!(
+            select_sql(&by_rowid, "ROWID", false, &q),
+            "SELECT \"COIL_NO\", \"LINE\", ROWID FROM \"AB_COIL\" ORDER BY ROWID"
+        );
+        let query = ReadSpec { relation: Relation::Query("SELECT 1 AS X FROM DUAL;".into()), columns: vec![Column::Named("X".into())], key: vec![0], filter: None };
+        assert_eq!(select_sql(&query, "ROWID", false, &q), "SELECT \"X\" FROM (SELECT 1 AS X FROM DUAL) q ORDER BY \"X\"");
+        assert_eq!(count_sql(&spec.relation, Some("A = 1")), "SELECT COUNT(*) FROM \"AB_COIL\" WHERE (A = 1)");
+        assert_eq!(spec.key_of(&[Value::Int(1), Value::Int(2), Value::Int(3)]), vec![Value::Int(2), Value::Int(1)]);
+    }
+
+    #[test]
+    fn unknown_urls_are_errors_without_passwords() {
+        let e = open("mysql://u:secret@h/db").err().unwrap().to_string();
+        assert!(e.contains("unsupported source URL"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+}

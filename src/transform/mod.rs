@@ -1,0 +1,502 @@
+//! The closed set of transform steps of a mapping field, compiled once from TOML and applied
+//! left to right to each value. A value a step cannot handle is a reason for a reject, never a
+//! panic: `apply` returns `Err(reason)` and the pipeline files the row in `migrate.rejects`.
+
+pub mod mask;
+
+use crate::value::{Decimal, Value};
+use chrono::NaiveDate;
+use mask::Mask;
+use regex::Regex;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Trim,
+    Upper,
+    Lower,
+    NullIfEmpty,
+    Phone,
+    Email,
+    Date(Mask),
+    Timestamp(Mask),
+    Decimal(u32),
+    Integer,
+    Bool { truthy: Vec<String>, falsy: Vec<String> },
+    Map { values: BTreeMap<String, Value>, default: Option<Value> },
+    Truncate(usize),
+    Replace { pattern: Regex, with: String },
+}
+
+/// What a step produces, for the pre-flight type check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Produces {
+    Same,
+    Text,
+    Date,
+    Timestamp,
+    Decimal,
+    Integer,
+    Bool,
+    Any,
+}
+
+const NAMES: &str = "trim, upper, lower, null_if_empty, phone, email, integer, bool, \
+{ date = FMT }, { timestamp = FMT }, { decimal = SCALE }, { bool = { true = [...], false = [...] } }, \
+{ map = { values = {...}, default = ... } }, { truncate = N }, { replace = { pattern = REGEX, with = STR } }";
+
+impl Step {
+    /// Compiles one TOML step: a bare name (`"trim"`) or a one-key table (`{ date = "DD-MON-YY" }`).
+    pub fn compile(v: &toml::Value) -> Result<Step, String> {
+        match v {
+            toml::Value::String(name) => match name.as_str() {
+                "trim" => Ok(Step::Trim),
+                "upper" => Ok(Step::Upper),
+                "lower" => Ok(Step::Lower),
+                "null_if_empty" => Ok(Step::NullIfEmpty),
+                "phone" => Ok(Step::Phone),
+                "email" => Ok(Step::Email),
+                "integer" => Ok(Step::Integer),
+                "bool" => Ok(default_bool()),
+                "date" => Ok(Step::Date(Mask::compile("YYYY-MM-DD")?)),
+                "timestamp" => Ok(Step::Timestamp(Mask::compile("YYYY-MM-DD HH24:MI:SS.FF")?)),
+                other => Err(format!("unknown transform '{other}', expected one of: {NAMES}")),
+            },
+            toml::Value::Table(t) if t.len() == 1 => {
+                let (name, arg) = t.iter().next().expect("one entry");
+                compile_with_arg(name, arg)
+            }
+            toml::Value::Table(t) => Err(format!(
+                "a transform table must have exactly one key, found {}: {}",
+                t.len(),
+                t.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            other => Err(format!("a transform is a name or a one-key table, not {}", other.type_str())),
+        }
+    }
+
+    pub fn produces(&self) -> Produces {
+        match self {
+            Step::Trim | Step::Upper | Step::Lower | Step::Truncate(_) | Step::Replace { .. } => Produces::Same,
+            Step::NullIfEmpty => Produces::Same,
+            Step::Phone | Step::Email => Produces::Text,
+            Step::Date(_) => Produces::Date,
+            Step::Timestamp(_) => Produces::Timestamp,
+            Step::Decimal(_) => Produces::Decimal,
+            Step::Integer => Produces::Integer,
+            Step::Bool { .. } => Produces::Bool,
+            Step::Map { .. } => Produces::Any,
+        }
+    }
+
+    /// Applies the step. NULL passes through every step unchanged.
+    pub fn apply(&self, v: Value) -> Result<Value, String> {
+        if v.is_null() {
+            return Ok(v);
+        }
+        match self {
+            Step::Trim => Ok(map_text(v, |s| trim_owned(s))),
+            Step::Upper => Ok(map_text(v, |s| s.to_uppercase())),
+            Step::Lower => Ok(map_text(v, |s| s.to_lowercase())),
+            Step::NullIfEmpty => Ok(match v {
+                Value::Text(s) if s.is_empty() => Value::Null,
+                other => other,
+            }),
+            Step::Truncate(n) => Ok(map_text(v, |s| match s.char_indices().nth(*n) {
+                Some((i, _)) => s[..i].to_string(),
+                None => s,
+            })),
+            Step::Replace { pattern, with } => {
+                Ok(map_text(v, |s| pattern.replace_all(&s, with.as_str()).into_owned()))
+            }
+            Step::Phone => phone(v),
+            Step::Email => email(v),
+            Step::Date(mask) => match v {
+                Value::Text(s) if s.trim().is_empty() => Ok(Value::Null),
+                Value::Text(s) => mask.parse(&s).map(|t| Value::Date(t.date())).and_then(|d| match (&d, mask.parse(&s)) {
+                    (_, Ok(t)) if t.time() != chrono::NaiveTime::MIN => Err(format!("'{s}' has a time part; use {{ timestamp = \"{}\" }}", mask.text())),
+                    _ => Ok(d),
+                }),
+                Value::Date(d) => Ok(Value::Date(d)),
+                Value::Timestamp(t) if t.time() == chrono::NaiveTime::MIN => Ok(Value::Date(t.date())),
+                other => Err(format!("cannot read a date from {} value {}", other.kind(), shown(&other))),
+            },
+            Step::Timestamp(mask) => match v {
+                Value::Text(s) if s.trim().is_empty() => Ok(Value::Null),
+                Value::Text(s) => mask.parse(&s).map(Value::Timestamp),
+                Value::Date(d) => Ok(Value::Timestamp(d.and_time(chrono::NaiveTime::MIN))),
+                Value::Timestamp(t) => Ok(Value::Timestamp(t)),
+                other => Err(format!("cannot read a timestamp from {} value {}", other.kind(), shown(&other))),
+            },
+            Step::Decimal(scale) => to_decimal(&v).map(|d| Value::Decimal(d.round(*scale))),
+            Step::Integer => {
+                if let Value::Text(s) = &v {
+                    if s.trim().is_empty() {
+                        return Ok(Value::Null);
+                    }
+                }
+                let d = to_decimal(&v)?;
+                d.to_i64().map(Value::Int).ok_or_else(|| format!("{} is not a whole number that fits in 64 bits", d))
+            }
+            Step::Bool { truthy, falsy } => {
+                let key = match &v {
+                    Value::Bool(b) => return Ok(Value::Bool(*b)),
+                    Value::Text(s) => s.trim().to_string(),
+                    Value::Int(i) => i.to_string(),
+                    Value::Decimal(d) => d.to_string(),
+                    other => return Err(format!("cannot read a boolean from {} value {}", other.kind(), shown(other))),
+                };
+                if truthy.iter().any(|t| t.eq_ignore_ascii_case(&key)) {
+                    Ok(Value::Bool(true))
+                } else if falsy.iter().any(|t| t.eq_ignore_ascii_case(&key)) {
+                    Ok(Value::Bool(false))
+                } else if key.is_empty() {
+                    Ok(Value::Null)
+                } else {
+                    Err(format!("'{key}' is neither true ({}) nor false ({})", truthy.join("/"), falsy.join("/")))
+                }
+            }
+            Step::Map { values, default } => {
+                let key = match &v {
+                    Value::Text(s) => s.clone(),
+                    Value::Int(i) => i.to_string(),
+                    Value::Decimal(d) => d.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => shown(other),
+                };
+                match values.get(&key).or(default.as_ref()) {
+                    Some(mapped) => Ok(mapped.clone()),
+                    None => Err(format!("'{key}' has no entry in the map and the map has no default")),
+                }
+            }
+        }
+    }
+}
+
+fn default_bool() -> Step {
+    Step::Bool {
+        truthy: ["Y", "YES", "T", "TRUE", "1"].map(String::from).to_vec(),
+        falsy: ["N", "NO", "F", "FALSE", "0"].map(String::from).to_vec(),
+    }
+}
+
+fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
+    let want_str = |what: &str| -> Result<&str, String> {
+        arg.as_str().ok_or_else(|| format!("'{name}' takes {what}, not {}", arg.type_str()))
+    };
+    let want_uint = |what: &str| -> Result<u32, String> {
+        arg.as_integer()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| format!("'{name}' takes {what} (a whole number ≥ 0), not {arg}"))
+    };
+    match name {
+        "date" => Ok(Step::Date(Mask::compile(want_str("a format mask such as \"DD-MON-YY\"")?)?)),
+        "timestamp" => Ok(Step::Timestamp(Mask::compile(want_str("a format mask such as \"YYYY-MM-DD HH24:MI:SS\"")?)?)),
+        "decimal" => {
+            let s = want_uint("a scale")?;
+            if s > 1000 {
+                return Err(format!("decimal scale {s} is larger than PostgreSQL's 1000"));
+            }
+            Ok(Step::Decimal(s))
+        }
+        "truncate" => Ok(Step::Truncate(want_uint("a length")? as usize)),
+        "bool" => {
+            let t = arg.as_table().ok_or("'bool' takes { true = [...], false = [...] }")?;
+            let mut truthy = None;
+            let mut falsy = None;
+            for (k, v) in t {
+                let list = v
+                    .as_array()
+                    .ok_or(format!("bool.{k} must be a list of strings"))?
+                    .iter()
+                    .map(|x| match x {
+                        toml::Value::String(s) => Ok(s.clone()),
+                        toml::Value::Integer(i) => Ok(i.to_string()),
+                        other => Err(format!("bool.{k} holds {}; use strings", other.type_str())),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                match k.as_str() {
+                    "true" => truthy = Some(list),
+                    "false" => falsy = Some(list),
+                    other => return Err(format!("unknown key '{other}' in bool, expected 'true' and 'false'")),
+                }
+            }
+            let (Some(truthy), Some(falsy)) = (truthy, falsy) else {
+                return Err("bool needs both 'true' and 'false' lists".into());
+            };
+            if let Some(both) = truthy.iter().find(|t| falsy.iter().any(|f| f.eq_ignore_ascii_case(t))) {
+                return Err(format!("bool: '{both}' is listed as both true and false"));
+            }
+            Ok(Step::Bool { truthy, falsy })
+        }
+        "map" => {
+            let t = arg.as_table().ok_or("'map' takes { values = { FROM = TO, ... }, default = ... }")?;
+            let mut values = BTreeMap::new();
+            let mut default = None;
+            for (k, v) in t {
+                match k.as_str() {
+                    "values" => {
+                        let vt = v.as_table().ok_or("map.values must be a table")?;
+                        for (from, to) in vt {
+                            values.insert(from.clone(), toml_to_value(to)?);
+                        }
+                    }
+                    "default" => default = Some(toml_to_value(v)?),
+                    other => return Err(format!("unknown key '{other}' in map, expected 'values' and 'default'")),
+                }
+            }
+            Ok(Step::Map { values, default })
+        }
+        "replace" => {
+            let t = arg.as_table().ok_or("'replace' takes { pattern = REGEX, with = STR }")?;
+            let mut pattern = None;
+            let mut with = None;
+            for (k, v) in t {
+                let s = v.as_str().ok_or(format!("replace.{k} must be a string"))?;
+                match k.as_str() {
+                    "pattern" => pattern = Some(Regex::new(s).map_err(|e| format!("bad regular expression: {e}"))?),
+                    "with" => with = Some(s.to_string()),
+                    other => return Err(format!("unknown key '{other}' in replace, expected 'pattern' and 'with'")),
+                }
+            }
+            match (pattern, with) {
+                (Some(pattern), Some(with)) => Ok(Step::Replace { pattern, with }),
+                _ => Err("replace needs both 'pattern' and 'with'".into()),
+            }
+        }
+        other => Err(format!("unknown transform '{other}', expected one of: {NAMES}")),
+    }
+}
+
+/// A TOML constant (`value`, `default`, map entries) as a cell.
+pub fn toml_to_value(v: &toml::Value) -> Result<Value, String> {
+    Ok(match v {
+        toml::Value::String(s) => Value::Text(s.clone()),
+        toml::Value::Integer(i) => Value::Int(*i),
+        toml::Value::Float(f) => Value::Decimal(Decimal::parse(&f.to_string()).map_err(|e| e.to_string())?),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(dt) => {
+            let s = dt.to_string();
+            match (dt.date, dt.time) {
+                (Some(_), None) => Value::Date(NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| e.to_string())?),
+                (Some(_), Some(_)) if dt.offset.is_none() => Value::Timestamp(
+                    chrono::NaiveDateTime::parse_from_str(&s.replace(' ', "T"), "%Y-%m-%dT%H:%M:%S%.f")
+                        .map_err(|e| e.to_string())?,
+                ),
+                _ => return Err(format!("unsupported date-time constant {s}")),
+            }
+        }
+        other => return Err(format!("a constant must be a string, number, boolean or date, not {}", other.type_str())),
+    })
+}
+
+fn map_text(v: Value, f: impl FnOnce(String) -> String) -> Value {
+    match v {
+        Value::Text(s) => Value::Text(f(s)),
+        other => other,
+    }
+}
+
+fn trim_owned(s: String) -> String {
+    let t = s.trim();
+    if t.len() == s.len() { s } else { t.to_string() }
+}
+
+/// A value as it may appear in a reject reason: short, never a password (values are data).
+fn shown(v: &Value) -> String {
+    let j = v.to_display_json().to_string();
+    if j.chars().count() > 60 { format!("{}…", j.chars().take(60).collect::<String>()) } else { j }
+}
+
+fn to_decimal(v: &Value) -> Result<Decimal, String> {
+    match v {
+        Value::Decimal(d) => Ok(d.clone()),
+        Value::Int(i) => Ok(Decimal::from_i64(*i)),
+        Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).map_err(|e| e.to_string()),
+        Value::Text(s) => Decimal::parse(s.trim()).map_err(|e| e.to_string()),
+        other => Err(format!("cannot read a number from {} value {}", other.kind(), shown(other))),
+    }
+}
+
+/// North American numbers in any of the usual spellings become E.164 (`+15551234567`); numbers
+/// written with a leading `+` keep their country code. Anything else is a reject.
+fn phone(v: Value) -> Result<Value, String> {
+    let s = match v {
+        Value::Text(s) => s,
+        Value::Int(i) => i.to_string(),
+        other => return Err(format!("cannot read a phone number from {} value", other.kind())),
+    };
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(Value::Null);
+    }
+    if let Some(bad) = t.chars().find(|c| !(c.is_ascii_digit() || " ()-.+/".contains(*c))) {
+        return Err(format!("'{t}' is not a phone number (unexpected '{bad}')"));
+    }
+    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+    let international = t.starts_with('+') || t.starts_with("00");
+    let e164 = if t.starts_with("00") {
+        format!("+{}", &digits[2..])
+    } else if international {
+        format!("+{digits}")
+    } else if digits.len() == 10 {
+        format!("+1{digits}")
+    } else if digits.len() == 11 && digits.starts_with('1') {
+        format!("+{digits}")
+    } else {
+        return Err(format!("'{t}' is not a phone number ({} digits; expected 10, or a leading +)", digits.len()));
+    };
+    if !(8..=16).contains(&e164.len()) {
+        return Err(format!("'{t}' is not a phone number (wrong length)"));
+    }
+    Ok(Value::Text(e164))
+}
+
+/// Trims, removes blanks inside, lower-cases; rejects what is not `local@domain.tld`.
+fn email(v: Value) -> Result<Value, String> {
+    let Value::Text(s) = v else {
+        return Err(format!("cannot read an e-mail address from {} value", v.kind()));
+    };
+    let e: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    if e.is_empty() {
+        return Ok(Value::Null);
+    }
+    let valid = match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        }
+        None => false,
+    };
+    if valid { Ok(Value::Text(e)) } else { Err(format!("'{}' is not an e-mail address", s.trim())) }
+}
+
+/// A field's compiled steps.
+#[derive(Debug, Clone, Default)]
+pub struct Chain(pub Vec<Step>);
+
+impl Chain {
+    pub fn apply(&self, mut v: Value) -> Result<Value, String> {
+        for step in &self.0 {
+            v = step.apply(v)?;
+        }
+        Ok(v)
+    }
+
+    /// The kind of value the chain ends with, if a step fixes it.
+    pub fn produces(&self) -> Produces {
+        self.0.iter().rev().map(Step::produces).find(|p| *p != Produces::Same).unwrap_or(Produces::Same)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(src: &str) -> Result<Step, String> {
+        let v: toml::Table = toml::from_str(&format!("s = {src}")).unwrap();
+        Step::compile(&v["s"])
+    }
+    fn t(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+    fn run(src: &str, v: Value) -> Result<Value, String> {
+        step(src)?.apply(v)
+    }
+
+    #[test]
+    fn text_steps() {
+        assert_eq!(run("\"trim\"", t("  Acme Steel \t")).unwrap(), t("Acme Steel"));
+        assert_eq!(run("\"upper\"", t("straße")).unwrap(), t("STRASSE"));
+        assert_eq!(run("\"lower\"", t("ABC")).unwrap(), t("abc"));
+        assert_eq!(run("\"null_if_empty\"", t("")).unwrap(), Value::Null);
+        assert_eq!(run("\"null_if_empty\"", t(" ")).unwrap(), t(" "));
+        assert_eq!(run("{ truncate = 3 }", t("ünïcode")).unwrap(), t("ünï"));
+        assert_eq!(run("{ replace = { pattern = '\\s+', with = ' ' } }", t("a  b\tc")).unwrap(), t("a b c"));
+        assert_eq!(run("\"trim\"", Value::Int(5)).unwrap(), Value::Int(5));
+        assert_eq!(run("\"upper\"", Value::Null).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn phone_formats() {
+        for s in ["(555) 123-4567", "555.123.4567", "555-123-4567", "5551234567", "+1 555 123 4567", "1-555-123-4567"] {
+            assert_eq!(run("\"phone\"", t(s)).unwrap(), t("+15551234567"), "{s}");
+        }
+        assert_eq!(run("\"phone\"", t("+44 20 7946 0958")).unwrap(), t("+442079460958"));
+        assert_eq!(run("\"phone\"", t("  ")).unwrap(), Value::Null);
+        assert!(run("\"phone\"", t("123-4567")).unwrap_err().contains("7 digits"));
+        assert!(run("\"phone\"", t("call me")).is_err());
+    }
+
+    #[test]
+    fn email_cleanup() {
+        assert_eq!(run("\"email\"", t(" John.Doe @ACME.com ")).unwrap(), t("john.doe@acme.com"));
+        assert_eq!(run("\"email\"", t("")).unwrap(), Value::Null);
+        for bad in ["n/a", "a@b", "@x.com", "a@@b.com", "a@b..com"] {
+            assert!(run("\"email\"", t(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_and_timestamps() {
+        let d = run("{ date = 'DD-MON-YYYY' }", t("12-MAR-2019")).unwrap();
+        assert_eq!(d, Value::Date(NaiveDate::from_ymd_opt(2019, 3, 12).unwrap()));
+        assert_eq!(run("{ date = 'DD-MON-YY' }", t("")).unwrap(), Value::Null);
+        assert!(run("{ date = 'DD-MON-YY' }", t("31-FEB-19")).is_err());
+        assert!(run("{ date = 'YYYY-MM-DD HH24:MI' }", t("2019-01-01 10:30")).unwrap_err().contains("time part"));
+        let ts = run("{ timestamp = 'YYYY-MM-DD HH24:MI:SS' }", t("2019-01-01 10:30:00")).unwrap();
+        assert!(matches!(ts, Value::Timestamp(_)));
+        assert!(step("{ date = 'QQ' }").is_err());
+        assert!(step("{ date = 5 }").unwrap_err().contains("format mask"));
+    }
+
+    #[test]
+    fn numbers() {
+        let dec = |s: &str| Value::Decimal(Decimal::parse(s).unwrap());
+        assert_eq!(run("{ decimal = 2 }", t(" 15000.505 ")).unwrap(), dec("15000.51"));
+        assert_eq!(run("{ decimal = 2 }", Value::Int(7)).unwrap(), dec("7.00"));
+        assert_eq!(run("{ decimal = 1 }", Value::Float(0.25)).unwrap(), dec("0.3"));
+        assert!(run("{ decimal = 2 }", t("12,5")).unwrap_err().contains("not a decimal"));
+        assert!(step("{ decimal = -1 }").is_err());
+        assert_eq!(run("\"integer\"", t("42")).unwrap(), Value::Int(42));
+        assert_eq!(run("\"integer\"", t("42.000")).unwrap(), Value::Int(42));
+        assert!(run("\"integer\"", t("42.5")).is_err());
+        assert!(run("\"integer\"", t("99999999999999999999")).is_err());
+    }
+
+    #[test]
+    fn booleans_and_maps() {
+        let b = "{ bool = { true = ['Y', '1'], false = ['N', '0'] } }";
+        assert_eq!(run(b, t("y ")).unwrap(), Value::Bool(true));
+        assert_eq!(run(b, Value::Int(0)).unwrap(), Value::Bool(false));
+        assert_eq!(run(b, t("")).unwrap(), Value::Null);
+        assert!(run(b, t("X")).unwrap_err().contains("neither true"));
+        assert_eq!(run("\"bool\"", t("yes")).unwrap(), Value::Bool(true));
+        assert!(step("{ bool = { true = ['Y'] } }").is_err());
+        assert!(step("{ bool = { true = ['Y'], false = ['y'] } }").is_err());
+        let m = "{ map = { values = { A = 'active', D = 'deleted' }, default = 'unknown' } }";
+        assert_eq!(run(m, t("A")).unwrap(), t("active"));
+        assert_eq!(run(m, t("Z")).unwrap(), t("unknown"));
+        assert!(run("{ map = { values = { A = 1 } } }", t("B")).unwrap_err().contains("no entry"));
+        assert_eq!(run("{ map = { values = { A = 1 } } }", t("A")).unwrap(), Value::Int(1));
+    }
+
+    #[test]
+    fn unknown_steps_are_errors() {
+        assert!(step("\"tirm\"").unwrap_err().contains("unknown transform 'tirm'"));
+        assert!(step("{ trim = 1, upper = 2 }").unwrap_err().contains("exactly one key"));
+        assert!(step("5").is_err());
+        assert!(step("{ replace = { pattern = '(' , with = '' } }").unwrap_err().contains("regular expression"));
+    }
+
+    #[test]
+    fn chain_reports_output_kind() {
+        let c = Chain(vec![Step::Trim, step("{ date = 'DD-MON-YY' }").unwrap()]);
+        assert_eq!(c.produces(), Produces::Date);
+        assert_eq!(Chain(vec![Step::Trim]).produces(), Produces::Same);
+    }
+}

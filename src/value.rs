@@ -1,0 +1,433 @@
+//! The one cell model every source produces and every sink consumes.
+//!
+//! Values must arrive exactly, so decimals are kept as their decimal digits (arbitrary precision,
+//! no `f64`, no 28-digit decimal type), timestamps carry no zone unless the source type has one,
+//! and text that is not valid UTF-8 stays bytes until a sink decides what to do with it.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde_json::{Value as Json, json};
+use std::fmt;
+
+/// An exact decimal number: `digits × 10^-scale`, with `digits` an unsigned integer in base 10.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    negative: bool,
+    /// ASCII digits without leading zeros; "0" for zero.
+    digits: String,
+    scale: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a decimal number")]
+pub struct DecimalParseError(pub String);
+
+impl Decimal {
+    /// Parses `[-+]digits[.digits][e[-+]digits]`, the form Oracle NUMBER text, SQLite and
+    /// `f64`'s shortest representation all use. Surrounding blanks are not accepted here.
+    pub fn parse(text: &str) -> Result<Decimal, DecimalParseError> {
+        let err = || DecimalParseError(text.to_string());
+        let (negative, rest) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match rest.find(['e', 'E']) {
+            Some(i) => {
+                let exp: i64 = rest[i + 1..].parse().map_err(|_| err())?;
+                (&rest[..i], exp)
+            }
+            None => (rest, 0),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(err());
+        }
+        if !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(err());
+        }
+        let mut digits = String::with_capacity(int_part.len() + frac_part.len());
+        digits.push_str(int_part);
+        digits.push_str(frac_part);
+        let mut scale = frac_part.len() as i64 - exponent;
+        if scale < 0 {
+            if -scale > 1000 {
+                return Err(err());
+            }
+            digits.extend(std::iter::repeat_n('0', (-scale) as usize));
+            scale = 0;
+        }
+        if scale > 1000 {
+            return Err(err());
+        }
+        Ok(Decimal::from_parts(negative, &digits, scale as u32))
+    }
+
+    fn from_parts(negative: bool, digits: &str, scale: u32) -> Decimal {
+        let trimmed = digits.trim_start_matches('0');
+        let digits = if trimmed.is_empty() { "0".to_string() } else { trimmed.to_string() };
+        let negative = negative && digits != "0";
+        Decimal { negative, digits, scale }
+    }
+
+    pub fn from_i64(v: i64) -> Decimal {
+        Decimal::from_parts(v < 0, &v.unsigned_abs().to_string(), 0)
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.negative
+    }
+
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// The scale once trailing fractional zeros are dropped (1.500 → 1).
+    pub fn significant_scale(&self) -> u32 {
+        let trailing = self.digits.bytes().rev().take_while(|&b| b == b'0').count() as u32;
+        if self.digits == "0" { 0 } else { self.scale.saturating_sub(trailing) }
+    }
+
+    /// Digits left of the decimal point, ignoring leading zeros (0.5 → 0, 12.5 → 2).
+    pub fn integer_digits(&self) -> u32 {
+        let n = self.digits.len() as u32;
+        if self.digits == "0" { 0 } else { n.saturating_sub(self.scale) }
+    }
+
+    /// Rounds half away from zero to `scale` fractional digits (Oracle's ROUND), or pads.
+    pub fn round(&self, scale: u32) -> Decimal {
+        if scale >= self.scale {
+            let mut digits = self.digits.clone();
+            digits.extend(std::iter::repeat_n('0', (scale - self.scale) as usize));
+            return Decimal::from_parts(self.negative, &digits, scale);
+        }
+        let drop = (self.scale - scale) as usize;
+        let padded = format!("{}{}", "0".repeat((drop + 1).saturating_sub(self.digits.len())), self.digits);
+        let (keep, dropped) = padded.split_at(padded.len() - drop);
+        let mut keep = keep.as_bytes().to_vec();
+        if dropped.as_bytes()[0] >= b'5' {
+            let mut i = keep.len();
+            loop {
+                if i == 0 {
+                    keep.insert(0, b'1');
+                    break;
+                }
+                i -= 1;
+                if keep[i] == b'9' {
+                    keep[i] = b'0';
+                } else {
+                    keep[i] += 1;
+                    break;
+                }
+            }
+        }
+        Decimal::from_parts(self.negative, std::str::from_utf8(&keep).unwrap_or("0"), scale)
+    }
+
+    /// If the number is integral and fits, the `i64` it equals.
+    pub fn to_i64(&self) -> Option<i64> {
+        if self.significant_scale() > 0 {
+            return None;
+        }
+        let int = &self.digits[..self.digits.len().saturating_sub(self.scale as usize)];
+        let int = if int.is_empty() { "0" } else { int };
+        let text = if self.negative { format!("-{int}") } else { int.to_string() };
+        text.parse().ok()
+    }
+
+    /// PostgreSQL's binary `numeric` wire form: ndigits, weight, sign, dscale, base-10000 digits.
+    pub fn encode_pg_numeric(&self, out: &mut Vec<u8>) {
+        let split = self.digits.len() as i64 - self.scale as i64;
+        let (int_part, frac_part): (String, String) = if split <= 0 {
+            (String::new(), format!("{}{}", "0".repeat((-split) as usize), self.digits))
+        } else {
+            let (i, f) = self.digits.split_at(split as usize);
+            (i.to_string(), f.to_string())
+        };
+        let int_part = int_part.trim_start_matches('0');
+        let int_pad = (4 - int_part.len() % 4) % 4;
+        let frac_pad = (4 - frac_part.len() % 4) % 4;
+        let padded: Vec<u8> = std::iter::repeat_n(b'0', int_pad)
+            .chain(int_part.bytes())
+            .chain(frac_part.bytes())
+            .chain(std::iter::repeat_n(b'0', frac_pad))
+            .collect();
+        let mut groups: Vec<i16> = padded
+            .chunks(4)
+            .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + (d - b'0') as i16))
+            .collect();
+        let mut weight = ((int_pad + int_part.len()) / 4) as i16 - 1;
+        while groups.first() == Some(&0) {
+            groups.remove(0);
+            weight -= 1;
+        }
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        if groups.is_empty() {
+            weight = 0;
+        }
+        let sign: u16 = if self.negative { 0x4000 } else { 0 };
+        out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&(self.scale.min(16383) as i16).to_be_bytes());
+        for g in groups {
+            out.extend_from_slice(&g.to_be_bytes());
+        }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.negative {
+            f.write_str("-")?;
+        }
+        let scale = self.scale as usize;
+        if scale == 0 {
+            return f.write_str(&self.digits);
+        }
+        if self.digits.len() > scale {
+            let (i, fr) = self.digits.split_at(self.digits.len() - scale);
+            write!(f, "{i}.{fr}")
+        } else {
+            write!(f, "0.{}{}", "0".repeat(scale - self.digits.len()), self.digits)
+        }
+    }
+}
+
+/// One cell. Sources produce these, transforms rewrite them, sinks encode them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Decimal(Decimal),
+    Text(String),
+    /// Raw bytes: BLOB/RAW, or text the source could not decode as UTF-8.
+    Bytes(Vec<u8>),
+    Date(NaiveDate),
+    /// Wall-clock timestamp without zone, microsecond precision at most.
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A short name of the kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Date(_) => "date",
+            Value::Timestamp(_) => "timestamp",
+            Value::TimestampTz(_) => "timestamptz",
+        }
+    }
+
+    /// Readable JSON for the rejects table: what a person fixing the source needs to see.
+    /// Text PostgreSQL's jsonb cannot hold (a NUL) and bytes are given as hex objects.
+    pub fn to_display_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => json!(b),
+            Value::Int(i) => json!(i),
+            Value::Float(f) if f.is_finite() => json!(f),
+            Value::Float(f) => json!(f.to_string()),
+            Value::Decimal(d) => json!(d.to_string()),
+            Value::Text(s) if s.contains('\0') => json!({ "text_hex": hex(s.as_bytes()) }),
+            Value::Text(s) => json!(s),
+            Value::Bytes(b) => json!({ "hex": hex(b) }),
+            Value::Date(d) => json!(d.format("%Y-%m-%d").to_string()),
+            Value::Timestamp(t) => json!(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
+            Value::TimestampTz(t) => json!(t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
+        }
+    }
+
+    /// Lossless tagged JSON, used for resume keys: `{"int": "5"}`, `{"text": "A"}` …
+    pub fn to_tagged_json(&self) -> Json {
+        match self {
+            Value::Null => json!({ "null": null }),
+            Value::Bool(b) => json!({ "bool": b }),
+            Value::Int(i) => json!({ "int": i.to_string() }),
+            Value::Float(f) => json!({ "float": f.to_bits().to_string() }),
+            Value::Decimal(d) => json!({ "dec": d.to_string() }),
+            Value::Text(s) => json!({ "text_hex": hex(s.as_bytes()) }),
+            Value::Bytes(b) => json!({ "hex": hex(b) }),
+            Value::Date(d) => json!({ "date": d.format("%Y-%m-%d").to_string() }),
+            Value::Timestamp(t) => json!({ "ts": t.format("%Y-%m-%dT%H:%M:%S%.f").to_string() }),
+            Value::TimestampTz(t) => json!({ "tstz": t.to_rfc3339() }),
+        }
+    }
+
+    pub fn from_tagged_json(j: &Json) -> Option<Value> {
+        let obj = j.as_object()?;
+        let (tag, v) = obj.iter().next()?;
+        let s = v.as_str();
+        Some(match tag.as_str() {
+            "null" => Value::Null,
+            "bool" => Value::Bool(v.as_bool()?),
+            "int" => Value::Int(s?.parse().ok()?),
+            "float" => Value::Float(f64::from_bits(s?.parse().ok()?)),
+            "dec" => Value::Decimal(Decimal::parse(s?).ok()?),
+            "text_hex" => Value::Text(String::from_utf8(unhex(s?)?).ok()?),
+            "hex" => Value::Bytes(unhex(s?)?),
+            "date" => Value::Date(NaiveDate::parse_from_str(s?, "%Y-%m-%d").ok()?),
+            "ts" => Value::Timestamp(NaiveDateTime::parse_from_str(s?, "%Y-%m-%dT%H:%M:%S%.f").ok()?),
+            "tstz" => Value::TimestampTz(DateTime::parse_from_rfc3339(s?).ok()?.with_timezone(&Utc)),
+            _ => return None,
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A row's key, as JSON for the state table and the checkpoint file.
+pub fn key_to_json(key: &[Value]) -> Json {
+    Json::Array(key.iter().map(Value::to_tagged_json).collect())
+}
+
+pub fn key_from_json(j: &Json) -> Option<Vec<Value>> {
+    j.as_array()?.iter().map(Value::from_tagged_json).collect()
+}
+
+/// A key for humans (logs, rejects): `42` or `A|7`.
+pub fn key_display(key: &[Value]) -> String {
+    key.iter()
+        .map(|v| match v {
+            Value::Text(s) => s.clone(),
+            other => match other.to_display_json() {
+                Json::String(s) => s,
+                j => j.to_string(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        Decimal::parse(s).unwrap().encode_pg_numeric(&mut out);
+        out
+    }
+
+    #[test]
+    fn parses_and_prints_exactly() {
+        for s in [
+            "0",
+            "-0.5",
+            "123.4500",
+            "100000000",
+            "-98765432109876543210.0123456789",
+            "0.0001",
+            "99999999999999999999999999999999999999",
+            "123456789012345678901234567890.123456789",
+        ] {
+            assert_eq!(Decimal::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(Decimal::parse("1.5e3").unwrap().to_string(), "1500");
+        assert_eq!(Decimal::parse("15e-3").unwrap().to_string(), "0.015");
+        assert_eq!(Decimal::parse(".5").unwrap().to_string(), "0.5");
+        assert_eq!(Decimal::parse("-0").unwrap().to_string(), "0");
+        for bad in ["", "-", "1.2.3", "abc", "1e", " 1", "1,5", "1e99999"] {
+            assert!(Decimal::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn rounds_half_away_from_zero() {
+        let r = |s: &str, n| Decimal::parse(s).unwrap().round(n).to_string();
+        assert_eq!(r("1.005", 2), "1.01");
+        assert_eq!(r("-1.005", 2), "-1.01");
+        assert_eq!(r("9.995", 2), "10.00");
+        assert_eq!(r("0.004", 2), "0.00");
+        assert_eq!(r("0.005", 2), "0.01");
+        assert_eq!(r("12", 2), "12.00");
+        assert_eq!(r("0.0004", 0), "0");
+        assert_eq!(r("999.5", 0), "1000");
+    }
+
+    #[test]
+    fn scale_and_integer_digits() {
+        let d = Decimal::parse("0012.3400").unwrap();
+        assert_eq!(d.significant_scale(), 2);
+        assert_eq!(d.integer_digits(), 2);
+        assert_eq!(Decimal::parse("0.5").unwrap().integer_digits(), 0);
+        assert_eq!(Decimal::parse("12.000").unwrap().to_i64(), Some(12));
+        assert_eq!(Decimal::parse("-7").unwrap().to_i64(), Some(-7));
+        assert_eq!(Decimal::parse("1.5").unwrap().to_i64(), None);
+        assert_eq!(Decimal::parse("99999999999999999999").unwrap().to_i64(), None);
+    }
+
+    #[test]
+    fn encodes_pg_numeric_wire_format() {
+        // 12345.678: groups 1 2345 6780, weight 1, dscale 3
+        assert_eq!(
+            numeric("12345.678"),
+            [0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c].to_vec()
+        );
+        // zero: no digits
+        assert_eq!(numeric("0"), [0, 0, 0, 0, 0, 0, 0, 0].to_vec());
+        // -0.0001: one group "0001" at weight -1, dscale 4
+        assert_eq!(numeric("-0.0001"), [0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1].to_vec());
+        // 100000000: groups 1 0000 0000 → trailing zero groups dropped, weight 2
+        assert_eq!(numeric("100000000"), [0, 1, 0, 2, 0, 0, 0, 0, 0, 1].to_vec());
+    }
+
+    #[test]
+    fn tagged_json_round_trips() {
+        let values = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Float(0.1),
+            Value::Decimal(Decimal::parse("-12345678901234567890.123").unwrap()),
+            Value::Text("tab\tnew\nline \"q\" \\ ünï €\0".into()),
+            Value::Bytes(vec![0, 255, 10]),
+            Value::Date(NaiveDate::from_ymd_opt(1899, 12, 31).unwrap()),
+            Value::Timestamp(
+                NaiveDate::from_ymd_opt(2040, 1, 2).unwrap().and_hms_micro_opt(3, 4, 5, 6).unwrap(),
+            ),
+        ];
+        let j = key_to_json(&values);
+        let text = j.to_string();
+        let back = key_from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back, values);
+        assert_eq!(key_display(&[Value::Text("A".into()), Value::Int(7)]), "A|7");
+    }
+}
