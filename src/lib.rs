@@ -1,11 +1,18 @@
 //! `migrate`: move a legacy database into PostgreSQL, table by table, with mappings,
 //! transforms, exact values, resume after any crash, and validation.
 
+pub mod app;
 pub mod checkpoint;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod pipeline;
+pub mod report;
 pub mod config;
 pub mod plan;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod transform;
+pub mod validate;
 pub mod value;

@@ -17,3 +17,142 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Sets up tracing: stderr at the level -v/-q choose, and, when `log_file` is set, the same
+/// events at debug level in that file. Returns the log file's path.
+pub fn init(verbose: u8, quiet: u8, log_file: bool) -> Option<PathBuf> {
+    let level = match (verbose as i8) - (quiet as i8) {
+        i8::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = |lvl: &str| EnvFilter::new(format!("warn,migrate={lvl}"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_filter(filter(level));
+    let mut path = None;
+    let file_layer = if log_file {
+        let name = format!("migration_{}.log", chrono::Local::now().format("%Y%m%d_%H%M%S"));
+        match std::fs::OpenOptions::new().create(true).append(true).open(&name) {
+            Ok(f) => {
+                path = Some(PathBuf::from(&name));
+                Some(tracing_subscriber::fmt::layer().with_writer(Mutex::new(f)).with_ansi(false).with_target(false).with_filter(filter("debug")))
+            }
+            Err(e) => {
+                eprintln!("warning: cannot create log file {name}: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
+    path
+}
+
+use tracing_subscriber::Layer as _;
+
+/// Progress bars for the entities of a run, on stderr; hidden when stderr is not a terminal.
+pub struct Bars {
+    multi: MultiProgress,
+    tty: bool,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bars {
+    pub fn new() -> Bars {
+        let tty = std::io::stderr().is_terminal();
+        let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        Bars { multi: MultiProgress::with_draw_target(target), tty }
+    }
+
+    pub fn entity(&self, name: &str, total: u64, done: u64) -> EntityBar {
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_string());
+        bar.set_position(done);
+        EntityBar { bar, name: name.to_string(), tty: self.tty, started: Instant::now(), last_log: Mutex::new(Instant::now()), total, start_pos: done }
+    }
+}
+
+/// One entity's bar; without a terminal, a log line every few seconds instead.
+pub struct EntityBar {
+    bar: ProgressBar,
+    name: String,
+    tty: bool,
+    started: Instant,
+    last_log: Mutex<Instant>,
+    total: u64,
+    start_pos: u64,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl EntityBar {
+    pub fn hidden() -> EntityBar {
+        EntityBar {
+            bar: ProgressBar::hidden(),
+            name: String::new(),
+            tty: true,
+            started: Instant::now(),
+            last_log: Mutex::new(Instant::now()),
+            total: 0,
+            start_pos: 0,
+        }
+    }
+
+    pub fn inc(&self, n: u64) {
+        self.bar.inc(n);
+        if !self.tty {
+            let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= LOG_EVERY {
+                *last = Instant::now();
+                let pos = self.bar.position();
+                let rate = (pos - self.start_pos) as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+                let pct = if self.total > 0 { pos as f64 * 100.0 / self.total as f64 } else { 100.0 };
+                tracing::info!("{}: {pos}/{} rows ({pct:.0}%), {rate:.0} rows/s", self.name, self.total);
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("oracle://scott:tiger@db:1521/XE"), "oracle://scott:***@db:1521/XE");
+        assert_eq!(redact_url("postgres://u:p%40ss@h/db?x=1"), "postgres://u:***@h/db?x=1");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        assert_eq!(redact_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+    }
+}

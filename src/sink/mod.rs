@@ -44,8 +44,40 @@ pub async fn connect(url: &str) -> Result<PgConnection, SinkError> {
         .map_err(|cause| SinkError::Connect { url: shown.clone(), cause })?
         .application_name("migrate")
         .log_statements(tracing::log::LevelFilter::Trace);
-    opts.connect().await.map_err(|cause| SinkError::Connect { url: shown, cause })
+    let conn = opts.connect().await.map_err(|cause| SinkError::Connect { url: shown, cause })?;
+    set_tcp_nodelay();
+    Ok(conn)
 }
+
+/// sqlx leaves Nagle's algorithm on. A COPY writes its data and then CopyDone back to back, so
+/// each COPY would wait for the server's delayed ACK (about 40 ms on Linux): measured here as
+/// 60 rows/s when batches split. sqlx has no hook for the socket, so after connecting, every
+/// TCP socket of this process (they are all database connections) gets TCP_NODELAY.
+#[cfg(target_os = "linux")]
+fn set_tcp_nodelay() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    for entry in dir.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let is_socket = std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        if is_socket {
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt only reads `one` for the given length; on a descriptor that is
+            // not a TCP socket it fails with an error code, which is ignored.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_tcp_nodelay() {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgColumn {
@@ -280,6 +312,11 @@ fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
     let column = pg.column().map(str::to_string).or_else(|| {
         // "COPY t, line 1, column c: ..." names the column for conversion errors.
         pg.r#where().and_then(|w| w.split(", column ").nth(1)).map(|c| c.split(':').next().unwrap_or(c).trim().to_string())
+    });
+    // Constraint violations say "Key (customer_id)=(42) is not present ...".
+    let column = column.or_else(|| {
+        let d = pg.detail()?.strip_prefix("Key (")?;
+        Some(d[..d.find(")=(")?].to_string())
     });
     let mut reason = pg.message().to_string();
     if let Some(d) = pg.detail() {

@@ -171,6 +171,26 @@ pub fn open(url: &str) -> Result<Box<dyn Source>, SourceError> {
     )))
 }
 
+/// Runs `f` with a freshly opened source in a dedicated OS thread (sources are blocking and
+/// may hold a runtime of their own) and awaits its result.
+pub async fn with_source<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(&mut dyn Source) -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    let url = url.to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || {
+            let result = open(&url).and_then(|mut s| f(s.as_mut()));
+            let _ = tx.send(result);
+        })
+        .map_err(|e| SourceError::Query { what: "starting the source thread".into(), cause: Box::new(e) })?;
+    rx.await.unwrap_or_else(|_| {
+        Err(SourceError::Query { what: "source thread".into(), cause: "the source thread stopped unexpectedly".into() })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

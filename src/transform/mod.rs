@@ -113,10 +113,13 @@ impl Step {
             Step::Email => email(v),
             Step::Date(mask) => match v {
                 Value::Text(s) if s.trim().is_empty() => Ok(Value::Null),
-                Value::Text(s) => mask.parse(&s).map(|t| Value::Date(t.date())).and_then(|d| match (&d, mask.parse(&s)) {
-                    (_, Ok(t)) if t.time() != chrono::NaiveTime::MIN => Err(format!("'{s}' has a time part; use {{ timestamp = \"{}\" }}", mask.text())),
-                    _ => Ok(d),
-                }),
+                Value::Text(s) => {
+                    let t = mask.parse(&s)?;
+                    if t.time() != chrono::NaiveTime::MIN {
+                        return Err(format!("'{s}' has a time part; use {{ timestamp = \"{}\" }}", mask.text()));
+                    }
+                    Ok(Value::Date(t.date()))
+                }
                 Value::Date(d) => Ok(Value::Date(d)),
                 Value::Timestamp(t) if t.time() == chrono::NaiveTime::MIN => Ok(Value::Date(t.date())),
                 other => Err(format!("cannot read a date from {} value {}", other.kind(), shown(&other))),
@@ -128,13 +131,10 @@ impl Step {
                 Value::Timestamp(t) => Ok(Value::Timestamp(t)),
                 other => Err(format!("cannot read a timestamp from {} value {}", other.kind(), shown(&other))),
             },
+            // Blank text is NULL for the typed steps, as an empty string is NULL in Oracle.
+            Step::Decimal(_) | Step::Integer if matches!(&v, Value::Text(s) if s.trim().is_empty()) => Ok(Value::Null),
             Step::Decimal(scale) => to_decimal(&v).map(|d| Value::Decimal(d.round(*scale))),
             Step::Integer => {
-                if let Value::Text(s) = &v {
-                    if s.trim().is_empty() {
-                        return Ok(Value::Null);
-                    }
-                }
                 let d = to_decimal(&v)?;
                 d.to_i64().map(Value::Int).ok_or_else(|| format!("{} is not a whole number that fits in 64 bits", d))
             }
@@ -461,6 +461,8 @@ mod tests {
         assert_eq!(run("{ decimal = 2 }", Value::Int(7)).unwrap(), dec("7.00"));
         assert_eq!(run("{ decimal = 1 }", Value::Float(0.25)).unwrap(), dec("0.3"));
         assert!(run("{ decimal = 2 }", t("12,5")).unwrap_err().contains("not a decimal"));
+        assert_eq!(run("{ decimal = 2 }", t("  ")).unwrap(), Value::Null);
+        assert_eq!(run("\"integer\"", t("")).unwrap(), Value::Null);
         assert!(step("{ decimal = -1 }").is_err());
         assert_eq!(run("\"integer\"", t("42")).unwrap(), Value::Int(42));
         assert_eq!(run("\"integer\"", t("42.000")).unwrap(), Value::Int(42));

@@ -1,0 +1,317 @@
+//! One function per mode (run, dry run, check-only, validate, demo): wiring only, no SQL.
+
+use crate::checkpoint::{self, Mirror, Progress};
+use crate::cli::{Cli, Command, Common};
+use crate::error::{Failed, UsageError};
+use crate::pipeline::{self, EntityStats, Mode};
+use crate::plan::{self, Entity, Plan};
+use crate::report::{self, Report};
+use crate::sink;
+use crate::telemetry::{Bars, redact_url};
+use crate::validate::post::{self, Validation};
+use crate::validate::pre::{self, Preflight};
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+
+const DEFAULT_BATCH: usize = 1000;
+
+pub async fn main(cli: Cli) -> Result<u8> {
+    match &cli.command {
+        Some(Command::Demo(args)) => crate::demo::run(args, cli.common.target.as_deref()).await.map(|()| 0),
+        Some(Command::Validate) => validate_only(&cli).await,
+        None if cli.run.check_only => check_only(&cli).await,
+        None => run(&cli).await,
+    }
+}
+
+fn load_plan(common: &Common) -> Result<Plan> {
+    let files = crate::config::load_dir(&common.mappings)?;
+    Ok(plan::compile(&files)?)
+}
+
+/// `--source`/MIGRATE_SOURCE, else an Oracle URL from the ORACLE_* variables.
+pub fn source_url(common: &Common) -> Result<String> {
+    if let Some(s) = &common.source {
+        return Ok(s.clone());
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(user), Some(host), Some(service)) = (var("ORACLE_USER"), var("ORACLE_HOST"), var("ORACLE_SERVICE")) {
+        let pass = var("ORACLE_PASSWORD").unwrap_or_default();
+        let port = var("ORACLE_PORT").unwrap_or_else(|| "1521".into());
+        return Ok(format!("oracle://{user}:{pass}@{host}:{port}/{service}"));
+    }
+    Err(UsageError("no source database: pass --source URL or set MIGRATE_SOURCE (or ORACLE_USER, ORACLE_HOST, ORACLE_SERVICE) in the environment or .env".into()).into())
+}
+
+fn target_url(common: &Common) -> Result<String> {
+    common.target.clone().ok_or_else(|| UsageError("no target database: pass --target URL or set DATABASE_URL in the environment or .env".into()).into())
+}
+
+/// The entities to work on: all, or the `--entity` ones (in dependency order).
+fn select<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a Entity>> {
+    if names.is_empty() {
+        return Ok(plan.entities.iter().collect());
+    }
+    let known: Vec<&str> = plan.entities.iter().map(|e| e.name.as_str()).collect();
+    let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(&n.as_str())).collect();
+    if !unknown.is_empty() {
+        let list = unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(UsageError(format!("unknown entity {list} (known: {})", known.join(", "))).into());
+    }
+    Ok(plan.entities.iter().filter(|e| names.contains(&e.name)).collect())
+}
+
+async fn preflight(source: &str, conn: &mut sqlx::PgConnection, plan: &Plan, selected: &[&Entity]) -> Result<Preflight> {
+    let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
+    let facts = pre::source_facts(source, owned).await?;
+    Ok(pre::bind_all(conn, plan, selected, facts).await?)
+}
+
+fn problems_error(pf: &Preflight) -> anyhow::Error {
+    let mut msg = format!("the pre-migration check found {} problem(s):", pf.problems.len());
+    for (entity, p) in &pf.problems {
+        msg.push_str(&format!("\n  {entity}: {p}"));
+    }
+    UsageError(msg).into()
+}
+
+async fn check_only(cli: &Cli) -> Result<u8> {
+    let plan = load_plan(&cli.common)?;
+    let selected = select(&plan, &cli.common.entity)?;
+    let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
+    let mut conn = sink::connect(&target).await?;
+    let pf = preflight(&source, &mut conn, &plan, &selected).await?;
+    println!("{:<16} {:<24} {:>10}  {:<28} check", "entity", "source", "rows", "target");
+    for (entity, src, rows, tgt) in &pf.lines {
+        let n = pf.problems.iter().filter(|(e, _)| e == entity).count();
+        let verdict = if n == 0 { "ok".to_string() } else { format!("{n} problem(s)") };
+        let rows = rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+        println!("{entity:<16} {src:<24} {rows:>10}  {tgt:<28} {verdict}");
+    }
+    if !pf.problems.is_empty() {
+        return Err(problems_error(&pf));
+    }
+    println!("all checks passed for {} entities", selected.len());
+    Ok(0)
+}
+
+fn confirm(question: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError("refusing to write without confirmation: stdin is not a terminal; pass --yes to run unattended".into()).into());
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failed("aborted: nothing was written".into()).into())
+    }
+}
+
+async fn run(cli: &Cli) -> Result<u8> {
+    let started = chrono::Utc::now();
+    let dry = cli.run.dry_run;
+    let resume = cli.run.resume;
+    let plan = load_plan(&cli.common)?;
+    let selected = select(&plan, &cli.common.entity)?;
+    let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
+    let mut conn = sink::connect(&target).await?;
+    let mut state = checkpoint::load_all(&mut conn).await?;
+
+    if !dry && !cli.common.entity.is_empty() {
+        let chosen: BTreeSet<&str> = selected.iter().map(|e| e.name.as_str()).collect();
+        for e in &selected {
+            let missing: Vec<String> = plan
+                .ancestors(&e.name)
+                .into_iter()
+                .filter(|d| !chosen.contains(d.as_str()) && !state.get(d).is_some_and(Progress::is_done))
+                .collect();
+            if !missing.is_empty() {
+                return Err(UsageError(format!(
+                    "entity {} depends on {}, not migrated yet; migrate {} first (or add --entity for each)",
+                    e.name,
+                    missing.join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                ))
+                .into());
+            }
+        }
+    }
+    if !dry {
+        for e in &selected {
+            let Some(p) = state.get(&e.name) else { continue };
+            if !resume {
+                return Err(UsageError(format!(
+                    "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or empty {} and delete its row in migrate.progress to start over",
+                    e.name,
+                    p.status,
+                    p.rows_loaded,
+                    e.target.display()
+                ))
+                .into());
+            }
+            if p.fingerprint != e.fingerprint {
+                return Err(UsageError(format!(
+                    "mapping {} changed since its load started ({} rows loaded with the old mapping); resuming would mix two mappings in {}. Restore the old mapping, or empty the table and delete its row in migrate.progress to reload",
+                    e.file.display(),
+                    p.rows_loaded,
+                    e.target.display()
+                ))
+                .into());
+            }
+        }
+    }
+
+    let pf = preflight(&source, &mut conn, &plan, &selected).await?;
+    if !pf.problems.is_empty() {
+        return Err(problems_error(&pf));
+    }
+    if !dry && !cli.run.yes {
+        let names: Vec<&str> = selected.iter().map(|e| e.name.as_str()).collect();
+        confirm(&format!("Migrate {} entities ({}) from {} into {}?", names.len(), names.join(", "), redact_url(&source), redact_url(&target)))?;
+    }
+    if !dry {
+        checkpoint::ensure_schema(&mut conn).await?;
+    }
+    let mirror = Mirror::new(&cli.common.checkpoint);
+    let bars = Bars::new();
+    let mut stats: Vec<EntityStats> = Vec::new();
+    for b in &pf.bound {
+        let e = &b.entity;
+        let start = if dry { None } else { state.get(&e.name).cloned() }
+            .unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
+        if start.is_done() {
+            tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
+            stats.push(EntityStats {
+                entity: e.name.clone(),
+                source_rows: b.rows_in_scope,
+                read: start.rows_read as u64,
+                loaded: start.rows_loaded as u64,
+                rejected: start.rows_rejected as u64,
+                status: "already done".into(),
+                ..Default::default()
+            });
+            continue;
+        }
+        if start.rows_read > 0 {
+            tracing::info!("{}: resuming after {} rows read", e.name, start.rows_read);
+        }
+        let batch = cli.run.batch_size.map(|b| b as usize).or(e.batch_size).unwrap_or(DEFAULT_BATCH);
+        let bar = bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);
+        let mode = if dry { Mode::DryRun } else { Mode::Load { conn: &mut conn, mirror: &mirror, state: &mut state } };
+        let s = pipeline::run_entity(&source, b, start, batch, mode, &bar).await.with_context(|| {
+            if dry {
+                "dry run stopped".to_string()
+            } else {
+                "migration stopped; every committed batch is kept: run the same command with --resume to continue".to_string()
+            }
+        })?;
+        tracing::info!("{}: {} read, {} loaded, {} rejected in {:.1}s", s.entity, s.read, s.loaded, s.rejected, s.seconds);
+        stats.push(s);
+    }
+    drop(bars);
+    print!("{}", report::table(&stats));
+    let rejected: u64 = stats.iter().map(|s| s.rejected).sum();
+    if dry {
+        println!("dry run: nothing was written; {rejected} row(s) would be rejected");
+        for s in &stats {
+            for r in &s.sample_rejects {
+                println!("  {} key {}: {}{}", s.entity, crate::value::key_display(&r.key), r.column.as_deref().map(|c| format!("column {c}: ")).unwrap_or_default(), r.reason);
+            }
+        }
+        println!("(checked on the client: types, lengths, NOT NULL, transforms; constraints such as foreign keys are checked by PostgreSQL during the real run)");
+    } else if rejected > 0 {
+        println!("{rejected} row(s) rejected: see SELECT * FROM migrate.rejects");
+    }
+    let mut validation = None;
+    if cli.run.validate && !dry {
+        let v = post_validate(&source, &mut conn, &plan, &selected).await?;
+        validation = Some(v);
+    }
+    let ok = validation.as_ref().is_none_or(|v| v.ok);
+    if let Some(path) = &cli.common.report {
+        let r = Report {
+            tool: "migrate",
+            version: env!("CARGO_PKG_VERSION"),
+            mode: if dry { "dry-run".into() } else if resume { "resume".into() } else { "run".into() },
+            started_at: started.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            source: redact_url(&source),
+            target: redact_url(&target),
+            entities: stats,
+            validation: validation.clone(),
+            ok,
+        };
+        report::write(path, &r).with_context(|| format!("writing report {path}"))?;
+    }
+    if !ok {
+        return Err(Failed("validation failed: see the table above".into()).into());
+    }
+    Ok(0)
+}
+
+async fn post_validate(source: &str, conn: &mut sqlx::PgConnection, _plan: &Plan, selected: &[&Entity]) -> Result<Validation> {
+    let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
+    let facts = pre::source_facts(source, owned).await?;
+    if let Some(p) = facts.iter().zip(selected).find_map(|(f, e)| f.problems.first().map(|p| format!("{}: {p}", e.name))) {
+        return Err(Failed(format!("cannot validate: {p}")).into());
+    }
+    let counted: Vec<(&Entity, u64)> = selected.iter().zip(&facts).map(|(e, f)| (*e, f.rows_in_scope.unwrap_or(0))).collect();
+    let state = checkpoint::load_all(conn).await?;
+    let v = post::validate(conn, &counted, &state).await?;
+    print_validation(&v);
+    Ok(v)
+}
+
+fn print_validation(v: &Validation) {
+    println!("\nvalidation");
+    println!("{:<20} {:>10} {:>10} {:>10} {:>10}  result", "entity", "source", "loaded", "rejected", "target");
+    for c in &v.entities {
+        println!(
+            "{:<20} {:>10} {:>10} {:>10} {:>10}  {}",
+            c.entity,
+            c.source_rows,
+            c.loaded,
+            c.rejected,
+            c.target_rows,
+            if c.ok { "ok" } else { "MISMATCH" }
+        );
+        for p in &c.problems {
+            println!("    {p}");
+        }
+    }
+    let orphans: i64 = v.foreign_keys.iter().map(|f| f.orphans).sum();
+    println!("foreign keys: {} checked, {} orphan row(s)", v.foreign_keys.len(), orphans);
+    for f in v.foreign_keys.iter().filter(|f| f.orphans > 0) {
+        println!("    {} {}: {} orphan(s), e.g. {}", f.table, f.constraint, f.orphans, f.samples.join(", "));
+    }
+    println!("validation {}", if v.ok { "passed" } else { "FAILED" });
+}
+
+async fn validate_only(cli: &Cli) -> Result<u8> {
+    let plan = load_plan(&cli.common)?;
+    let selected = select(&plan, &cli.common.entity)?;
+    let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
+    let mut conn = sink::connect(&target).await?;
+    let v = post_validate(&source, &mut conn, &plan, &selected).await?;
+    if let Some(path) = &cli.common.report {
+        let now = chrono::Utc::now().to_rfc3339();
+        let r = Report {
+            tool: "migrate",
+            version: env!("CARGO_PKG_VERSION"),
+            mode: "validate".into(),
+            started_at: now.clone(),
+            finished_at: now,
+            source: redact_url(&source),
+            target: redact_url(&target),
+            entities: vec![],
+            validation: Some(v.clone()),
+            ok: v.ok,
+        };
+        report::write(path, &r).with_context(|| format!("writing report {path}"))?;
+    }
+    if v.ok { Ok(0) } else { Err(Failed("validation failed: see the table above".into()).into()) }
+}
+

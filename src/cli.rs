@@ -1,0 +1,109 @@
+//! Command-line interface (clap derive). The doc comments here are the `--help` text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Move a legacy database (Oracle, SQLite) into PostgreSQL: mappings, transforms, exact values,
+/// resume after any crash, validation.
+///
+/// Without a subcommand, runs the migration: every entity of --mappings in dependency order.
+#[derive(Debug, Parser)]
+#[command(name = "migrate", version, after_help = "Exit codes: 0 success, 1 migration or validation failure, 2 usage or configuration error.\n.env in the working directory is read; real environment variables win.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Source database: sqlite:///abs/path.db, sqlite:rel/path.db, oracle://user:pass@host:1521/SERVICE.
+    /// Default: MIGRATE_SOURCE, else built from ORACLE_USER/ORACLE_PASSWORD/ORACLE_HOST/ORACLE_PORT/ORACLE_SERVICE
+    #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true, global = true)]
+    pub source: Option<String>,
+
+    /// Target PostgreSQL URL
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub target: Option<String>,
+
+    /// Directory of mapping files, one <entity>.toml per entity
+    #[arg(long, default_value = "mappings", global = true)]
+    pub mappings: PathBuf,
+
+    /// Only this entity (repeatable); its dependencies must already be migrated
+    #[arg(long, value_name = "NAME", global = true)]
+    pub entity: Vec<String>,
+
+    /// JSON checkpoint file mirroring the progress stored in the target
+    #[arg(long, value_name = "FILE", default_value = "migration_checkpoint.json", global = true)]
+    pub checkpoint: PathBuf,
+
+    /// Write a machine-readable JSON summary of the run to FILE (`-` for stdout)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub report: Option<String>,
+
+    /// More log output (repeat for more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log output (repeat for less)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pre-migration checks only (tables, columns, types, keys, transforms, dependencies, row counts); writes nothing
+    #[arg(long, conflicts_with_all = ["dry_run", "resume"])]
+    pub check_only: bool,
+
+    /// Read and transform every row and check it against the target columns; writes nothing
+    #[arg(long, conflicts_with = "resume")]
+    pub dry_run: bool,
+
+    /// Rows per batch; each batch commits with its progress (default 1000, or the mapping's batch_size)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: Option<u64>,
+
+    /// Continue after the last committed batch of each entity (starts from the beginning if nothing was started)
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Run the post-migration validation after the load
+    #[arg(long)]
+    pub validate: bool,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal and the run writes)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Post-migration validation only: counts (source = loaded + rejected), rejects, foreign keys
+    Validate,
+    /// Create the demo legacy database: an ABIS-style steel processing ERP in SQLite
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the SQLite database
+    #[arg(long, default_value = "demo/legacy.db")]
+    pub out: PathBuf,
+
+    /// Size multiplier: 1 gives about 16,000 rows over 8 tables
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+
+    /// Also create the demo target tables in --target (drops the demo tables and the migrate schema first)
+    #[arg(long)]
+    pub create_target: bool,
+
+    /// Overwrite --out if it exists
+    #[arg(long)]
+    pub force: bool,
+}

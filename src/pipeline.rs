@@ -1,0 +1,201 @@
+//! The per-entity loop: a reader thread streams ordered batches from the source over a bounded
+//! channel; each batch is transformed and encoded, rows that fail become rejects, and the good
+//! rows, the rejects and the entity's progress are committed in ONE transaction. The JSON
+//! checkpoint is mirrored after each commit.
+
+use crate::checkpoint::{self, Mirror, Progress, RejectRecord};
+use crate::sink::{self, Encoded, SinkError};
+use crate::source::{self, SourceError};
+use crate::telemetry::EntityBar;
+use crate::validate::pre::Bound;
+use crate::value::Value;
+use sqlx::PgConnection;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Batches in flight between the reader thread and the loader.
+const QUEUE_DEPTH: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("reading {entity}")]
+    Source {
+        entity: String,
+        #[source]
+        cause: SourceError,
+    },
+    #[error("loading {entity}")]
+    Sink {
+        entity: String,
+        #[source]
+        cause: SinkError,
+    },
+    #[error("loading {entity}")]
+    State {
+        entity: String,
+        #[source]
+        cause: checkpoint::CheckpointError,
+    },
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EntityStats {
+    pub entity: String,
+    pub source_rows: u64,
+    pub read: u64,
+    pub loaded: u64,
+    pub rejected: u64,
+    pub seconds: f64,
+    /// Rows read per second in this run.
+    pub rows_per_sec: f64,
+    pub status: String,
+    /// Dry run: the first rejects, to show.
+    #[serde(skip)]
+    pub sample_rejects: Vec<RejectRecord>,
+}
+
+
+/// Where the rows go: the target (with state), or nowhere (dry run).
+pub enum Mode<'a> {
+    Load { conn: &'a mut PgConnection, mirror: &'a Mirror, state: &'a mut BTreeMap<String, Progress> },
+    DryRun,
+}
+
+/// Transforms and encodes one source row into `buf`; on failure returns (column, reason) and
+/// leaves `buf` as it was.
+pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (String, String)> {
+    let start = buf.len();
+    buf.extend_from_slice(&(b.targets.len() as i16).to_be_bytes());
+    for (i, fd) in b.entity.fields.iter().enumerate() {
+        let col = &b.targets[i];
+        let raw = match (&fd.constant, b.field_pos[i]) {
+            (Some(c), _) => c.clone(),
+            (None, Some(p)) => row[p].clone(),
+            (None, None) => Value::Null,
+        };
+        let fail = |reason: String, buf: &mut Vec<u8>| {
+            buf.truncate(start);
+            Err((fd.to.clone(), reason))
+        };
+        let mut v = match fd.chain.apply(raw) {
+            Ok(v) => v,
+            Err(e) => return fail(format!("transform failed: {e}"), buf),
+        };
+        if v.is_null() {
+            if let Some(d) = &fd.default {
+                v = d.clone();
+            }
+        }
+        if v.is_null() && col.not_null {
+            return fail(format!("NULL in NOT NULL column {}", col.name), buf);
+        }
+        if let Err(e) = col.ty.encode(&v, buf) {
+            return fail(e, buf);
+        }
+    }
+    Ok(())
+}
+
+fn reject(b: &Bound, names: &[String], row: &[Value], column: Option<String>, reason: String) -> RejectRecord {
+    let values = names.iter().zip(row).map(|(n, v)| (n.clone(), v.to_display_json())).collect::<serde_json::Map<_, _>>();
+    RejectRecord { key: b.spec.key_of(row), source_values: serde_json::Value::Object(values), reason, column }
+}
+
+/// Runs one entity from `start` (its progress so far) to the end of its rows.
+pub async fn run_entity(source_url: &str, b: &Bound, start: Progress, batch_size: usize, mut mode: Mode<'_>, bar: &EntityBar) -> Result<EntityStats, PipelineError> {
+    let name = b.entity.name.clone();
+    let began = Instant::now();
+    let mut progress = start;
+    let mut read_now = 0u64;
+    let mut stats = EntityStats { entity: name.clone(), source_rows: b.rows_in_scope, status: "running".into(), ..Default::default() };
+    let names = b.source_names();
+    let dry = matches!(mode, Mode::DryRun);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(QUEUE_DEPTH);
+    let url = source_url.to_string();
+    let spec = b.spec.clone();
+    let after = progress.last_key.clone();
+    let reader = std::thread::Builder::new()
+        .name(format!("read-{name}"))
+        .spawn(move || -> Result<(), SourceError> {
+            let mut src = source::open(&url)?;
+            src.read(&spec, after.as_deref(), batch_size, &mut |rows| tx.blocking_send(rows).is_ok())
+        })
+        .map_err(|e| PipelineError::Source { entity: name.clone(), cause: SourceError::Query { what: "starting the reader thread".into(), cause: Box::new(e) } })?;
+
+    while let Some(rows) = rx.recv().await {
+        let mut enc = Encoded { buf: Vec::with_capacity(rows.len() * 128), rows: Vec::with_capacity(rows.len()) };
+        let mut enc_src: Vec<usize> = Vec::with_capacity(rows.len());
+        let mut rejects = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let at = enc.buf.len();
+            match encode_row(b, row, &mut enc.buf) {
+                Ok(()) => {
+                    enc.rows.push(at..enc.buf.len());
+                    enc_src.push(i);
+                }
+                Err((col, reason)) => rejects.push(reject(b, &names, row, Some(col), reason)),
+            }
+        }
+        let last_key = rows.last().map(|r| b.spec.key_of(r));
+        let n = rows.len() as u64;
+        match &mut mode {
+            Mode::DryRun => {
+                stats.loaded += enc.rows.len() as u64;
+            }
+            Mode::Load { conn, mirror, state } => {
+                let sink_err = |cause| PipelineError::Sink { entity: name.clone(), cause };
+                let state_err = |cause| PipelineError::State { entity: name.clone(), cause };
+                sink::execute(conn, "BEGIN", "starting a transaction").await.map_err(sink_err)?;
+                let refused = sink::load(conn, &b.loader, &enc).await.map_err(sink_err)?;
+                for r in &refused {
+                    rejects.push(reject(b, &names, &rows[enc_src[r.row]], r.column.clone(), r.reason.clone()));
+                }
+                let loaded = (enc.rows.len() - refused.len()) as u64;
+                progress.rows_read += n as i64;
+                progress.rows_loaded += loaded as i64;
+                progress.rows_rejected += rejects.len() as i64;
+                progress.last_key = last_key.clone();
+                checkpoint::save_rejects(conn, &name, &rejects).await.map_err(state_err)?;
+                checkpoint::save(conn, &progress).await.map_err(state_err)?;
+                sink::execute(conn, "COMMIT", "committing a batch").await.map_err(sink_err)?;
+                state.insert(name.clone(), progress.clone());
+                mirror.write(state).map_err(state_err)?;
+                stats.loaded += loaded;
+            }
+        }
+        stats.read += n;
+        read_now += n;
+        stats.rejected += rejects.len() as u64;
+        if dry && stats.sample_rejects.len() < 20 {
+            let room = 20 - stats.sample_rejects.len();
+            stats.sample_rejects.extend(rejects.into_iter().take(room));
+        }
+        bar.inc(n);
+    }
+    let read_result = tokio::task::spawn_blocking(move || reader.join()).await;
+    match read_result {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(cause))) => return Err(PipelineError::Source { entity: name, cause }),
+        _ => {
+            return Err(PipelineError::Source {
+                entity: name,
+                cause: SourceError::Query { what: "reader thread".into(), cause: "the reader thread panicked".into() },
+            });
+        }
+    }
+    if let Mode::Load { conn, mirror, state } = mode {
+        progress.status = "done".into();
+        checkpoint::save(conn, &progress).await.map_err(|cause| PipelineError::State { entity: name.clone(), cause })?;
+        state.insert(name.clone(), progress.clone());
+        mirror.write(state).map_err(|cause| PipelineError::State { entity: name.clone(), cause })?;
+        stats.read = progress.rows_read as u64;
+        stats.loaded = progress.rows_loaded as u64;
+        stats.rejected = progress.rows_rejected as u64;
+    }
+    stats.seconds = began.elapsed().as_secs_f64();
+    stats.rows_per_sec = read_now as f64 / stats.seconds.max(1e-6);
+    stats.status = if dry { "checked".into() } else { "done".into() };
+    bar.finish();
+    Ok(stats)
+}

@@ -1,0 +1,44 @@
+//! The run summary: a table on stdout, and its JSON form for `--report`.
+
+use crate::pipeline::EntityStats;
+use crate::validate::post::Validation;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub mode: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub source: String,
+    pub target: String,
+    pub entities: Vec<EntityStats>,
+    pub validation: Option<Validation>,
+    pub ok: bool,
+}
+
+/// The summary table: entity, read, loaded, rejected, seconds, rows/s.
+pub fn table(stats: &[EntityStats]) -> String {
+    let mut out = format!("{:<20} {:>10} {:>10} {:>10} {:>9} {:>10}\n", "entity", "read", "loaded", "rejected", "seconds", "rows/s");
+    for s in stats {
+        out.push_str(&format!(
+            "{:<20} {:>10} {:>10} {:>10} {:>9.2} {:>10.0}\n",
+            s.entity, s.read, s.loaded, s.rejected, s.seconds, s.rows_per_sec
+        ));
+    }
+    let (r, l, j): (u64, u64, u64) = stats.iter().fold((0, 0, 0), |a, s| (a.0 + s.read, a.1 + s.loaded, a.2 + s.rejected));
+    let secs: f64 = stats.iter().map(|s| s.seconds).sum();
+    out.push_str(&format!("{:<20} {:>10} {:>10} {:>10} {:>9.2}\n", "total", r, l, j, secs));
+    out
+}
+
+pub fn write(path: &str, report: &Report) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    if path == "-" {
+        println!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text + "\n")
+    }
+}

@@ -1,0 +1,143 @@
+//! Post-load validation: per entity, source rows in scope = loaded + rejected, the state says
+//! done, the rejects table holds what the state counted, and the target holds what was loaded;
+//! then every foreign key of the loaded tables is checked for orphans (with sample keys).
+
+use crate::checkpoint::Progress;
+use crate::config::OnConflict;
+use crate::plan::{Entity, TargetTable, quote_ident};
+use crate::sink::{self, SinkError};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntityCheck {
+    pub entity: String,
+    pub source_rows: u64,
+    pub loaded: i64,
+    pub rejected: i64,
+    pub target_rows: i64,
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanCheck {
+    pub table: String,
+    pub constraint: String,
+    pub orphans: i64,
+    pub samples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    pub entities: Vec<EntityCheck>,
+    pub foreign_keys: Vec<OrphanCheck>,
+    pub ok: bool,
+}
+
+pub async fn validate(
+    conn: &mut PgConnection,
+    entities: &[(&Entity, u64)],
+    state: &BTreeMap<String, Progress>,
+) -> Result<Validation, SinkError> {
+    let mut checks = Vec::new();
+    for (e, source_rows) in entities {
+        let mut problems = Vec::new();
+        let target_rows = match sink::table_columns(conn, &e.target).await? {
+            Some(_) => sink::count_rows(conn, &e.target).await?,
+            None => {
+                problems.push(format!("target table {} does not exist", e.target.display()));
+                0
+            }
+        };
+        let (loaded, rejected) = match state.get(&e.name) {
+            Some(p) => {
+                if !p.is_done() {
+                    problems.push(format!("the load of {} is not finished (status {}); run with --resume", e.name, p.status));
+                }
+                (p.rows_loaded, p.rows_rejected)
+            }
+            None => {
+                problems.push(format!("{} has not been migrated (no progress in migrate.progress)", e.name));
+                (0, 0)
+            }
+        };
+        if state.contains_key(&e.name) {
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM migrate.rejects WHERE entity = $1")
+                .bind(&e.name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|cause| SinkError::Query { what: "counting rejects".into(), cause })?;
+            if stored != rejected {
+                problems.push(format!("migrate.rejects holds {stored} rows for {} but the progress counted {rejected}", e.name));
+            }
+            if *source_rows as i64 != loaded + rejected {
+                problems.push(format!(
+                    "source has {source_rows} rows in scope but loaded {loaded} + rejected {rejected} = {}",
+                    loaded + rejected
+                ));
+            }
+            if e.on_conflict == OnConflict::Error && target_rows != loaded {
+                problems.push(format!("target {} has {target_rows} rows but {loaded} were loaded", e.target.display()));
+            }
+        }
+        checks.push(EntityCheck {
+            entity: e.name.clone(),
+            source_rows: *source_rows,
+            loaded,
+            rejected,
+            target_rows,
+            ok: problems.is_empty(),
+            problems,
+        });
+    }
+    let mut fks = Vec::new();
+    for (e, _) in entities {
+        fks.extend(orphans(conn, &e.target).await?);
+    }
+    let ok = checks.iter().all(|c| c.ok) && fks.iter().all(|f| f.orphans == 0);
+    Ok(Validation { entities: checks, foreign_keys: fks, ok })
+}
+
+/// Orphan rows for each foreign key of `table` (rows whose non-null reference has no parent).
+async fn orphans(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<OrphanCheck>, SinkError> {
+    let err = |cause| SinkError::Query { what: format!("reading foreign keys of {}", table.display()), cause };
+    let rows = sqlx::query(
+        "SELECT c.conname::text, pn.nspname::text, p.relname::text,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
+                (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n)
+         FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+         WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) ORDER BY 1",
+    )
+    .bind(table.sql())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let parent = format!("{}.{}", quote_ident(&r.get::<String, _>(1)), quote_ident(&r.get::<String, _>(2)));
+        let child_cols: Vec<String> = r.get(3);
+        let parent_cols: Vec<String> = r.get(4);
+        let not_null = child_cols.iter().map(|c| format!("c.{} IS NOT NULL", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+        let join = child_cols
+            .iter()
+            .zip(&parent_cols)
+            .map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let shown = child_cols.iter().map(|c| format!("c.{}::text", quote_ident(c))).collect::<Vec<_>>().join(" || '|' || ");
+        let from = format!("FROM {} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})", table.sql());
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {from}"))).fetch_one(&mut *conn).await.map_err(err)?;
+        let samples: Vec<String> = if count > 0 {
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT {shown} {from} LIMIT 5"))).fetch_all(&mut *conn).await.map_err(err)?
+        } else {
+            vec![]
+        };
+        out.push(OrphanCheck { table: table.display(), constraint: name, orphans: count, samples });
+    }
+    Ok(out)
+}

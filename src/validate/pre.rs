@@ -1,0 +1,296 @@
+//! Pre-flight: bind each entity of the plan to the real source and target. Every source table
+//! and column, target table and column, type pairing, key and NOT NULL column is checked, and
+//! all problems of all entities are listed at once. A bound entity is what the pipeline runs.
+
+use crate::config::OnConflict;
+use crate::plan::{Entity, Plan, Relation};
+use crate::sink::pgtype::PgType;
+use crate::sink::{self, Loader, PgColumn, SinkError};
+use crate::source::{self, Column, ReadSpec, SourceColumn, SourceError};
+use crate::transform::Produces;
+use sqlx::PgConnection;
+
+/// What the source says about one entity.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFacts {
+    /// `None`: the table (or query) could not be described; see `problems`.
+    pub columns: Option<Vec<SourceColumn>>,
+    pub key: Vec<Column>,
+    pub rows_in_scope: Option<u64>,
+    pub problems: Vec<String>,
+}
+
+/// An entity ready to run.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub entity: Entity,
+    pub spec: ReadSpec,
+    /// Position in `spec.columns` of each field's source column (`None` for constants).
+    pub field_pos: Vec<Option<usize>>,
+    /// The target column of each field.
+    pub targets: Vec<PgColumn>,
+    pub loader: Loader,
+    pub rows_in_scope: u64,
+}
+
+impl Bound {
+    pub fn source_names(&self) -> Vec<String> {
+        self.spec.columns.iter().map(|c| c.to_string()).collect()
+    }
+}
+
+/// The result of the pre-flight for every entity.
+#[derive(Debug, Default)]
+pub struct Preflight {
+    pub bound: Vec<Bound>,
+    /// (entity, problem)
+    pub problems: Vec<(String, String)>,
+    /// (entity, source relation, rows in scope, target table)
+    pub lines: Vec<(String, String, Option<u64>, String)>,
+}
+
+/// Gathers source facts for the entities in one source session (in the source's thread).
+pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<SourceFacts>, SourceError> {
+    source::with_source(url, move |src| {
+        let mut all = Vec::new();
+        for e in &entities {
+            let mut f = SourceFacts::default();
+            let (columns, pk) = match &e.relation {
+                Relation::Table(t) => match src.table_info(t) {
+                    Ok(Some(info)) => (Some(info.columns), info.primary_key),
+                    Ok(None) => {
+                        f.problems.push(format!("source table {t} does not exist"));
+                        (None, vec![])
+                    }
+                    Err(err) => {
+                        f.problems.push(format!("source table {t}: {}", crate::error::chain(&err)));
+                        (None, vec![])
+                    }
+                },
+                Relation::Query(q) => match src.query_columns(q) {
+                    Ok(cols) => (
+                        Some(cols.into_iter().map(|name| SourceColumn { name, declared_type: String::new(), nullable: true }).collect()),
+                        vec![],
+                    ),
+                    Err(err) => {
+                        f.problems.push(format!("source query: {}", crate::error::chain(&err)));
+                        (None, vec![])
+                    }
+                },
+            };
+            if let Some(cols) = &columns {
+                let key_names = e.key.clone().unwrap_or(pk);
+                f.key = if key_names.is_empty() {
+                    vec![Column::RowId]
+                } else {
+                    key_names.into_iter().map(Column::Named).collect()
+                };
+                for k in &f.key {
+                    if let Column::Named(n) = k {
+                        if !cols.iter().any(|c| &c.name == n) {
+                            f.problems.push(format!("key column {n} is not a column of {}", e.relation.describe()));
+                        }
+                    }
+                }
+                match src.count(&e.relation, e.filter.as_deref()) {
+                    Ok(n) => f.rows_in_scope = Some(n),
+                    Err(err) => f.problems.push(format!("counting source rows{}: {}", if e.filter.is_some() { " (check 'where')" } else { "" }, crate::error::chain(&err))),
+                }
+                let named: Vec<String> = f.key.iter().filter_map(|k| if let Column::Named(n) = k { Some(n.clone()) } else { None }).collect();
+                if f.problems.is_empty() && !named.is_empty() {
+                    let nulls = named.iter().map(|n| format!("{} IS NULL", crate::plan::quote_ident(n))).collect::<Vec<_>>().join(" OR ");
+                    let filter = match &e.filter {
+                        Some(w) => format!("({w}) AND ({nulls})"),
+                        None => nulls,
+                    };
+                    if let Ok(n) = src.count(&e.relation, Some(&filter)) {
+                        if n > 0 {
+                            f.problems.push(format!("{n} source row(s) have a NULL in key ({}); a key must be unique and non-null", named.join(", ")));
+                        }
+                    }
+                }
+            }
+            f.columns = columns;
+            all.push(f);
+        }
+        Ok(all)
+    })
+    .await
+}
+
+/// Binds every entity to its source facts and target table. Problems are collected, not raised.
+pub async fn bind_all(conn: &mut PgConnection, plan: &Plan, entities: &[&Entity], facts: Vec<SourceFacts>) -> Result<Preflight, SinkError> {
+    let mut out = Preflight::default();
+    for (e, f) in entities.iter().zip(facts) {
+        let index = plan.entities.iter().position(|x| x.name == e.name).unwrap_or(0);
+        let mut problems: Vec<String> = f.problems.clone();
+        let target_cols = sink::table_columns(conn, &e.target).await?;
+        if target_cols.is_none() {
+            problems.push(format!("target table {} does not exist", e.target.display()));
+        }
+        out.lines.push((e.name.clone(), e.relation.describe(), f.rows_in_scope, e.target.display()));
+        if let (Some(src_cols), Some(tgt_cols)) = (&f.columns, &target_cols) {
+            match bind_one(index, e, &f, src_cols, tgt_cols, &mut problems) {
+                Some(mut b) if problems.is_empty() => {
+                    if e.on_conflict != OnConflict::Error {
+                        let conflict: Vec<String> = conflict_columns(&b);
+                        let uniques = sink::unique_keys(conn, &e.target).await?;
+                        let mut sorted = conflict.clone();
+                        sorted.sort();
+                        if !uniques.iter().any(|u| {
+                            let mut u = u.clone();
+                            u.sort();
+                            u == sorted
+                        }) {
+                            problems.push(format!(
+                                "on_conflict = \"{}\" needs a primary key or unique index on ({}) in {}",
+                                if e.on_conflict == OnConflict::Skip { "skip" } else { "update" },
+                                conflict.join(", "),
+                                e.target.display()
+                            ));
+                        }
+                        let cols: Vec<String> = b.targets.iter().map(|c| c.name.clone()).collect();
+                        b.loader = Loader::new(index, &e.target, &cols, e.on_conflict, &conflict);
+                    }
+                    if problems.is_empty() {
+                        out.bound.push(b);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.problems.extend(problems.into_iter().map(|p| (e.name.clone(), p)));
+    }
+    Ok(out)
+}
+
+/// The target columns the key's source columns are mapped to.
+fn conflict_columns(b: &Bound) -> Vec<String> {
+    b.spec
+        .key
+        .iter()
+        .filter_map(|&k| b.field_pos.iter().position(|p| *p == Some(k)).map(|fi| b.targets[fi].name.clone()))
+        .collect()
+}
+
+fn bind_one(index: usize, e: &Entity, f: &SourceFacts, src_cols: &[SourceColumn], tgt_cols: &[PgColumn], problems: &mut Vec<String>) -> Option<Bound> {
+    let mut columns: Vec<Column> = f.key.clone();
+    let mut field_pos = Vec::new();
+    let mut targets = Vec::new();
+    for fd in &e.fields {
+        let pos = match &fd.from {
+            Some(from) => {
+                match src_cols.iter().find(|c| &c.name == from) {
+                    None => {
+                        let hint = src_cols
+                            .iter()
+                            .find(|c| c.name.eq_ignore_ascii_case(from))
+                            .map(|c| format!(" (did you mean {}? names are case-sensitive)", c.name))
+                            .unwrap_or_default();
+                        problems.push(format!("field '{}': source column {from} does not exist in {}{hint}", fd.to, e.relation.describe()));
+                        None
+                    }
+                    Some(sc) => {
+                        let col = Column::Named(sc.name.clone());
+                        let pos = columns.iter().position(|c| *c == col).unwrap_or_else(|| {
+                            columns.push(col);
+                            columns.len() - 1
+                        });
+                        Some((pos, sc))
+                    }
+                }
+            }
+            None => None,
+        };
+        let Some(tc) = tgt_cols.iter().find(|c| c.name == fd.to) else {
+            let hint = tgt_cols.iter().find(|c| c.name.eq_ignore_ascii_case(&fd.to)).map(|c| format!(" (did you mean {}?)", c.name)).unwrap_or_default();
+            problems.push(format!("field '{}': target column {}.{} does not exist{hint}", fd.to, e.target.display(), fd.to));
+            continue;
+        };
+        if tc.generated {
+            problems.push(format!("field '{}': target column {} is generated and cannot be loaded", fd.to, fd.to));
+        }
+        if let PgType::Unsupported(t) = &tc.ty {
+            problems.push(format!("field '{}': target type {t} is not supported yet", fd.to));
+        }
+        let produced = match (fd.chain.produces(), &fd.constant, pos) {
+            (Produces::Same, Some(_), _) => Produces::Any,
+            (Produces::Same, None, Some((_, sc))) => declared_kind(&sc.declared_type),
+            (p, _, _) => p,
+        };
+        if let Err(why) = compatible(produced, &tc.ty) {
+            problems.push(format!("field '{}': {why} (target column {} is {})", fd.to, fd.to, tc.formatted));
+        }
+        field_pos.push(pos.map(|(p, _)| p));
+        targets.push(tc.clone());
+    }
+    for tc in tgt_cols {
+        if tc.not_null && !tc.has_default && !e.fields.iter().any(|fd| fd.to == tc.name) {
+            problems.push(format!("target column {}.{} is NOT NULL without a default, and no field maps to it", e.target.display(), tc.name));
+        }
+    }
+    if field_pos.len() != e.fields.len() {
+        return None;
+    }
+    let key: Vec<usize> = (0..f.key.len()).collect();
+    let spec = ReadSpec { relation: e.relation.clone(), columns, key, filter: e.filter.clone() };
+    let names: Vec<String> = targets.iter().map(|c: &PgColumn| c.name.clone()).collect();
+    Some(Bound {
+        entity: e.clone(),
+        spec,
+        field_pos,
+        loader: Loader::new(index, &e.target, &names, OnConflict::Error, &[]),
+        targets,
+        rows_in_scope: f.rows_in_scope.unwrap_or(0),
+    })
+}
+
+/// What kind of value a source column holds, from its declared type (SQLite affinity rules,
+/// Oracle type names). Unknown means any: the rows decide.
+pub fn declared_kind(declared: &str) -> Produces {
+    let d = declared.to_ascii_uppercase();
+    if d.starts_with("NUMBER") || d.starts_with("NUMERIC") || d.starts_with("DECIMAL") {
+        Produces::Decimal
+    } else if d.contains("INT") {
+        Produces::Integer
+    } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
+        Produces::Text
+    } else {
+        Produces::Any
+    }
+}
+
+fn compatible(p: Produces, t: &PgType) -> Result<(), String> {
+    use PgType::*;
+    let ok = match p {
+        Produces::Same | Produces::Any | Produces::Text => true,
+        Produces::Date => matches!(t, Date | Timestamp | TimestampTz) || t.is_textual(),
+        Produces::Timestamp => matches!(t, Timestamp | TimestampTz) || t.is_textual(),
+        Produces::Decimal => matches!(t, Numeric(_) | Int2 | Int4 | Int8 | Float4 | Float8) || t.is_textual(),
+        Produces::Integer => matches!(t, Numeric(_) | Int2 | Int4 | Int8 | Float4 | Float8 | Bool) || t.is_textual(),
+        Produces::Bool => matches!(t, Bool | Int2 | Int4 | Int8) || t.is_textual(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("a {} value cannot be stored in this column", format!("{p:?}").to_lowercase()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_compatibility() {
+        assert_eq!(declared_kind("NUMBER(12,2)"), Produces::Decimal);
+        assert_eq!(declared_kind("INTEGER"), Produces::Integer);
+        assert_eq!(declared_kind("VARCHAR2(40)"), Produces::Text);
+        assert_eq!(declared_kind(""), Produces::Any);
+        assert!(compatible(Produces::Date, &PgType::Timestamp).is_ok());
+        assert!(compatible(Produces::Date, &PgType::Int4).is_err());
+        assert!(compatible(Produces::Timestamp, &PgType::Date).is_err());
+        assert!(compatible(Produces::Bool, &PgType::Date).unwrap_err().contains("bool value"));
+        assert!(compatible(Produces::Text, &PgType::Date).is_ok());
+    }
+}
