@@ -45,7 +45,9 @@ pub fn source_url(common: &Common) -> Result<String> {
 }
 
 fn target_url(common: &Common) -> Result<String> {
-    common.target.clone().ok_or_else(|| UsageError("no target database: pass --target URL or set DATABASE_URL in the environment or .env".into()).into())
+    common.target.clone().ok_or_else(|| {
+        UsageError("no target database: pass --target URL or set DATABASE_URL in the environment or .env".into()).into()
+    })
 }
 
 /// The entities to work on: all, or the `--entity` ones (in dependency order).
@@ -62,7 +64,12 @@ fn select<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a Entity>> {
     Ok(plan.entities.iter().filter(|e| names.contains(&e.name)).collect())
 }
 
-async fn preflight(source: &str, conn: &mut sqlx::PgConnection, plan: &Plan, selected: &[&Entity]) -> Result<Preflight> {
+async fn preflight(
+    source: &str,
+    conn: &mut sqlx::PgConnection,
+    plan: &Plan,
+    selected: &[&Entity],
+) -> Result<Preflight> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
     let facts = pre::source_facts(source, owned).await?;
     Ok(pre::bind_all(conn, plan, selected, facts).await?)
@@ -82,10 +89,17 @@ async fn check_only(cli: &Cli) -> Result<u8> {
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
     let pf = preflight(&source, &mut conn, &plan, &selected).await?;
-    println!("{:<16} {:<24} {:>10}  {:<28} check", "entity", "source", "rows", "target");
+    println!(
+        "{:<16} {:<24} {:>10}  {:<28} check",
+        "entity", "source", "rows", "target"
+    );
     for (entity, src, rows, tgt) in &pf.lines {
         let n = pf.problems.iter().filter(|(e, _)| e == entity).count();
-        let verdict = if n == 0 { "ok".to_string() } else { format!("{n} problem(s)") };
+        let verdict = if n == 0 {
+            "ok".to_string()
+        } else {
+            format!("{n} problem(s)")
+        };
         let rows = rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
         println!("{entity:<16} {src:<24} {rows:>10}  {tgt:<28} {verdict}");
     }
@@ -98,7 +112,10 @@ async fn check_only(cli: &Cli) -> Result<u8> {
 
 fn confirm(question: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(UsageError("refusing to write without confirmation: stdin is not a terminal; pass --yes to run unattended".into()).into());
+        return Err(UsageError(
+            "refusing to write without confirmation: stdin is not a terminal; pass --yes to run unattended".into(),
+        )
+        .into());
     }
     eprint!("{question} [y/N] ");
     let mut answer = String::new();
@@ -170,7 +187,13 @@ async fn run(cli: &Cli) -> Result<u8> {
     }
     if !dry && !cli.run.yes {
         let names: Vec<&str> = selected.iter().map(|e| e.name.as_str()).collect();
-        confirm(&format!("Migrate {} entities ({}) from {} into {}?", names.len(), names.join(", "), redact_url(&source), redact_url(&target)))?;
+        confirm(&format!(
+            "Migrate {} entities ({}) from {} into {}?",
+            names.len(),
+            names.join(", "),
+            redact_url(&source),
+            redact_url(&target)
+        ))?;
     }
     if !dry {
         checkpoint::ensure_schema(&mut conn).await?;
@@ -198,17 +221,40 @@ async fn run(cli: &Cli) -> Result<u8> {
         if start.rows_read > 0 {
             tracing::info!("{}: resuming after {} rows read", e.name, start.rows_read);
         }
-        let batch = cli.run.batch_size.map(|b| b as usize).or(e.batch_size).unwrap_or(DEFAULT_BATCH);
+        let batch = cli
+            .run
+            .batch_size
+            .map(|b| b as usize)
+            .or(e.batch_size)
+            .unwrap_or(DEFAULT_BATCH);
         let bar = bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);
-        let mode = if dry { Mode::DryRun } else { Mode::Load { conn: &mut conn, mirror: &mirror, state: &mut state } };
-        let s = pipeline::run_entity(&source, b, start, batch, mode, &bar).await.with_context(|| {
-            if dry {
-                "dry run stopped".to_string()
-            } else {
-                "migration stopped; every committed batch is kept: run the same command with --resume to continue".to_string()
+        let mode = if dry {
+            Mode::DryRun
+        } else {
+            Mode::Load {
+                conn: &mut conn,
+                mirror: &mirror,
+                state: &mut state,
             }
-        })?;
-        tracing::info!("{}: {} read, {} loaded, {} rejected in {:.1}s", s.entity, s.read, s.loaded, s.rejected, s.seconds);
+        };
+        let s = pipeline::run_entity(&source, b, start, batch, mode, &bar)
+            .await
+            .with_context(|| {
+                if dry {
+                    "dry run stopped".to_string()
+                } else {
+                    "migration stopped; every committed batch is kept: run the same command with --resume to continue"
+                        .to_string()
+                }
+            })?;
+        tracing::info!(
+            "{}: {} read, {} loaded, {} rejected in {:.1}s",
+            s.entity,
+            s.read,
+            s.loaded,
+            s.rejected,
+            s.seconds
+        );
         stats.push(s);
     }
     drop(bars);
@@ -218,10 +264,18 @@ async fn run(cli: &Cli) -> Result<u8> {
         println!("dry run: nothing was written; {rejected} row(s) would be rejected");
         for s in &stats {
             for r in &s.sample_rejects {
-                println!("  {} key {}: {}{}", s.entity, crate::value::key_display(&r.key), r.column.as_deref().map(|c| format!("column {c}: ")).unwrap_or_default(), r.reason);
+                println!(
+                    "  {} key {}: {}{}",
+                    s.entity,
+                    crate::value::key_display(&r.key),
+                    r.column.as_deref().map(|c| format!("column {c}: ")).unwrap_or_default(),
+                    r.reason
+                );
             }
         }
-        println!("(checked on the client: types, lengths, NOT NULL, transforms; constraints such as foreign keys are checked by PostgreSQL during the real run)");
+        println!(
+            "(checked on the client: types, lengths, NOT NULL, transforms; constraints such as foreign keys are checked by PostgreSQL during the real run)"
+        );
     } else if rejected > 0 {
         println!("{rejected} row(s) rejected: see SELECT * FROM migrate.rejects");
     }
@@ -235,7 +289,13 @@ async fn run(cli: &Cli) -> Result<u8> {
         let r = Report {
             tool: "migrate",
             version: env!("CARGO_PKG_VERSION"),
-            mode: if dry { "dry-run".into() } else if resume { "resume".into() } else { "run".into() },
+            mode: if dry {
+                "dry-run".into()
+            } else if resume {
+                "resume".into()
+            } else {
+                "run".into()
+            },
             started_at: started.to_rfc3339(),
             finished_at: chrono::Utc::now().to_rfc3339(),
             source: redact_url(&source),
@@ -252,13 +312,26 @@ async fn run(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
-async fn post_validate(source: &str, conn: &mut sqlx::PgConnection, _plan: &Plan, selected: &[&Entity]) -> Result<Validation> {
+async fn post_validate(
+    source: &str,
+    conn: &mut sqlx::PgConnection,
+    _plan: &Plan,
+    selected: &[&Entity],
+) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
     let facts = pre::source_facts(source, owned).await?;
-    if let Some(p) = facts.iter().zip(selected).find_map(|(f, e)| f.problems.first().map(|p| format!("{}: {p}", e.name))) {
+    if let Some(p) = facts
+        .iter()
+        .zip(selected)
+        .find_map(|(f, e)| f.problems.first().map(|p| format!("{}: {p}", e.name)))
+    {
         return Err(Failed(format!("cannot validate: {p}")).into());
     }
-    let counted: Vec<(&Entity, u64)> = selected.iter().zip(&facts).map(|(e, f)| (*e, f.rows_in_scope.unwrap_or(0))).collect();
+    let counted: Vec<(&Entity, u64)> = selected
+        .iter()
+        .zip(&facts)
+        .map(|(e, f)| (*e, f.rows_in_scope.unwrap_or(0)))
+        .collect();
     let state = checkpoint::load_all(conn).await?;
     let v = post::validate(conn, &counted, &state).await?;
     print_validation(&v);
@@ -267,7 +340,10 @@ async fn post_validate(source: &str, conn: &mut sqlx::PgConnection, _plan: &Plan
 
 fn print_validation(v: &Validation) {
     println!("\nvalidation");
-    println!("{:<20} {:>10} {:>10} {:>10} {:>10}  result", "entity", "source", "loaded", "rejected", "target");
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} {:>10}  result",
+        "entity", "source", "loaded", "rejected", "target"
+    );
     for c in &v.entities {
         println!(
             "{:<20} {:>10} {:>10} {:>10} {:>10}  {}",
@@ -283,9 +359,19 @@ fn print_validation(v: &Validation) {
         }
     }
     let orphans: i64 = v.foreign_keys.iter().map(|f| f.orphans).sum();
-    println!("foreign keys: {} checked, {} orphan row(s)", v.foreign_keys.len(), orphans);
+    println!(
+        "foreign keys: {} checked, {} orphan row(s)",
+        v.foreign_keys.len(),
+        orphans
+    );
     for f in v.foreign_keys.iter().filter(|f| f.orphans > 0) {
-        println!("    {} {}: {} orphan(s), e.g. {}", f.table, f.constraint, f.orphans, f.samples.join(", "));
+        println!(
+            "    {} {}: {} orphan(s), e.g. {}",
+            f.table,
+            f.constraint,
+            f.orphans,
+            f.samples.join(", ")
+        );
     }
     println!("validation {}", if v.ok { "passed" } else { "FAILED" });
 }
@@ -312,6 +398,9 @@ async fn validate_only(cli: &Cli) -> Result<u8> {
         };
         report::write(path, &r).with_context(|| format!("writing report {path}"))?;
     }
-    if v.ok { Ok(0) } else { Err(Failed("validation failed: see the table above".into()).into()) }
+    if v.ok {
+        Ok(0)
+    } else {
+        Err(Failed("validation failed: see the table above".into()).into())
+    }
 }
-

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 ///
 /// Without a subcommand, runs the migration: every entity of --mappings in dependency order.
 #[derive(Debug, Parser)]
-#[command(name = "migrate", version, after_help = "Exit codes: 0 success, 1 migration or validation failure, 2 usage or configuration error.\n.env in the working directory is read; real environment variables win.")]
+#[command(
+    name = "migrate",
+    version,
+    after_help = "Exit codes: 0 success, 1 migration or validation failure, 2 usage or configuration error.\n.env in the working directory is read; real environment variables win."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -38,7 +42,12 @@ pub struct Common {
     pub entity: Vec<String>,
 
     /// JSON checkpoint file mirroring the progress stored in the target
-    #[arg(long, value_name = "FILE", default_value = "migration_checkpoint.json", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "migration_checkpoint.json",
+        global = true
+    )]
     pub checkpoint: PathBuf,
 
     /// Write a machine-readable JSON summary of the run to FILE (`-` for stdout)

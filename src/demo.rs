@@ -44,7 +44,9 @@ impl Rng {
     }
 }
 
-const MON: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MON: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 
 fn dd_mon_yy(r: &mut Rng) -> String {
     let year = 1988 + r.below(37);
@@ -52,7 +54,15 @@ fn dd_mon_yy(r: &mut Rng) -> String {
 }
 
 fn ts(r: &mut Rng) -> String {
-    format!("{}-{:02}-{:02} {:02}:{:02}:{:02}", 2015 + r.below(10), 1 + r.below(12), 1 + r.below(28), r.below(24), r.below(60), r.below(60))
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        2015 + r.below(10),
+        1 + r.below(12),
+        1 + r.below(28),
+        r.below(24),
+        r.below(60),
+        r.below(60)
+    )
 }
 
 fn phone(r: &mut Rng) -> String {
@@ -99,7 +109,11 @@ pub async fn run(args: &DemoArgs, target: Option<&str>) -> Result<()> {
     }
     if args.out.exists() {
         if !args.force {
-            return Err(UsageError(format!("{} already exists; pass --force to overwrite it", args.out.display())).into());
+            return Err(UsageError(format!(
+                "{} already exists; pass --force to overwrite it",
+                args.out.display()
+            ))
+            .into());
         }
         std::fs::remove_file(&args.out).with_context(|| format!("removing {}", args.out.display()))?;
     }
@@ -107,11 +121,17 @@ pub async fn run(args: &DemoArgs, target: Option<&str>) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let total = generate(&args.out, args.scale).await?;
-    println!("demo legacy database written to {} ({total} rows in 8 tables)", args.out.display());
+    println!(
+        "demo legacy database written to {} ({total} rows in 8 tables)",
+        args.out.display()
+    );
     if args.create_target {
         let url = target.ok_or_else(|| UsageError("--create-target needs --target URL or DATABASE_URL".into()))?;
         let mut conn = crate::sink::connect(url).await?;
-        sqlx::raw_sql(TARGET_SCHEMA).execute(&mut conn).await.context("creating the demo target schema")?;
+        sqlx::raw_sql(TARGET_SCHEMA)
+            .execute(&mut conn)
+            .await
+            .context("creating the demo target schema")?;
         println!("demo target tables created in {}", crate::telemetry::redact_url(url));
     }
     Ok(())
@@ -119,13 +139,30 @@ pub async fn run(args: &DemoArgs, target: Option<&str>) -> Result<()> {
 
 async fn generate(path: &std::path::Path, scale: f64) -> Result<u64> {
     let url = format!("sqlite://{}", path.display());
-    let mut conn = SqliteConnectOptions::from_str(&url)?.create_if_missing(true).connect().await.with_context(|| format!("creating {}", path.display()))?;
+    let mut conn = SqliteConnectOptions::from_str(&url)?
+        .create_if_missing(true)
+        .connect()
+        .await
+        .with_context(|| format!("creating {}", path.display()))?;
     conn.execute(LEGACY_SCHEMA).await?;
     let [carriers, lines, customers, coils, jobs, skids, qas, shipments] = counts(scale);
     let mut r = Rng(0x9E3779B97F4A7C15);
     let mut tx = conn.begin().await?;
 
-    let carrier_names = ["UPS Freight", "Old Dominion", "Estes Express", "XPO Logistics", "Saia", "ABF Freight", "R+L Carriers", "YRC", "Central Transport", "Averitt", "Southeastern", "Pitt Ohio"];
+    let carrier_names = [
+        "UPS Freight",
+        "Old Dominion",
+        "Estes Express",
+        "XPO Logistics",
+        "Saia",
+        "ABF Freight",
+        "R+L Carriers",
+        "YRC",
+        "Central Transport",
+        "Averitt",
+        "Southeastern",
+        "Pitt Ohio",
+    ];
     for i in 1..=carriers {
         sqlx::query("INSERT INTO AB_CARRIER VALUES (?,?,?,?,?)")
             .bind(i as i64)
@@ -140,15 +177,33 @@ async fn generate(path: &std::path::Path, scale: f64) -> Result<u64> {
         sqlx::query("INSERT INTO AB_LINE VALUES (?,?,?,?,?)")
             .bind(i as i64)
             .bind(format!("L{i}"))
-            .bind(r.pick(&["Slitter ", "Cut-to-length", "  Pickle line", "Temper mill", "Blanking press", ""]))
+            .bind(r.pick(&[
+                "Slitter ",
+                "Cut-to-length",
+                "  Pickle line",
+                "Temper mill",
+                "Blanking press",
+                "",
+            ]))
             .bind(r.pick(&["1524.00", "1828.8", "1250", "  2032.00"]))
             .bind(r.pick(&["Y", "N", ""]))
             .execute(&mut *tx)
             .await?;
     }
     let first = ["john", "MARY", "Wei", "o'brien", "José", "ANNA", "li", "Raj"];
-    let last = ["Smith", "STEEL", "nguyen", "Müller", "Kowalski", "Ferreira", "Okafor", "Tanaka"];
-    let companies = ["Acme Steel", "great lakes fabricating", "NORTHERN METAL WORKS", "Dakota Stamping", "Pioneer Auto Parts", "  Summit Tube  ", "Bluewater Appliance", "Keystone HVAC"];
+    let last = [
+        "Smith", "STEEL", "nguyen", "Müller", "Kowalski", "Ferreira", "Okafor", "Tanaka",
+    ];
+    let companies = [
+        "Acme Steel",
+        "great lakes fabricating",
+        "NORTHERN METAL WORKS",
+        "Dakota Stamping",
+        "Pioneer Auto Parts",
+        "  Summit Tube  ",
+        "Bluewater Appliance",
+        "Keystone HVAC",
+    ];
     for i in 1..=customers {
         let email = if i % 211 == 0 {
             "n/a".to_string()
@@ -170,7 +225,11 @@ async fn generate(path: &std::path::Path, scale: f64) -> Result<u64> {
             .bind(format!("{} #{i} ", r.pick(&companies)))
             .bind(email)
             .bind(phone(&mut r))
-            .bind(if r.chance(5) { String::new() } else { money(&mut r, 250_000) })
+            .bind(if r.chance(5) {
+                String::new()
+            } else {
+                money(&mut r, 250_000)
+            })
             .bind(flag(&mut r))
             .bind(if r.chance(3) { String::new() } else { dd_mon_yy(&mut r) })
             .bind(if i % 37 == 0 { "D" } else { "A" })
@@ -180,7 +239,7 @@ async fn generate(path: &std::path::Path, scale: f64) -> Result<u64> {
     // Coils, QA results and shipments only belong to customers not marked deleted.
     let live_customer = |r: &mut Rng| loop {
         let c = 1 + r.below(customers);
-        if c % 37 != 0 {
+        if !c.is_multiple_of(37) {
             return c as i64;
         }
     };
@@ -222,7 +281,14 @@ async fn generate(path: &std::path::Path, scale: f64) -> Result<u64> {
             .bind((1 + r.below(jobs)) as i64)
             .bind((1 + r.below(60)) as i64)
             .bind(format!("{}.{:01}", 200 + r.below(4000), r.below(10)))
-            .bind(format!("{:02}/{:02}/{} {:02}:{:02} {ampm}", 1 + r.below(12), 1 + r.below(28), 2015 + r.below(10), h, r.below(60)))
+            .bind(format!(
+                "{:02}/{:02}/{} {:02}:{:02} {ampm}",
+                1 + r.below(12),
+                1 + r.below(28),
+                2015 + r.below(10),
+                h,
+                r.below(60)
+            ))
             .execute(&mut *tx)
             .await?;
     }
@@ -234,12 +300,22 @@ async fn generate(path: &std::path::Path, scale: f64) -> Result<u64> {
             .bind(format!("{}.{:04}", r.below(900), r.below(10000)))
             .bind(r.pick(&["P", "P", "P", "F", ""]))
             .bind(dd_mon_yy(&mut r))
-            .bind(r.pick(&["", "retest ok   ", "edge crack\tnoted", "OK", "see \"lab\" report\nline 2"]))
+            .bind(r.pick(&[
+                "",
+                "retest ok   ",
+                "edge crack\tnoted",
+                "OK",
+                "see \"lab\" report\nline 2",
+            ]))
             .execute(&mut *tx)
             .await?;
     }
     for i in 1..=shipments {
-        let skid = if r.chance(10) { None } else { Some((1 + r.below(skids)) as i64) };
+        let skid = if r.chance(10) {
+            None
+        } else {
+            Some((1 + r.below(skids)) as i64)
+        };
         sqlx::query("INSERT INTO AB_SHIPMENT VALUES (?,?,?,?,?,?,?,?)")
             .bind(i as i64)
             .bind(format!("BOL{i:07}   "))

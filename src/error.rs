@@ -15,7 +15,10 @@ pub struct Failed(pub String);
 /// Exit code for an error: 2 for usage/config errors anywhere in the chain, else 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        if cause.is::<UsageError>() || cause.is::<crate::config::ConfigError>() || cause.is::<crate::config::MappingErrors>() {
+        if cause.is::<UsageError>()
+            || cause.is::<crate::config::ConfigError>()
+            || cause.is::<crate::config::MappingErrors>()
+        {
             return 2;
         }
     }

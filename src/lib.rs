@@ -4,12 +4,12 @@
 pub mod app;
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod error;
 pub mod pipeline;
-pub mod report;
-pub mod config;
 pub mod plan;
+pub mod report;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -11,7 +11,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let writes_log = !matches!(cli.command, Some(Command::Demo(_)));
     migrate::telemetry::init(cli.common.verbose, cli.common.quiet, writes_log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -54,10 +54,13 @@ pub struct EntityStats {
     pub sample_rejects: Vec<RejectRecord>,
 }
 
-
 /// Where the rows go: the target (with state), or nowhere (dry run).
 pub enum Mode<'a> {
-    Load { conn: &'a mut PgConnection, mirror: &'a Mirror, state: &'a mut BTreeMap<String, Progress> },
+    Load {
+        conn: &'a mut PgConnection,
+        mirror: &'a Mirror,
+        state: &'a mut BTreeMap<String, Progress>,
+    },
     DryRun,
 }
 
@@ -81,10 +84,10 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
             Ok(v) => v,
             Err(e) => return fail(format!("transform failed: {e}"), buf),
         };
-        if v.is_null() {
-            if let Some(d) = &fd.default {
-                v = d.clone();
-            }
+        if v.is_null()
+            && let Some(d) = &fd.default
+        {
+            v = d.clone();
         }
         if v.is_null() && col.not_null {
             return fail(format!("NULL in NOT NULL column {}", col.name), buf);
@@ -97,17 +100,38 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
 }
 
 fn reject(b: &Bound, names: &[String], row: &[Value], column: Option<String>, reason: String) -> RejectRecord {
-    let values = names.iter().zip(row).map(|(n, v)| (n.clone(), v.to_display_json())).collect::<serde_json::Map<_, _>>();
-    RejectRecord { key: b.spec.key_of(row), source_values: serde_json::Value::Object(values), reason, column }
+    let values = names
+        .iter()
+        .zip(row)
+        .map(|(n, v)| (n.clone(), v.to_display_json()))
+        .collect::<serde_json::Map<_, _>>();
+    RejectRecord {
+        key: b.spec.key_of(row),
+        source_values: serde_json::Value::Object(values),
+        reason,
+        column,
+    }
 }
 
 /// Runs one entity from `start` (its progress so far) to the end of its rows.
-pub async fn run_entity(source_url: &str, b: &Bound, start: Progress, batch_size: usize, mut mode: Mode<'_>, bar: &EntityBar) -> Result<EntityStats, PipelineError> {
+pub async fn run_entity(
+    source_url: &str,
+    b: &Bound,
+    start: Progress,
+    batch_size: usize,
+    mut mode: Mode<'_>,
+    bar: &EntityBar,
+) -> Result<EntityStats, PipelineError> {
     let name = b.entity.name.clone();
     let began = Instant::now();
     let mut progress = start;
     let mut read_now = 0u64;
-    let mut stats = EntityStats { entity: name.clone(), source_rows: b.rows_in_scope, status: "running".into(), ..Default::default() };
+    let mut stats = EntityStats {
+        entity: name.clone(),
+        source_rows: b.rows_in_scope,
+        status: "running".into(),
+        ..Default::default()
+    };
     let names = b.source_names();
     let dry = matches!(mode, Mode::DryRun);
 
@@ -119,12 +143,23 @@ pub async fn run_entity(source_url: &str, b: &Bound, start: Progress, batch_size
         .name(format!("read-{name}"))
         .spawn(move || -> Result<(), SourceError> {
             let mut src = source::open(&url)?;
-            src.read(&spec, after.as_deref(), batch_size, &mut |rows| tx.blocking_send(rows).is_ok())
+            src.read(&spec, after.as_deref(), batch_size, &mut |rows| {
+                tx.blocking_send(rows).is_ok()
+            })
         })
-        .map_err(|e| PipelineError::Source { entity: name.clone(), cause: SourceError::Query { what: "starting the reader thread".into(), cause: Box::new(e) } })?;
+        .map_err(|e| PipelineError::Source {
+            entity: name.clone(),
+            cause: SourceError::Query {
+                what: "starting the reader thread".into(),
+                cause: Box::new(e),
+            },
+        })?;
 
     while let Some(rows) = rx.recv().await {
-        let mut enc = Encoded { buf: Vec::with_capacity(rows.len() * 128), rows: Vec::with_capacity(rows.len()) };
+        let mut enc = Encoded {
+            buf: Vec::with_capacity(rows.len() * 128),
+            rows: Vec::with_capacity(rows.len()),
+        };
         let mut enc_src: Vec<usize> = Vec::with_capacity(rows.len());
         let mut rejects = Vec::new();
         for (i, row) in rows.iter().enumerate() {
@@ -144,21 +179,39 @@ pub async fn run_entity(source_url: &str, b: &Bound, start: Progress, batch_size
                 stats.loaded += enc.rows.len() as u64;
             }
             Mode::Load { conn, mirror, state } => {
-                let sink_err = |cause| PipelineError::Sink { entity: name.clone(), cause };
-                let state_err = |cause| PipelineError::State { entity: name.clone(), cause };
-                sink::execute(conn, "BEGIN", "starting a transaction").await.map_err(sink_err)?;
+                let sink_err = |cause| PipelineError::Sink {
+                    entity: name.clone(),
+                    cause,
+                };
+                let state_err = |cause| PipelineError::State {
+                    entity: name.clone(),
+                    cause,
+                };
+                sink::execute(conn, "BEGIN", "starting a transaction")
+                    .await
+                    .map_err(sink_err)?;
                 let refused = sink::load(conn, &b.loader, &enc).await.map_err(sink_err)?;
                 for r in &refused {
-                    rejects.push(reject(b, &names, &rows[enc_src[r.row]], r.column.clone(), r.reason.clone()));
+                    rejects.push(reject(
+                        b,
+                        &names,
+                        &rows[enc_src[r.row]],
+                        r.column.clone(),
+                        r.reason.clone(),
+                    ));
                 }
                 let loaded = (enc.rows.len() - refused.len()) as u64;
                 progress.rows_read += n as i64;
                 progress.rows_loaded += loaded as i64;
                 progress.rows_rejected += rejects.len() as i64;
                 progress.last_key = last_key.clone();
-                checkpoint::save_rejects(conn, &name, &rejects).await.map_err(state_err)?;
+                checkpoint::save_rejects(conn, &name, &rejects)
+                    .await
+                    .map_err(state_err)?;
                 checkpoint::save(conn, &progress).await.map_err(state_err)?;
-                sink::execute(conn, "COMMIT", "committing a batch").await.map_err(sink_err)?;
+                sink::execute(conn, "COMMIT", "committing a batch")
+                    .await
+                    .map_err(sink_err)?;
                 state.insert(name.clone(), progress.clone());
                 mirror.write(state).map_err(state_err)?;
                 stats.loaded += loaded;
@@ -180,15 +233,26 @@ pub async fn run_entity(source_url: &str, b: &Bound, start: Progress, batch_size
         _ => {
             return Err(PipelineError::Source {
                 entity: name,
-                cause: SourceError::Query { what: "reader thread".into(), cause: "the reader thread panicked".into() },
+                cause: SourceError::Query {
+                    what: "reader thread".into(),
+                    cause: "the reader thread panicked".into(),
+                },
             });
         }
     }
     if let Mode::Load { conn, mirror, state } = mode {
         progress.status = "done".into();
-        checkpoint::save(conn, &progress).await.map_err(|cause| PipelineError::State { entity: name.clone(), cause })?;
+        checkpoint::save(conn, &progress)
+            .await
+            .map_err(|cause| PipelineError::State {
+                entity: name.clone(),
+                cause,
+            })?;
         state.insert(name.clone(), progress.clone());
-        mirror.write(state).map_err(|cause| PipelineError::State { entity: name.clone(), cause })?;
+        mirror.write(state).map_err(|cause| PipelineError::State {
+            entity: name.clone(),
+            cause,
+        })?;
         stats.read = progress.rows_read as u64;
         stats.loaded = progress.rows_loaded as u64;
         stats.rejected = progress.rows_rejected as u64;

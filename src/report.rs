@@ -20,16 +20,24 @@ pub struct Report {
 
 /// The summary table: entity, read, loaded, rejected, seconds, rows/s.
 pub fn table(stats: &[EntityStats]) -> String {
-    let mut out = format!("{:<20} {:>10} {:>10} {:>10} {:>9} {:>10}\n", "entity", "read", "loaded", "rejected", "seconds", "rows/s");
+    let mut out = format!(
+        "{:<20} {:>10} {:>10} {:>10} {:>9} {:>10}\n",
+        "entity", "read", "loaded", "rejected", "seconds", "rows/s"
+    );
     for s in stats {
         out.push_str(&format!(
             "{:<20} {:>10} {:>10} {:>10} {:>9.2} {:>10.0}\n",
             s.entity, s.read, s.loaded, s.rejected, s.seconds, s.rows_per_sec
         ));
     }
-    let (r, l, j): (u64, u64, u64) = stats.iter().fold((0, 0, 0), |a, s| (a.0 + s.read, a.1 + s.loaded, a.2 + s.rejected));
+    let (r, l, j): (u64, u64, u64) = stats
+        .iter()
+        .fold((0, 0, 0), |a, s| (a.0 + s.read, a.1 + s.loaded, a.2 + s.rejected));
     let secs: f64 = stats.iter().map(|s| s.seconds).sum();
-    out.push_str(&format!("{:<20} {:>10} {:>10} {:>10} {:>9.2}\n", "total", r, l, j, secs));
+    out.push_str(&format!(
+        "{:<20} {:>10} {:>10} {:>10} {:>9.2}\n",
+        "total", r, l, j, secs
+    ));
     out
 }
 

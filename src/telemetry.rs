@@ -2,7 +2,9 @@
 
 /// A URL with its password replaced by `***`, for every message and log line.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -50,7 +52,13 @@ pub fn init(verbose: u8, quiet: u8, log_file: bool) -> Option<PathBuf> {
         match std::fs::OpenOptions::new().create(true).append(true).open(&name) {
             Ok(f) => {
                 path = Some(PathBuf::from(&name));
-                Some(tracing_subscriber::fmt::layer().with_writer(Mutex::new(f)).with_ansi(false).with_target(false).with_filter(filter("debug")))
+                Some(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(Mutex::new(f))
+                        .with_ansi(false)
+                        .with_target(false)
+                        .with_filter(filter("debug")),
+                )
             }
             Err(e) => {
                 eprintln!("warning: cannot create log file {name}: {e}");
@@ -81,8 +89,15 @@ impl Default for Bars {
 impl Bars {
     pub fn new() -> Bars {
         let tty = std::io::stderr().is_terminal();
-        let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Bars { multi: MultiProgress::with_draw_target(target), tty }
+        let target = if tty {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+            tty,
+        }
     }
 
     pub fn entity(&self, name: &str, total: u64, done: u64) -> EntityBar {
@@ -94,7 +109,15 @@ impl Bars {
         );
         bar.set_prefix(name.to_string());
         bar.set_position(done);
-        EntityBar { bar, name: name.to_string(), tty: self.tty, started: Instant::now(), last_log: Mutex::new(Instant::now()), total, start_pos: done }
+        EntityBar {
+            bar,
+            name: name.to_string(),
+            tty: self.tty,
+            started: Instant::now(),
+            last_log: Mutex::new(Instant::now()),
+            total,
+            start_pos: done,
+        }
     }
 }
 
@@ -132,7 +155,11 @@ impl EntityBar {
                 *last = Instant::now();
                 let pos = self.bar.position();
                 let rate = (pos - self.start_pos) as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-                let pct = if self.total > 0 { pos as f64 * 100.0 / self.total as f64 } else { 100.0 };
+                let pct = if self.total > 0 {
+                    pos as f64 * 100.0 / self.total as f64
+                } else {
+                    100.0
+                };
                 tracing::info!("{}: {pos}/{} rows ({pct:.0}%), {rate:.0} rows/s", self.name, self.total);
             }
         }
@@ -149,7 +176,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("oracle://scott:tiger@db:1521/XE"), "oracle://scott:***@db:1521/XE");
+        assert_eq!(
+            redact_url("oracle://scott:tiger@db:1521/XE"),
+            "oracle://scott:***@db:1521/XE"
+        );
         assert_eq!(redact_url("postgres://u:p%40ss@h/db?x=1"), "postgres://u:***@h/db?x=1");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");

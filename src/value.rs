@@ -45,9 +45,7 @@ impl Decimal {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(err());
         }
-        if !int_part.bytes().all(|b| b.is_ascii_digit())
-            || !frac_part.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
         }
         let mut digits = String::with_capacity(int_part.len() + frac_part.len());
@@ -69,9 +67,17 @@ impl Decimal {
 
     fn from_parts(negative: bool, digits: &str, scale: u32) -> Decimal {
         let trimmed = digits.trim_start_matches('0');
-        let digits = if trimmed.is_empty() { "0".to_string() } else { trimmed.to_string() };
+        let digits = if trimmed.is_empty() {
+            "0".to_string()
+        } else {
+            trimmed.to_string()
+        };
         let negative = negative && digits != "0";
-        Decimal { negative, digits, scale }
+        Decimal {
+            negative,
+            digits,
+            scale,
+        }
     }
 
     pub fn from_i64(v: i64) -> Decimal {
@@ -89,13 +95,21 @@ impl Decimal {
     /// The scale once trailing fractional zeros are dropped (1.500 → 1).
     pub fn significant_scale(&self) -> u32 {
         let trailing = self.digits.bytes().rev().take_while(|&b| b == b'0').count() as u32;
-        if self.digits == "0" { 0 } else { self.scale.saturating_sub(trailing) }
+        if self.digits == "0" {
+            0
+        } else {
+            self.scale.saturating_sub(trailing)
+        }
     }
 
     /// Digits left of the decimal point, ignoring leading zeros (0.5 → 0, 12.5 → 2).
     pub fn integer_digits(&self) -> u32 {
         let n = self.digits.len() as u32;
-        if self.digits == "0" { 0 } else { n.saturating_sub(self.scale) }
+        if self.digits == "0" {
+            0
+        } else {
+            n.saturating_sub(self.scale)
+        }
     }
 
     /// Rounds half away from zero to `scale` fractional digits (Oracle's ROUND), or pads.
@@ -106,7 +120,11 @@ impl Decimal {
             return Decimal::from_parts(self.negative, &digits, scale);
         }
         let drop = (self.scale - scale) as usize;
-        let padded = format!("{}{}", "0".repeat((drop + 1).saturating_sub(self.digits.len())), self.digits);
+        let padded = format!(
+            "{}{}",
+            "0".repeat((drop + 1).saturating_sub(self.digits.len())),
+            self.digits
+        );
         let (keep, dropped) = padded.split_at(padded.len() - drop);
         let mut keep = keep.as_bytes().to_vec();
         if dropped.as_bytes()[0] >= b'5' {
@@ -135,7 +153,11 @@ impl Decimal {
         }
         let int = &self.digits[..self.digits.len().saturating_sub(self.scale as usize)];
         let int = if int.is_empty() { "0" } else { int };
-        let text = if self.negative { format!("-{int}") } else { int.to_string() };
+        let text = if self.negative {
+            format!("-{int}")
+        } else {
+            int.to_string()
+        };
         text.parse().ok()
     }
 
@@ -143,7 +165,10 @@ impl Decimal {
     pub fn encode_pg_numeric(&self, out: &mut Vec<u8>) {
         let split = self.digits.len() as i64 - self.scale as i64;
         let (int_part, frac_part): (String, String) = if split <= 0 {
-            (String::new(), format!("{}{}", "0".repeat((-split) as usize), self.digits))
+            (
+                String::new(),
+                format!("{}{}", "0".repeat((-split) as usize), self.digits),
+            )
         } else {
             let (i, f) = self.digits.split_at(split as usize);
             (i.to_string(), f.to_string())
@@ -304,7 +329,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -421,7 +446,10 @@ mod tests {
             Value::Bytes(vec![0, 255, 10]),
             Value::Date(NaiveDate::from_ymd_opt(1899, 12, 31).unwrap()),
             Value::Timestamp(
-                NaiveDate::from_ymd_opt(2040, 1, 2).unwrap().and_hms_micro_opt(3, 4, 5, 6).unwrap(),
+                NaiveDate::from_ymd_opt(2040, 1, 2)
+                    .unwrap()
+                    .and_hms_micro_opt(3, 4, 5, 6)
+                    .unwrap(),
             ),
         ];
         let j = key_to_json(&values);

@@ -94,11 +94,17 @@ impl Progress {
 }
 
 fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
-    move |cause| CheckpointError::State { what: what.to_string(), cause }
+    move |cause| CheckpointError::State {
+        what: what.to_string(),
+        cause,
+    }
 }
 
 pub async fn ensure_schema(conn: &mut PgConnection) -> Result<(), CheckpointError> {
-    sqlx::raw_sql(SCHEMA_DDL).execute(conn).await.map_err(state_err("creating schema migrate"))?;
+    sqlx::raw_sql(SCHEMA_DDL)
+        .execute(conn)
+        .await
+        .map_err(state_err("creating schema migrate"))?;
     Ok(())
 }
 
@@ -169,7 +175,11 @@ pub struct RejectRecord {
 }
 
 /// Stores rejects; called inside the batch's transaction.
-pub async fn save_rejects(conn: &mut PgConnection, entity: &str, rejects: &[RejectRecord]) -> Result<(), CheckpointError> {
+pub async fn save_rejects(
+    conn: &mut PgConnection,
+    entity: &str,
+    rejects: &[RejectRecord],
+) -> Result<(), CheckpointError> {
     if rejects.is_empty() {
         return Ok(());
     }
@@ -201,7 +211,9 @@ pub struct Mirror {
 
 impl Mirror {
     pub fn new(path: &Path) -> Mirror {
-        Mirror { path: path.to_path_buf() }
+        Mirror {
+            path: path.to_path_buf(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -210,18 +222,29 @@ impl Mirror {
 
     /// Writes atomically: a temp file beside the target, fsync, rename, fsync of the directory.
     pub fn write(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
-        let err = |cause| CheckpointError::Mirror { path: self.path.clone(), cause };
+        let err = |cause| CheckpointError::Mirror {
+            path: self.path.clone(),
+            cause,
+        };
         let doc = serde_json::json!({
             "note": "mirror of migrate.progress in the target database, which is the truth",
             "entities": state,
         });
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = dir.join(format!(
             ".{}.tmp",
-            self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into())
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "checkpoint".into())
         ));
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes()).map_err(err)?;
+        f.write_all(serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes())
+            .map_err(err)?;
         f.sync_all().map_err(err)?;
         drop(f);
         std::fs::rename(&tmp, &self.path).map_err(err)?;
@@ -248,9 +271,21 @@ mod tests {
         m.write(&state).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(m.path()).unwrap()).unwrap();
         assert_eq!(doc["entities"]["customer"]["rows_loaded"], 41);
-        assert_eq!(key_from_json(&doc["entities"]["customer"]["last_key"]), Some(vec![Value::Int(42)]));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            key_from_json(&doc["entities"]["customer"]["last_key"]),
+            Some(vec![Value::Int(42)])
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
         let bad = Mirror::new(Path::new("/nonexistent-dir/cp.json"));
-        assert!(bad.write(&state).unwrap_err().to_string().contains("/nonexistent-dir/cp.json"));
+        assert!(
+            bad.write(&state)
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent-dir/cp.json")
+        );
     }
 }

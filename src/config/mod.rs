@@ -116,7 +116,10 @@ impl MappingFile {
     /// The entity name: `name`, or the file stem.
     pub fn entity(&self) -> String {
         self.mapping.name.clone().unwrap_or_else(|| {
-            self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
         })
     }
 
@@ -125,7 +128,10 @@ impl MappingFile {
     }
 
     pub fn problem(&self, offset: usize, message: impl Into<String>) -> Problem {
-        Problem { at: self.location(offset), message: message.into() }
+        Problem {
+            at: self.location(offset),
+            message: message.into(),
+        }
     }
 
     /// A stable fingerprint of what the mapping means (not of its comments or spacing), stored
@@ -150,13 +156,21 @@ pub fn location_in(file: &Path, text: &str, offset: usize) -> Location {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-    Location { file: file.to_path_buf(), line, column }
+    Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    }
 }
 
 /// Parses one mapping file's text.
 pub fn parse_mapping(path: &Path, text: &str) -> Result<MappingFile, Problem> {
     match toml::from_str::<Mapping>(text) {
-        Ok(mapping) => Ok(MappingFile { path: path.to_path_buf(), text: text.to_string(), mapping }),
+        Ok(mapping) => Ok(MappingFile {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            mapping,
+        }),
         Err(e) => {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             Err(Problem {
@@ -170,8 +184,10 @@ pub fn parse_mapping(path: &Path, text: &str) -> Result<MappingFile, Problem> {
 /// Reads every `*.toml` in `dir`, sorted by name. All parse problems of all files are returned
 /// together.
 pub fn load_dir(dir: &Path) -> Result<Vec<MappingFile>, ConfigError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|cause| ConfigError::ReadDir { dir: dir.to_path_buf(), cause })?;
+    let entries = std::fs::read_dir(dir).map_err(|cause| ConfigError::ReadDir {
+        dir: dir.to_path_buf(),
+        cause,
+    })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -189,12 +205,20 @@ pub fn load_dir(dir: &Path) -> Result<Vec<MappingFile>, ConfigError> {
                 Err(p) => problems.push(p),
             },
             Err(e) => problems.push(Problem {
-                at: Location { file: path.clone(), line: 1, column: 1 },
+                at: Location {
+                    file: path.clone(),
+                    line: 1,
+                    column: 1,
+                },
                 message: format!("cannot read file: {e}"),
             }),
         }
     }
-    if problems.is_empty() { Ok(files) } else { Err(MappingErrors(problems).into()) }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(MappingErrors(problems).into())
+    }
 }
 
 #[cfg(test)]
@@ -240,8 +264,7 @@ transform = ["trim", { truncate = 10 }]
 
     #[test]
     fn bad_enum_and_bad_syntax_are_located() {
-        let p = parse_mapping(Path::new("a.toml"), &GOOD.replace("\"skip\"", "\"ignore\""))
-            .unwrap_err();
+        let p = parse_mapping(Path::new("a.toml"), &GOOD.replace("\"skip\"", "\"ignore\"")).unwrap_err();
         assert_eq!(p.at.line, 5);
         assert!(p.message.contains("ignore"), "{p}");
         let p = parse_mapping(Path::new("a.toml"), "target = \n").unwrap_err();
@@ -267,10 +290,15 @@ transform = ["trim", { truncate = 10 }]
         std::fs::write(dir.path().join("c.toml"), GOOD).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         let err = load_dir(dir.path()).unwrap_err();
-        let ConfigError::Mappings(MappingErrors(problems)) = err else { panic!("{err}") };
+        let ConfigError::Mappings(MappingErrors(problems)) = err else {
+            panic!("{err}")
+        };
         assert_eq!(problems.len(), 2);
         assert!(problems[0].at.file.ends_with("a.toml"));
         assert!(problems[1].at.file.ends_with("b.toml"));
-        assert!(matches!(load_dir(&dir.path().join("nope")), Err(ConfigError::ReadDir { .. })));
+        assert!(matches!(
+            load_dir(&dir.path().join("nope")),
+            Err(ConfigError::ReadDir { .. })
+        ));
     }
 }

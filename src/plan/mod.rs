@@ -34,10 +34,14 @@ pub struct TargetTable {
 impl TargetTable {
     pub fn parse(s: &str) -> TargetTable {
         match s.split_once('.') {
-            Some((schema, name)) if !schema.is_empty() && !name.is_empty() => {
-                TargetTable { schema: Some(schema.to_string()), name: name.to_string() }
-            }
-            _ => TargetTable { schema: None, name: s.to_string() },
+            Some((schema, name)) if !schema.is_empty() && !name.is_empty() => TargetTable {
+                schema: Some(schema.to_string()),
+                name: name.to_string(),
+            },
+            _ => TargetTable {
+                schema: None,
+                name: s.to_string(),
+            },
         }
     }
 
@@ -113,7 +117,11 @@ impl Plan {
                 }
             }
         }
-        self.entities.iter().filter(|e| seen.contains(&e.name)).map(|e| e.name.clone()).collect()
+        self.entities
+            .iter()
+            .filter(|e| seen.contains(&e.name))
+            .map(|e| e.name.clone())
+            .collect()
     }
 }
 
@@ -140,7 +148,12 @@ pub fn compile(files: &[MappingFile]) -> Result<Plan, MappingErrors> {
             if !names.contains(d.get_ref()) {
                 problems.push(f.problem(
                     d.span().start,
-                    format!("entity '{}' depends on unknown entity '{}' (known: {})", f.entity(), d.get_ref(), names.iter().cloned().collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "entity '{}' depends on unknown entity '{}' (known: {})",
+                        f.entity(),
+                        d.get_ref(),
+                        names.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 ));
             } else if d.get_ref() == &f.entity() {
                 problems.push(f.problem(d.span().start, format!("entity '{}' depends on itself", f.entity())));
@@ -153,7 +166,11 @@ pub fn compile(files: &[MappingFile]) -> Result<Plan, MappingErrors> {
     match order(entities) {
         Ok(entities) => Ok(Plan { entities }),
         Err((cycle, file)) => Err(MappingErrors(vec![Problem {
-            at: crate::config::Location { file, line: 1, column: 1 },
+            at: crate::config::Location {
+                file,
+                line: 1,
+                column: 1,
+            },
             message: format!("dependency cycle: {}", cycle.join(" → ")),
         }])),
     }
@@ -185,18 +202,24 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
     if m.target.get_ref().trim().is_empty() {
         problems.push(f.problem(m.target.span().start, "'target' is empty"));
     }
-    if let Some(k) = &m.key {
-        if k.get_ref().is_empty() {
-            problems.push(f.problem(k.span().start, "'key' is empty; omit it to use the source's primary key"));
-        }
+    if let Some(k) = &m.key
+        && k.get_ref().is_empty()
+    {
+        problems.push(f.problem(
+            k.span().start,
+            "'key' is empty; omit it to use the source's primary key",
+        ));
     }
     if matches!(relation, Some(Relation::Query(_))) && m.key.is_none() {
-        problems.push(f.problem(0, "a 'query' source needs an explicit 'key' (unique, non-null columns of the query) to order and resume by"));
+        problems.push(f.problem(
+            0,
+            "a 'query' source needs an explicit 'key' (unique, non-null columns of the query) to order and resume by",
+        ));
     }
-    if let Some(b) = &m.batch_size {
-        if *b.get_ref() == 0 {
-            problems.push(f.problem(b.span().start, "'batch_size' must be at least 1"));
-        }
+    if let Some(b) = &m.batch_size
+        && *b.get_ref() == 0
+    {
+        problems.push(f.problem(b.span().start, "'batch_size' must be at least 1"));
     }
     if m.fields.is_empty() {
         problems.push(f.problem(0, "no [[fields]]: a mapping needs at least one field"));
@@ -215,7 +238,13 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
                 None
             }
             (None, None) => {
-                problems.push(f.problem(at, format!("field '{}': needs 'from' (a source column) or 'value' (a constant)", fd.to)));
+                problems.push(f.problem(
+                    at,
+                    format!(
+                        "field '{}': needs 'from' (a source column) or 'value' (a constant)",
+                        fd.to
+                    ),
+                ));
                 None
             }
             (None, Some(v)) => match toml_to_value(v) {
@@ -244,7 +273,13 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
                 Err(e) => problems.push(f.problem(st.span().start, format!("field '{}': {e}", fd.to))),
             }
         }
-        fields.push(FieldPlan { from: fd.from.clone(), to: fd.to.clone(), chain: Chain(steps), default, constant });
+        fields.push(FieldPlan {
+            from: fd.from.clone(),
+            to: fd.to.clone(),
+            chain: Chain(steps),
+            default,
+            constant,
+        });
     }
     if problems.len() > before {
         return None;
@@ -294,7 +329,12 @@ fn order(entities: Vec<Entity>) -> Result<Vec<Entity>, (Vec<String>, PathBuf)> {
     let mut path = vec![start.clone()];
     let mut cur = start;
     loop {
-        let next = remaining[&cur].depends_on.iter().find(|d| remaining.contains_key(*d)).cloned().expect("in a cycle");
+        let next = remaining[&cur]
+            .depends_on
+            .iter()
+            .find(|d| remaining.contains_key(*d))
+            .cloned()
+            .expect("in a cycle");
         if let Some(pos) = path.iter().position(|p| *p == next) {
             let mut cycle = path[pos..].to_vec();
             cycle.push(next);
@@ -314,13 +354,21 @@ mod tests {
 
     fn file(name: &str, deps: &[&str]) -> MappingFile {
         let deps = deps.iter().map(|d| format!("\"{d}\"")).collect::<Vec<_>>().join(", ");
-        let text = format!("source = \"T_{name}\"\ntarget = \"{name}\"\ndepends_on = [{deps}]\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n");
+        let text = format!(
+            "source = \"T_{name}\"\ntarget = \"{name}\"\ndepends_on = [{deps}]\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n"
+        );
         parse_mapping(Path::new(&format!("mappings/{name}.toml")), &text).unwrap()
     }
 
     #[test]
     fn orders_by_dependencies() {
-        let files = vec![file("shipment", &["customer", "skid"]), file("skid", &["job"]), file("job", &["coil"]), file("coil", &["customer"]), file("customer", &[])];
+        let files = vec![
+            file("shipment", &["customer", "skid"]),
+            file("skid", &["job"]),
+            file("job", &["coil"]),
+            file("coil", &["customer"]),
+            file("customer", &[]),
+        ];
         let plan = compile(&files).unwrap();
         let names: Vec<_> = plan.entities.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["customer", "coil", "job", "skid", "shipment"]);
@@ -352,7 +400,11 @@ mod tests {
         let err = compile(&[f]).unwrap_err();
         let msgs: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
         assert_eq!(msgs.len(), 4, "{msgs:#?}");
-        assert!(msgs.iter().any(|m| m.starts_with("m/x.toml: line 6, column 22: field 'a': unknown transform 'tirm'")), "{msgs:#?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("m/x.toml: line 6, column 22: field 'a': unknown transform 'tirm'")),
+            "{msgs:#?}"
+        );
         assert!(msgs.iter().any(|m| m.contains("needs 'from'")));
         assert!(msgs.iter().any(|m| m.contains("mapped twice")));
         assert!(msgs.iter().any(|m| m.contains("unknown element 'QQ'")));
@@ -360,7 +412,11 @@ mod tests {
 
     #[test]
     fn query_needs_key_and_target_quoting() {
-        let f = parse_mapping(Path::new("q.toml"), "query = \"SELECT 1 AS X\"\ntarget = \"s.t\"\n[[fields]]\nfrom=\"X\"\nto=\"x\"\n").unwrap();
+        let f = parse_mapping(
+            Path::new("q.toml"),
+            "query = \"SELECT 1 AS X\"\ntarget = \"s.t\"\n[[fields]]\nfrom=\"X\"\nto=\"x\"\n",
+        )
+        .unwrap();
         assert!(compile(&[f]).unwrap_err().to_string().contains("explicit 'key'"));
         assert_eq!(TargetTable::parse("public.User Name").sql(), "\"public\".\"User Name\"");
         assert_eq!(TargetTable::parse("a\"b").sql(), "\"a\"\"b\"");

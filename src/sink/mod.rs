@@ -41,10 +41,16 @@ fn q_err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SinkError {
 pub async fn connect(url: &str) -> Result<PgConnection, SinkError> {
     let shown = crate::telemetry::redact_url(url);
     let opts = PgConnectOptions::from_str(url)
-        .map_err(|cause| SinkError::Connect { url: shown.clone(), cause })?
+        .map_err(|cause| SinkError::Connect {
+            url: shown.clone(),
+            cause,
+        })?
         .application_name("migrate")
         .log_statements(tracing::log::LevelFilter::Trace);
-    let conn = opts.connect().await.map_err(|cause| SinkError::Connect { url: shown, cause })?;
+    let conn = opts
+        .connect()
+        .await
+        .map_err(|cause| SinkError::Connect { url: shown, cause })?;
     set_tcp_nodelay();
     Ok(conn)
 }
@@ -55,9 +61,13 @@ pub async fn connect(url: &str) -> Result<PgConnection, SinkError> {
 /// TCP socket of this process (they are all database connections) gets TCP_NODELAY.
 #[cfg(target_os = "linux")]
 fn set_tcp_nodelay() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
     for entry in dir.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
         let is_socket = std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
         if is_socket {
             let one: libc::c_int = 1;
@@ -160,7 +170,10 @@ pub async fn count_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<
 }
 
 pub async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<(), SinkError> {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(conn).await.map_err(q_err(what))?;
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .map_err(q_err(what))?;
     Ok(())
 }
 
@@ -181,7 +194,13 @@ struct Staging {
 impl Loader {
     /// `columns` are the target columns in the order rows are encoded; `conflict` the target
     /// columns ON CONFLICT uses (for skip/update).
-    pub fn new(entity_index: usize, table: &TargetTable, columns: &[String], on_conflict: OnConflict, conflict: &[String]) -> Loader {
+    pub fn new(
+        entity_index: usize,
+        table: &TargetTable,
+        columns: &[String],
+        on_conflict: OnConflict,
+        conflict: &[String],
+    ) -> Loader {
         let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
         if on_conflict == OnConflict::Error {
             return Loader {
@@ -239,7 +258,8 @@ pub struct Refused {
 /// other error aborts the batch.
 pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Vec<Refused>, SinkError> {
     let mut refused = Vec::new();
-    let mut todo: Vec<Range<usize>> = vec![0..batch.rows.len()];
+    let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..batch.rows.len());
     while let Some(span) = todo.pop() {
         if span.is_empty() {
             continue;
@@ -249,12 +269,24 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
             Ok(()) => execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?,
             Err(e) => {
                 let Some((reason, column)) = data_error(&e) else {
-                    return Err(SinkError::Query { what: format!("loading into {}", loader.table.display()), cause: e });
+                    return Err(SinkError::Query {
+                        what: format!("loading into {}", loader.table.display()),
+                        cause: e,
+                    });
                 };
-                execute(conn, "ROLLBACK TO SAVEPOINT migrate_batch", "rolling back to a savepoint").await?;
+                execute(
+                    conn,
+                    "ROLLBACK TO SAVEPOINT migrate_batch",
+                    "rolling back to a savepoint",
+                )
+                .await?;
                 execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?;
                 if span.len() == 1 {
-                    refused.push(Refused { row: span.start, reason, column });
+                    refused.push(Refused {
+                        row: span.start,
+                        reason,
+                        column,
+                    });
                 } else {
                     let mid = span.start + span.len() / 2;
                     todo.push(mid..span.end);
@@ -267,9 +299,16 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
     Ok(refused)
 }
 
-async fn copy_rows(conn: &mut PgConnection, loader: &Loader, batch: &Encoded, span: Range<usize>) -> Result<(), sqlx::Error> {
+async fn copy_rows(
+    conn: &mut PgConnection,
+    loader: &Loader,
+    batch: &Encoded,
+    span: Range<usize>,
+) -> Result<(), sqlx::Error> {
     if let Some(st) = &loader.staging {
-        sqlx::raw_sql(AssertSqlSafe(st.prepare_sql.clone())).execute(&mut *conn).await?;
+        sqlx::raw_sql(AssertSqlSafe(st.prepare_sql.clone()))
+            .execute(&mut *conn)
+            .await?;
     }
     let mut copy = conn.copy_in_raw(&loader.copy_sql).await?;
     let mut chunk = Vec::with_capacity(SEND_BYTES.min(batch.buf.len() + 64));
@@ -282,11 +321,11 @@ async fn copy_rows(conn: &mut PgConnection, loader: &Loader, batch: &Encoded, sp
         let take = (end - pos).min(SEND_BYTES - chunk.len().min(SEND_BYTES - 1));
         chunk.extend_from_slice(&batch.buf[pos..pos + take]);
         pos += take;
-        if chunk.len() >= SEND_BYTES {
-            if let Err(e) = copy.send(std::mem::take(&mut chunk)).await {
-                let _ = copy.abort("send failed").await;
-                return Err(e);
-            }
+        if chunk.len() >= SEND_BYTES
+            && let Err(e) = copy.send(std::mem::take(&mut chunk)).await
+        {
+            let _ = copy.abort("send failed").await;
+            return Err(e);
         }
     }
     chunk.extend_from_slice(&(-1i16).to_be_bytes());
@@ -296,7 +335,9 @@ async fn copy_rows(conn: &mut PgConnection, loader: &Loader, batch: &Encoded, sp
     }
     copy.finish().await?;
     if let Some(st) = &loader.staging {
-        sqlx::query(AssertSqlSafe(st.insert_sql.clone())).execute(&mut *conn).await?;
+        sqlx::query(AssertSqlSafe(st.insert_sql.clone()))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -311,7 +352,9 @@ fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
     }
     let column = pg.column().map(str::to_string).or_else(|| {
         // "COPY t, line 1, column c: ..." names the column for conversion errors.
-        pg.r#where().and_then(|w| w.split(", column ").nth(1)).map(|c| c.split(':').next().unwrap_or(c).trim().to_string())
+        pg.r#where()
+            .and_then(|w| w.split(", column ").nth(1))
+            .map(|c| c.split(':').next().unwrap_or(c).trim().to_string())
     });
     // Constraint violations say "Key (customer_id)=(42) is not present ...".
     let column = column.or_else(|| {
@@ -335,14 +378,28 @@ mod tests {
         let t = TargetTable::parse("app.User Name");
         let cols = vec!["id".to_string(), "order".to_string()];
         let l = Loader::new(0, &t, &cols, OnConflict::Error, &[]);
-        assert_eq!(l.copy_sql, "COPY \"app\".\"User Name\" (\"id\", \"order\") FROM STDIN (FORMAT binary)");
+        assert_eq!(
+            l.copy_sql,
+            "COPY \"app\".\"User Name\" (\"id\", \"order\") FROM STDIN (FORMAT binary)"
+        );
         let u = Loader::new(3, &t, &cols, OnConflict::Update, &["id".to_string()]);
         let st = u.staging.unwrap();
         assert_eq!(
             st.insert_sql,
             "INSERT INTO \"app\".\"User Name\" (\"id\", \"order\") SELECT \"id\", \"order\" FROM pg_temp.\"migrate_stage_3\" ON CONFLICT (\"id\") DO UPDATE SET \"order\" = EXCLUDED.\"order\""
         );
-        let s = Loader::new(3, &TargetTable::parse("x\"; DROP TABLE y; --"), &cols, OnConflict::Skip, &["id".to_string()]);
-        assert!(s.staging.unwrap().insert_sql.contains("INTO \"x\"\"; DROP TABLE y; --\" (\"id\", \"order\")"));
+        let s = Loader::new(
+            3,
+            &TargetTable::parse("x\"; DROP TABLE y; --"),
+            &cols,
+            OnConflict::Skip,
+            &["id".to_string()],
+        );
+        assert!(
+            s.staging
+                .unwrap()
+                .insert_sql
+                .contains("INTO \"x\"\"; DROP TABLE y; --\" (\"id\", \"order\")")
+        );
     }
 }

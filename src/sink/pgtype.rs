@@ -108,12 +108,22 @@ impl PgType {
                 let s = text_of(v)?;
                 if let Some(pos) = s.find('\0') {
                     let at = s[..pos].chars().count() + 1;
-                    return Err(format!("text contains a NUL byte (0x00) at character {at}, which PostgreSQL text cannot store"));
+                    return Err(format!(
+                        "text contains a NUL byte (0x00) at character {at}, which PostgreSQL text cannot store"
+                    ));
                 }
                 if let PgType::Varchar(Some(n)) | PgType::Bpchar(Some(n)) = self {
-                    let len = if matches!(self, PgType::Bpchar(_)) { s.trim_end_matches(' ').chars().count() } else { s.chars().count() };
+                    let len = if matches!(self, PgType::Bpchar(_)) {
+                        s.trim_end_matches(' ').chars().count()
+                    } else {
+                        s.chars().count()
+                    };
                     if len > *n as usize {
-                        let kind = if matches!(self, PgType::Bpchar(_)) { "char" } else { "varchar" };
+                        let kind = if matches!(self, PgType::Bpchar(_)) {
+                            "char"
+                        } else {
+                            "varchar"
+                        };
                         return Err(format!("value is {len} characters, longer than {kind}({n})"));
                     }
                 }
@@ -124,7 +134,13 @@ impl PgType {
                     Value::Bool(b) => *b,
                     Value::Int(0) => false,
                     Value::Int(1) => true,
-                    other => return Err(format!("cannot store {} value {} in a boolean column (use a bool transform)", other.kind(), brief(other))),
+                    other => {
+                        return Err(format!(
+                            "cannot store {} value {} in a boolean column (use a bool transform)",
+                            other.kind(),
+                            brief(other)
+                        ));
+                    }
                 };
                 out.push(b as u8);
             }
@@ -133,9 +149,19 @@ impl PgType {
                     Value::Date(d) => *d,
                     Value::Timestamp(t) if t.time() == NaiveTime::MIN => t.date(),
                     Value::Timestamp(_) => return Err("timestamp has a time part; a date column would drop it".into()),
-                    Value::Text(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                        .map_err(|_| format!("'{}' is not a YYYY-MM-DD date (add a {{ date = FMT }} transform)", s.trim()))?,
-                    other => return Err(format!("cannot store {} value {} in a date column", other.kind(), brief(other))),
+                    Value::Text(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+                        format!(
+                            "'{}' is not a YYYY-MM-DD date (add a {{ date = FMT }} transform)",
+                            s.trim()
+                        )
+                    })?,
+                    other => {
+                        return Err(format!(
+                            "cannot store {} value {} in a date column",
+                            other.kind(),
+                            brief(other)
+                        ));
+                    }
                 };
                 let days = d.signed_duration_since(pg_epoch().date()).num_days();
                 let days = i32::try_from(days).map_err(|_| format!("{d} is out of range for date"))?;
@@ -145,9 +171,19 @@ impl PgType {
                 let t = match v {
                     Value::Timestamp(t) => *t,
                     Value::Date(d) => d.and_time(NaiveTime::MIN),
-                    Value::Text(s) => parse_iso_timestamp(s.trim())
-                        .ok_or_else(|| format!("'{}' is not a YYYY-MM-DD HH:MI:SS timestamp (add a {{ timestamp = FMT }} transform)", s.trim()))?,
-                    other => return Err(format!("cannot store {} value {} in a timestamp column", other.kind(), brief(other))),
+                    Value::Text(s) => parse_iso_timestamp(s.trim()).ok_or_else(|| {
+                        format!(
+                            "'{}' is not a YYYY-MM-DD HH:MI:SS timestamp (add a {{ timestamp = FMT }} transform)",
+                            s.trim()
+                        )
+                    })?,
+                    other => {
+                        return Err(format!(
+                            "cannot store {} value {} in a timestamp column",
+                            other.kind(),
+                            brief(other)
+                        ));
+                    }
                 };
                 out.extend_from_slice(&micros_since_epoch(t)?.to_be_bytes());
             }
@@ -160,7 +196,13 @@ impl PgType {
                     Value::Text(s) => DateTime::parse_from_rfc3339(s.trim())
                         .map(|d| d.with_timezone(&Utc).naive_utc())
                         .map_err(|_| format!("'{}' is not an RFC 3339 timestamp with offset", s.trim()))?,
-                    other => return Err(format!("cannot store {} value {} in a timestamptz column", other.kind(), brief(other))),
+                    other => {
+                        return Err(format!(
+                            "cannot store {} value {} in a timestamptz column",
+                            other.kind(),
+                            brief(other)
+                        ));
+                    }
                 };
                 out.extend_from_slice(&micros_since_epoch(t)?.to_be_bytes());
             }
@@ -173,7 +215,13 @@ impl PgType {
                 let bytes = match v {
                     Value::Bytes(b) if b.len() == 16 => b.clone(),
                     Value::Text(s) => parse_uuid(s.trim()).ok_or_else(|| format!("'{}' is not a UUID", s.trim()))?,
-                    other => return Err(format!("cannot store {} value {} in a uuid column", other.kind(), brief(other))),
+                    other => {
+                        return Err(format!(
+                            "cannot store {} value {} in a uuid column",
+                            other.kind(),
+                            brief(other)
+                        ));
+                    }
                 };
                 out.extend_from_slice(&bytes);
             }
@@ -205,7 +253,11 @@ fn has_nul(v: &serde_json::Value) -> bool {
 
 fn brief(v: &Value) -> String {
     let s = v.to_display_json().to_string();
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn int_of(v: &Value) -> Result<i64, String> {
@@ -216,9 +268,16 @@ fn int_of(v: &Value) -> Result<i64, String> {
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
         Value::Text(s) => {
             let t = s.trim();
-            t.parse::<i64>().ok().or_else(|| Decimal::parse(t).ok().and_then(|d| d.to_i64())).ok_or_else(|| format!("'{t}' is not a whole number"))
+            t.parse::<i64>()
+                .ok()
+                .or_else(|| Decimal::parse(t).ok().and_then(|d| d.to_i64()))
+                .ok_or_else(|| format!("'{t}' is not a whole number"))
         }
-        other => Err(format!("cannot store {} value {} in an integer column", other.kind(), brief(other))),
+        other => Err(format!(
+            "cannot store {} value {} in an integer column",
+            other.kind(),
+            brief(other)
+        )),
     }
 }
 
@@ -228,7 +287,11 @@ fn float_of(v: &Value) -> Result<f64, String> {
         Value::Int(i) => Ok(*i as f64),
         Value::Decimal(d) => d.to_string().parse().map_err(|_| format!("{d} is not a float")),
         Value::Text(s) => s.trim().parse().map_err(|_| format!("'{}' is not a number", s.trim())),
-        other => Err(format!("cannot store {} value {} in a float column", other.kind(), brief(other))),
+        other => Err(format!(
+            "cannot store {} value {} in a float column",
+            other.kind(),
+            brief(other)
+        )),
     }
 }
 
@@ -239,7 +302,11 @@ fn decimal_of(v: &Value) -> Result<Decimal, String> {
         Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).map_err(|e| e.to_string()),
         Value::Float(f) => Err(format!("{f} cannot be stored in a numeric column")),
         Value::Text(s) => Decimal::parse(s.trim()).map_err(|e| e.to_string()),
-        other => Err(format!("cannot store {} value {} in a numeric column", other.kind(), brief(other))),
+        other => Err(format!(
+            "cannot store {} value {} in a numeric column",
+            other.kind(),
+            brief(other)
+        )),
     }
 }
 
@@ -248,7 +315,10 @@ fn text_of(v: &Value) -> Result<std::borrow::Cow<'_, str>, String> {
     Ok(match v {
         Value::Text(s) => Cow::Borrowed(s.as_str()),
         Value::Bytes(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(|e| {
-            format!("bytes are not valid UTF-8 (invalid byte at offset {}), so they cannot be stored as text", e.valid_up_to())
+            format!(
+                "bytes are not valid UTF-8 (invalid byte at offset {}), so they cannot be stored as text",
+                e.valid_up_to()
+            )
         })?),
         Value::Int(i) => Cow::Owned(i.to_string()),
         Value::Decimal(d) => Cow::Owned(d.to_string()),
@@ -262,7 +332,9 @@ fn text_of(v: &Value) -> Result<std::borrow::Cow<'_, str>, String> {
 }
 
 fn pg_epoch() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid").and_time(NaiveTime::MIN)
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .expect("valid")
+        .and_time(NaiveTime::MIN)
 }
 
 /// Microseconds since 2000-01-01, nanoseconds rounded half up as PostgreSQL does for text input.
@@ -270,7 +342,9 @@ fn micros_since_epoch(t: NaiveDateTime) -> Result<i64, String> {
     let whole = t.with_nanosecond(0).expect("0 is valid");
     let secs = whole.signed_duration_since(pg_epoch()).num_seconds();
     let micros = (t.nanosecond() as i64 + 500) / 1000;
-    secs.checked_mul(1_000_000).and_then(|s| s.checked_add(micros)).ok_or_else(|| format!("{t} is out of range for timestamp"))
+    secs.checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(micros))
+        .ok_or_else(|| format!("{t} is out of range for timestamp"))
 }
 
 fn parse_iso_timestamp(s: &str) -> Option<NaiveDateTime> {
@@ -279,15 +353,24 @@ fn parse_iso_timestamp(s: &str) -> Option<NaiveDateTime> {
             return Some(t);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_time(NaiveTime::MIN))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_time(NaiveTime::MIN))
 }
 
 fn parse_uuid(s: &str) -> Option<Vec<u8>> {
-    let hex: String = s.trim_start_matches('{').trim_end_matches('}').chars().filter(|c| *c != '-').collect();
+    let hex: String = s
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     if hex.len() != 32 {
         return None;
     }
-    (0..16).map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()).collect()
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -305,17 +388,27 @@ mod tests {
 
     #[test]
     fn catalog_types() {
-        assert_eq!(PgType::from_catalog("numeric", ((12 << 16) | 2) + 4, ""), PgType::Numeric(Some((12, 2))));
+        assert_eq!(
+            PgType::from_catalog("numeric", ((12 << 16) | 2) + 4, ""),
+            PgType::Numeric(Some((12, 2)))
+        );
         assert_eq!(PgType::from_catalog("numeric", -1, ""), PgType::Numeric(None));
         assert_eq!(PgType::from_catalog("varchar", 24, ""), PgType::Varchar(Some(20)));
-        assert_eq!(PgType::from_catalog("inet", -1, "inet"), PgType::Unsupported("inet".into()));
+        assert_eq!(
+            PgType::from_catalog("inet", -1, "inet"),
+            PgType::Unsupported("inet".into())
+        );
     }
 
     #[test]
     fn integers_and_ranges() {
         assert_eq!(body(&PgType::Int4, Value::Int(258)), [0, 0, 1, 2]);
         assert_eq!(body(&PgType::Int2, Value::Text(" 7 ".into())), [0, 7]);
-        assert!(enc(&PgType::Int2, Value::Int(40000)).unwrap_err().contains("out of range for smallint"));
+        assert!(
+            enc(&PgType::Int2, Value::Int(40000))
+                .unwrap_err()
+                .contains("out of range for smallint")
+        );
         assert!(enc(&PgType::Int8, Value::Text("1.5".into())).is_err());
         assert_eq!(enc(&PgType::Int8, Value::Null).unwrap(), [255, 255, 255, 255]);
     }
@@ -323,19 +416,45 @@ mod tests {
     #[test]
     fn numeric_scale_is_never_rounded_silently() {
         let t = PgType::Numeric(Some((10, 2)));
-        assert!(enc(&t, Value::Text("1.234".into())).unwrap_err().contains("3 decimal places"));
+        assert!(
+            enc(&t, Value::Text("1.234".into()))
+                .unwrap_err()
+                .contains("3 decimal places")
+        );
         assert!(enc(&t, Value::Text("1.230".into())).is_ok());
-        assert!(enc(&t, Value::Text("123456789".into())).unwrap_err().contains("too large"));
-        assert!(enc(&PgType::Numeric(None), Value::Text("123456789012345678901234567890.12345".into())).is_ok());
+        assert!(
+            enc(&t, Value::Text("123456789".into()))
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            enc(
+                &PgType::Numeric(None),
+                Value::Text("123456789012345678901234567890.12345".into())
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn text_rules() {
-        assert!(enc(&PgType::Text, Value::Text("a\0b".into())).unwrap_err().contains("NUL byte (0x00) at character 2"));
-        assert!(enc(&PgType::Varchar(Some(3)), Value::Text("abcd".into())).unwrap_err().contains("4 characters, longer than varchar(3)"));
+        assert!(
+            enc(&PgType::Text, Value::Text("a\0b".into()))
+                .unwrap_err()
+                .contains("NUL byte (0x00) at character 2")
+        );
+        assert!(
+            enc(&PgType::Varchar(Some(3)), Value::Text("abcd".into()))
+                .unwrap_err()
+                .contains("4 characters, longer than varchar(3)")
+        );
         assert!(enc(&PgType::Varchar(Some(3)), Value::Text("äöü".into())).is_ok());
         assert!(enc(&PgType::Bpchar(Some(2)), Value::Text("ab   ".into())).is_ok());
-        assert!(enc(&PgType::Text, Value::Bytes(vec![0xff, 0xfe])).unwrap_err().contains("not valid UTF-8"));
+        assert!(
+            enc(&PgType::Text, Value::Bytes(vec![0xff, 0xfe]))
+                .unwrap_err()
+                .contains("not valid UTF-8")
+        );
         assert_eq!(body(&PgType::Text, Value::Int(-5)), b"-5");
     }
 
@@ -345,16 +464,37 @@ mod tests {
         assert_eq!(body(&PgType::Date, Value::Date(d(2000, 1, 2))), 1i32.to_be_bytes());
         assert_eq!(body(&PgType::Date, Value::Date(d(1999, 12, 31))), (-1i32).to_be_bytes());
         let t = d(2000, 1, 1).and_hms_nano_opt(0, 0, 1, 1_500).unwrap();
-        assert_eq!(body(&PgType::Timestamp, Value::Timestamp(t)), 1_000_002i64.to_be_bytes());
-        assert!(enc(&PgType::Date, Value::Text("12-MAR-19".into())).unwrap_err().contains("date = FMT"));
-        assert_eq!(body(&PgType::Timestamp, Value::Text("2000-01-01 00:00:01".into())), 1_000_000i64.to_be_bytes());
+        assert_eq!(
+            body(&PgType::Timestamp, Value::Timestamp(t)),
+            1_000_002i64.to_be_bytes()
+        );
+        assert!(
+            enc(&PgType::Date, Value::Text("12-MAR-19".into()))
+                .unwrap_err()
+                .contains("date = FMT")
+        );
+        assert_eq!(
+            body(&PgType::Timestamp, Value::Text("2000-01-01 00:00:01".into())),
+            1_000_000i64.to_be_bytes()
+        );
     }
 
     #[test]
     fn other_types() {
         assert_eq!(body(&PgType::Bool, Value::Int(1)), [1]);
-        assert!(enc(&PgType::Bool, Value::Text("Y".into())).unwrap_err().contains("bool transform"));
-        assert_eq!(body(&PgType::Uuid, Value::Text("{00112233-4455-6677-8899-aabbccddeeff}".into())).len(), 16);
+        assert!(
+            enc(&PgType::Bool, Value::Text("Y".into()))
+                .unwrap_err()
+                .contains("bool transform")
+        );
+        assert_eq!(
+            body(
+                &PgType::Uuid,
+                Value::Text("{00112233-4455-6677-8899-aabbccddeeff}".into())
+            )
+            .len(),
+            16
+        );
         assert_eq!(body(&PgType::Jsonb, Value::Text("{\"a\":1}".into()))[0], 1);
         assert!(enc(&PgType::Json, Value::Text("{".into())).is_err());
         assert!(enc(&PgType::Unsupported("inet".into()), Value::Int(1)).is_err());

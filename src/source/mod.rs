@@ -185,9 +185,15 @@ pub async fn with_source<T: Send + 'static>(
             let result = open(&url).and_then(|mut s| f(s.as_mut()));
             let _ = tx.send(result);
         })
-        .map_err(|e| SourceError::Query { what: "starting the source thread".into(), cause: Box::new(e) })?;
+        .map_err(|e| SourceError::Query {
+            what: "starting the source thread".into(),
+            cause: Box::new(e),
+        })?;
     rx.await.unwrap_or_else(|_| {
-        Err(SourceError::Query { what: "source thread".into(), cause: "the source thread stopped unexpectedly".into() })
+        Err(SourceError::Query {
+            what: "source thread".into(),
+            cause: "the source thread stopped unexpectedly".into(),
+        })
     })
 }
 
@@ -214,7 +220,11 @@ mod tests {
     fn select_with_filter_resume_and_row_id() {
         let spec = ReadSpec {
             relation: Relation::Table("AB_COIL".into()),
-            columns: vec![Column::Named("COIL_NO".into()), Column::Named("LINE".into()), Column::RowId],
+            columns: vec![
+                Column::Named("COIL_NO".into()),
+                Column::Named("LINE".into()),
+                Column::RowId,
+            ],
             key: vec![1, 0],
             filter: Some("STATUS <> 'D'".into()),
         };
@@ -222,15 +232,33 @@ mod tests {
             select_sql(&spec, "rowid", true, &q),
             "SELECT \"COIL_NO\", \"LINE\", rowid FROM \"AB_COIL\" WHERE (STATUS <> 'D') AND (\"LINE\" > ?1 OR (\"LINE\" = ?1 AND (\"COIL_NO\" > ?2))) ORDER BY \"LINE\", \"COIL_NO\""
         );
-        let by_rowid = ReadSpec { key: vec![2], filter: None, ..spec.clone() };
+        let by_rowid = ReadSpec {
+            key: vec![2],
+            filter: None,
+            ..spec.clone()
+        };
         assert_eq!(
             select_sql(&by_rowid, "ROWID", false, &q),
             "SELECT \"COIL_NO\", \"LINE\", ROWID FROM \"AB_COIL\" ORDER BY ROWID"
         );
-        let query = ReadSpec { relation: Relation::Query("SELECT 1 AS X FROM DUAL;".into()), columns: vec![Column::Named("X".into())], key: vec![0], filter: None };
-        assert_eq!(select_sql(&query, "ROWID", false, &q), "SELECT \"X\" FROM (SELECT 1 AS X FROM DUAL) q ORDER BY \"X\"");
-        assert_eq!(count_sql(&spec.relation, Some("A = 1")), "SELECT COUNT(*) FROM \"AB_COIL\" WHERE (A = 1)");
-        assert_eq!(spec.key_of(&[Value::Int(1), Value::Int(2), Value::Int(3)]), vec![Value::Int(2), Value::Int(1)]);
+        let query = ReadSpec {
+            relation: Relation::Query("SELECT 1 AS X FROM DUAL;".into()),
+            columns: vec![Column::Named("X".into())],
+            key: vec![0],
+            filter: None,
+        };
+        assert_eq!(
+            select_sql(&query, "ROWID", false, &q),
+            "SELECT \"X\" FROM (SELECT 1 AS X FROM DUAL) q ORDER BY \"X\""
+        );
+        assert_eq!(
+            count_sql(&spec.relation, Some("A = 1")),
+            "SELECT COUNT(*) FROM \"AB_COIL\" WHERE (A = 1)"
+        );
+        assert_eq!(
+            spec.key_of(&[Value::Int(1), Value::Int(2), Value::Int(3)]),
+            vec![Value::Int(2), Value::Int(1)]
+        );
     }
 
     #[test]

@@ -16,14 +16,26 @@ pub struct SqliteSource {
 
 fn query_err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SourceError {
     let what = what.into();
-    move |e| SourceError::Query { what, cause: Box::new(e) }
+    move |e| SourceError::Query {
+        what,
+        cause: Box::new(e),
+    }
 }
 
 impl SqliteSource {
     pub fn open(url: &str) -> Result<SqliteSource, SourceError> {
-        let connect_err = |e: Box<dyn std::error::Error + Send + Sync>| SourceError::Connect { url: url.to_string(), cause: e };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| connect_err(Box::new(e)))?;
-        let opts = SqliteConnectOptions::from_str(url).map_err(|e| connect_err(Box::new(e)))?.read_only(true).create_if_missing(false);
+        let connect_err = |e: Box<dyn std::error::Error + Send + Sync>| SourceError::Connect {
+            url: url.to_string(),
+            cause: e,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| connect_err(Box::new(e)))?;
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| connect_err(Box::new(e)))?
+            .read_only(true)
+            .create_if_missing(false);
         let conn = rt.block_on(opts.connect()).map_err(|e| connect_err(Box::new(e)))?;
         Ok(SqliteSource { rt, conn })
     }
@@ -35,7 +47,10 @@ fn decode(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
         return Ok(Value::Null);
     }
     let type_name = raw.type_info().name().to_string();
-    let err = |e| sqlx::Error::ColumnDecode { index: i.to_string(), source: e };
+    let err = |e| sqlx::Error::ColumnDecode {
+        index: i.to_string(),
+        source: e,
+    };
     Ok(match type_name.as_str() {
         "INTEGER" => Value::Int(<i64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?),
         "REAL" => Value::Float(<f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?),
@@ -70,8 +85,14 @@ fn bind<'q>(
 
 impl Source for SqliteSource {
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError> {
-        let sql = format!("SELECT name, type, \"notnull\", pk FROM pragma_table_info({})", sql_string(table));
-        let rows = self.rt.block_on(sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut self.conn)).map_err(query_err(format!("describing table {table}")))?;
+        let sql = format!(
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info({})",
+            sql_string(table)
+        );
+        let rows = self
+            .rt
+            .block_on(sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut self.conn))
+            .map_err(query_err(format!("describing table {table}")))?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -85,17 +106,27 @@ impl Source for SqliteSource {
             if pk_pos > 0 {
                 pk.push((pk_pos, name.clone()));
             }
-            columns.push(SourceColumn { name, declared_type: declared, nullable: notnull == 0 });
+            columns.push(SourceColumn {
+                name,
+                declared_type: declared,
+                nullable: notnull == 0,
+            });
         }
         pk.sort();
-        Ok(Some(TableInfo { columns, primary_key: pk.into_iter().map(|(_, n)| n).collect() }))
+        Ok(Some(TableInfo {
+            columns,
+            primary_key: pk.into_iter().map(|(_, n)| n).collect(),
+        }))
     }
 
     fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError> {
         let sql = format!("SELECT * FROM ({}) q LIMIT 0", query.trim().trim_end_matches(';'));
         let stmt = self
             .rt
-            .block_on(sqlx::Executor::prepare(&mut self.conn, AssertSqlSafe(sql).into_sql_str()))
+            .block_on(sqlx::Executor::prepare(
+                &mut self.conn,
+                AssertSqlSafe(sql).into_sql_str(),
+            ))
             .map_err(query_err("preparing the mapping's query"))?;
         Ok(stmt.columns().iter().map(|c| c.name().to_string()).collect())
     }
@@ -129,7 +160,10 @@ impl Source for SqliteSource {
                     q = bind(q, v);
                 }
             }
-            let rows = self.rt.block_on(q.fetch_all(&mut self.conn)).map_err(query_err(what.clone()))?;
+            let rows = self
+                .rt
+                .block_on(q.fetch_all(&mut self.conn))
+                .map_err(query_err(what.clone()))?;
             let n = rows.len();
             let mut batch = Vec::with_capacity(n);
             for r in &rows {
@@ -157,4 +191,3 @@ impl Source for SqliteSource {
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
-

@@ -33,8 +33,18 @@ pub struct Mask {
 }
 
 const MONTHS: [&str; 12] = [
-    "JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER",
-    "OCTOBER", "NOVEMBER", "DECEMBER",
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
 ];
 
 impl Mask {
@@ -97,10 +107,18 @@ impl Mask {
             }
             i += upper[i..].chars().next().map(char::len_utf8).unwrap_or(1);
         }
-        if !toks.iter().any(|t| matches!(t, Tok::Year4 | Tok::Year2 | Tok::RoundYear2 | Tok::Hour24 | Tok::Hour12 | Tok::Day)) {
+        if !toks.iter().any(|t| {
+            matches!(
+                t,
+                Tok::Year4 | Tok::Year2 | Tok::RoundYear2 | Tok::Hour24 | Tok::Hour12 | Tok::Day
+            )
+        }) {
             return Err(format!("format mask '{mask}' has no date or time elements"));
         }
-        Ok(Mask { text: mask.to_string(), toks })
+        Ok(Mask {
+            text: mask.to_string(),
+            toks,
+        })
     }
 
     pub fn text(&self) -> &str {
@@ -163,7 +181,11 @@ impl Mask {
                     let word: String = rest.chars().take_while(|c| c.is_alphabetic()).collect();
                     let w = word.to_ascii_uppercase();
                     let found = MONTHS.iter().position(|m| {
-                        if *tok == Tok::MonthAbbr { w.len() == 3 && m.starts_with(&w) } else { *m == w || (w.len() == 3 && m.starts_with(&w)) }
+                        if *tok == Tok::MonthAbbr {
+                            w.len() == 3 && m.starts_with(&w)
+                        } else {
+                            *m == w || (w.len() == 3 && m.starts_with(&w))
+                        }
                     });
                     let m = found.ok_or_else(|| bad(&format!("'{word}' is not a month")))?;
                     month = Some(m as u32 + 1);
@@ -260,7 +282,9 @@ mod tests {
     use super::*;
 
     fn p(mask: &str, s: &str) -> Result<String, String> {
-        Mask::compile(mask)?.parse_with_year(s, 2026).map(|d| d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
+        Mask::compile(mask)?
+            .parse_with_year(s, 2026)
+            .map(|d| d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
     }
 
     #[test]
@@ -270,10 +294,22 @@ mod tests {
         assert_eq!(p("DD-MON-RR", "12-Mar-85").unwrap(), "1985-03-12 00:00:00");
         assert_eq!(p("DD-MON-RR", "1-JAN-49").unwrap(), "2049-01-01 00:00:00");
         assert_eq!(p("DD-MON-RRRR", "01-JAN-1949").unwrap(), "1949-01-01 00:00:00");
-        assert_eq!(p("YYYY-MM-DD HH24:MI:SS", "2019-03-12 23:59:58").unwrap(), "2019-03-12 23:59:58");
-        assert_eq!(p("MM/DD/YYYY HH:MI AM", "3/7/2019 12:05 am").unwrap(), "2019-03-07 00:05:00");
-        assert_eq!(p("MM/DD/YYYY HH12:MI P.M.", "03/07/2019 01:05 P.M.").unwrap(), "2019-03-07 13:05:00");
-        assert_eq!(p("YYYY-MM-DD\"T\"HH24:MI:SS.FF6", "2019-03-12T01:02:03.5").unwrap(), "2019-03-12 01:02:03.500");
+        assert_eq!(
+            p("YYYY-MM-DD HH24:MI:SS", "2019-03-12 23:59:58").unwrap(),
+            "2019-03-12 23:59:58"
+        );
+        assert_eq!(
+            p("MM/DD/YYYY HH:MI AM", "3/7/2019 12:05 am").unwrap(),
+            "2019-03-07 00:05:00"
+        );
+        assert_eq!(
+            p("MM/DD/YYYY HH12:MI P.M.", "03/07/2019 01:05 P.M.").unwrap(),
+            "2019-03-07 13:05:00"
+        );
+        assert_eq!(
+            p("YYYY-MM-DD\"T\"HH24:MI:SS.FF6", "2019-03-12T01:02:03.5").unwrap(),
+            "2019-03-12 01:02:03.500"
+        );
         assert_eq!(p("DD MONTH YYYY", "4 july 1776").unwrap(), "1776-07-04 00:00:00");
         assert_eq!(p("DY DD-MON-YYYY", "TUE 12-MAR-2019").unwrap(), "2019-03-12 00:00:00");
         assert_eq!(p("YYYYMMDD", "19991231").unwrap(), "1999-12-31 00:00:00");

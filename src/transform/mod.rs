@@ -22,10 +22,19 @@ pub enum Step {
     Timestamp(Mask),
     Decimal(u32),
     Integer,
-    Bool { truthy: Vec<String>, falsy: Vec<String> },
-    Map { values: BTreeMap<String, Value>, default: Option<Value> },
+    Bool {
+        truthy: Vec<String>,
+        falsy: Vec<String>,
+    },
+    Map {
+        values: BTreeMap<String, Value>,
+        default: Option<Value>,
+    },
     Truncate(usize),
-    Replace { pattern: Regex, with: String },
+    Replace {
+        pattern: Regex,
+        with: String,
+    },
 }
 
 /// What a step produces, for the pre-flight type check.
@@ -71,7 +80,10 @@ impl Step {
                 t.len(),
                 t.keys().cloned().collect::<Vec<_>>().join(", ")
             )),
-            other => Err(format!("a transform is a name or a one-key table, not {}", other.type_str())),
+            other => Err(format!(
+                "a transform is a name or a one-key table, not {}",
+                other.type_str()
+            )),
         }
     }
 
@@ -95,7 +107,7 @@ impl Step {
             return Ok(v);
         }
         match self {
-            Step::Trim => Ok(map_text(v, |s| trim_owned(s))),
+            Step::Trim => Ok(map_text(v, trim_owned)),
             Step::Upper => Ok(map_text(v, |s| s.to_uppercase())),
             Step::Lower => Ok(map_text(v, |s| s.to_lowercase())),
             Step::NullIfEmpty => Ok(match v {
@@ -106,9 +118,7 @@ impl Step {
                 Some((i, _)) => s[..i].to_string(),
                 None => s,
             })),
-            Step::Replace { pattern, with } => {
-                Ok(map_text(v, |s| pattern.replace_all(&s, with.as_str()).into_owned()))
-            }
+            Step::Replace { pattern, with } => Ok(map_text(v, |s| pattern.replace_all(&s, with.as_str()).into_owned())),
             Step::Phone => phone(v),
             Step::Email => email(v),
             Step::Date(mask) => match v {
@@ -116,27 +126,40 @@ impl Step {
                 Value::Text(s) => {
                     let t = mask.parse(&s)?;
                     if t.time() != chrono::NaiveTime::MIN {
-                        return Err(format!("'{s}' has a time part; use {{ timestamp = \"{}\" }}", mask.text()));
+                        return Err(format!(
+                            "'{s}' has a time part; use {{ timestamp = \"{}\" }}",
+                            mask.text()
+                        ));
                     }
                     Ok(Value::Date(t.date()))
                 }
                 Value::Date(d) => Ok(Value::Date(d)),
                 Value::Timestamp(t) if t.time() == chrono::NaiveTime::MIN => Ok(Value::Date(t.date())),
-                other => Err(format!("cannot read a date from {} value {}", other.kind(), shown(&other))),
+                other => Err(format!(
+                    "cannot read a date from {} value {}",
+                    other.kind(),
+                    shown(&other)
+                )),
             },
             Step::Timestamp(mask) => match v {
                 Value::Text(s) if s.trim().is_empty() => Ok(Value::Null),
                 Value::Text(s) => mask.parse(&s).map(Value::Timestamp),
                 Value::Date(d) => Ok(Value::Timestamp(d.and_time(chrono::NaiveTime::MIN))),
                 Value::Timestamp(t) => Ok(Value::Timestamp(t)),
-                other => Err(format!("cannot read a timestamp from {} value {}", other.kind(), shown(&other))),
+                other => Err(format!(
+                    "cannot read a timestamp from {} value {}",
+                    other.kind(),
+                    shown(&other)
+                )),
             },
             // Blank text is NULL for the typed steps, as an empty string is NULL in Oracle.
             Step::Decimal(_) | Step::Integer if matches!(&v, Value::Text(s) if s.trim().is_empty()) => Ok(Value::Null),
             Step::Decimal(scale) => to_decimal(&v).map(|d| Value::Decimal(d.round(*scale))),
             Step::Integer => {
                 let d = to_decimal(&v)?;
-                d.to_i64().map(Value::Int).ok_or_else(|| format!("{} is not a whole number that fits in 64 bits", d))
+                d.to_i64()
+                    .map(Value::Int)
+                    .ok_or_else(|| format!("{} is not a whole number that fits in 64 bits", d))
             }
             Step::Bool { truthy, falsy } => {
                 let key = match &v {
@@ -144,7 +167,13 @@ impl Step {
                     Value::Text(s) => s.trim().to_string(),
                     Value::Int(i) => i.to_string(),
                     Value::Decimal(d) => d.to_string(),
-                    other => return Err(format!("cannot read a boolean from {} value {}", other.kind(), shown(other))),
+                    other => {
+                        return Err(format!(
+                            "cannot read a boolean from {} value {}",
+                            other.kind(),
+                            shown(other)
+                        ));
+                    }
                 };
                 if truthy.iter().any(|t| t.eq_ignore_ascii_case(&key)) {
                     Ok(Value::Bool(true))
@@ -153,7 +182,11 @@ impl Step {
                 } else if key.is_empty() {
                     Ok(Value::Null)
                 } else {
-                    Err(format!("'{key}' is neither true ({}) nor false ({})", truthy.join("/"), falsy.join("/")))
+                    Err(format!(
+                        "'{key}' is neither true ({}) nor false ({})",
+                        truthy.join("/"),
+                        falsy.join("/")
+                    ))
                 }
             }
             Step::Map { values, default } => {
@@ -182,7 +215,8 @@ fn default_bool() -> Step {
 
 fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
     let want_str = |what: &str| -> Result<&str, String> {
-        arg.as_str().ok_or_else(|| format!("'{name}' takes {what}, not {}", arg.type_str()))
+        arg.as_str()
+            .ok_or_else(|| format!("'{name}' takes {what}, not {}", arg.type_str()))
     };
     let want_uint = |what: &str| -> Result<u32, String> {
         arg.as_integer()
@@ -190,8 +224,12 @@ fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
             .ok_or_else(|| format!("'{name}' takes {what} (a whole number ≥ 0), not {arg}"))
     };
     match name {
-        "date" => Ok(Step::Date(Mask::compile(want_str("a format mask such as \"DD-MON-YY\"")?)?)),
-        "timestamp" => Ok(Step::Timestamp(Mask::compile(want_str("a format mask such as \"YYYY-MM-DD HH24:MI:SS\"")?)?)),
+        "date" => Ok(Step::Date(Mask::compile(want_str(
+            "a format mask such as \"DD-MON-YY\"",
+        )?)?)),
+        "timestamp" => Ok(Step::Timestamp(Mask::compile(want_str(
+            "a format mask such as \"YYYY-MM-DD HH24:MI:SS\"",
+        )?)?)),
         "decimal" => {
             let s = want_uint("a scale")?;
             if s > 1000 {
@@ -230,7 +268,9 @@ fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
             Ok(Step::Bool { truthy, falsy })
         }
         "map" => {
-            let t = arg.as_table().ok_or("'map' takes { values = { FROM = TO, ... }, default = ... }")?;
+            let t = arg
+                .as_table()
+                .ok_or("'map' takes { values = { FROM = TO, ... }, default = ... }")?;
             let mut values = BTreeMap::new();
             let mut default = None;
             for (k, v) in t {
@@ -248,7 +288,9 @@ fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
             Ok(Step::Map { values, default })
         }
         "replace" => {
-            let t = arg.as_table().ok_or("'replace' takes { pattern = REGEX, with = STR }")?;
+            let t = arg
+                .as_table()
+                .ok_or("'replace' takes { pattern = REGEX, with = STR }")?;
             let mut pattern = None;
             let mut with = None;
             for (k, v) in t {
@@ -256,7 +298,11 @@ fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
                 match k.as_str() {
                     "pattern" => pattern = Some(Regex::new(s).map_err(|e| format!("bad regular expression: {e}"))?),
                     "with" => with = Some(s.to_string()),
-                    other => return Err(format!("unknown key '{other}' in replace, expected 'pattern' and 'with'")),
+                    other => {
+                        return Err(format!(
+                            "unknown key '{other}' in replace, expected 'pattern' and 'with'"
+                        ));
+                    }
                 }
             }
             match (pattern, with) {
@@ -286,7 +332,12 @@ pub fn toml_to_value(v: &toml::Value) -> Result<Value, String> {
                 _ => return Err(format!("unsupported date-time constant {s}")),
             }
         }
-        other => return Err(format!("a constant must be a string, number, boolean or date, not {}", other.type_str())),
+        other => {
+            return Err(format!(
+                "a constant must be a string, number, boolean or date, not {}",
+                other.type_str()
+            ));
+        }
     })
 }
 
@@ -305,7 +356,11 @@ fn trim_owned(s: String) -> String {
 /// A value as it may appear in a reject reason: short, never a password (values are data).
 fn shown(v: &Value) -> String {
     let j = v.to_display_json().to_string();
-    if j.chars().count() > 60 { format!("{}…", j.chars().take(60).collect::<String>()) } else { j }
+    if j.chars().count() > 60 {
+        format!("{}…", j.chars().take(60).collect::<String>())
+    } else {
+        j
+    }
 }
 
 fn to_decimal(v: &Value) -> Result<Decimal, String> {
@@ -314,7 +369,11 @@ fn to_decimal(v: &Value) -> Result<Decimal, String> {
         Value::Int(i) => Ok(Decimal::from_i64(*i)),
         Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).map_err(|e| e.to_string()),
         Value::Text(s) => Decimal::parse(s.trim()).map_err(|e| e.to_string()),
-        other => Err(format!("cannot read a number from {} value {}", other.kind(), shown(other))),
+        other => Err(format!(
+            "cannot read a number from {} value {}",
+            other.kind(),
+            shown(other)
+        )),
     }
 }
 
@@ -344,7 +403,10 @@ fn phone(v: Value) -> Result<Value, String> {
     } else if digits.len() == 11 && digits.starts_with('1') {
         format!("+{digits}")
     } else {
-        return Err(format!("'{t}' is not a phone number ({} digits; expected 10, or a leading +)", digits.len()));
+        return Err(format!(
+            "'{t}' is not a phone number ({} digits; expected 10, or a leading +)",
+            digits.len()
+        ));
     };
     if !(8..=16).contains(&e164.len()) {
         return Err(format!("'{t}' is not a phone number (wrong length)"));
@@ -357,7 +419,11 @@ fn email(v: Value) -> Result<Value, String> {
     let Value::Text(s) = v else {
         return Err(format!("cannot read an e-mail address from {} value", v.kind()));
     };
-    let e: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    let e: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase();
     if e.is_empty() {
         return Ok(Value::Null);
     }
@@ -372,7 +438,11 @@ fn email(v: Value) -> Result<Value, String> {
         }
         None => false,
     };
-    if valid { Ok(Value::Text(e)) } else { Err(format!("'{}' is not an e-mail address", s.trim())) }
+    if valid {
+        Ok(Value::Text(e))
+    } else {
+        Err(format!("'{}' is not an e-mail address", s.trim()))
+    }
 }
 
 /// A field's compiled steps.
@@ -389,7 +459,12 @@ impl Chain {
 
     /// The kind of value the chain ends with, if a step fixes it.
     pub fn produces(&self) -> Produces {
-        self.0.iter().rev().map(Step::produces).find(|p| *p != Produces::Same).unwrap_or(Produces::Same)
+        self.0
+            .iter()
+            .rev()
+            .map(Step::produces)
+            .find(|p| *p != Produces::Same)
+            .unwrap_or(Produces::Same)
     }
 }
 
@@ -416,14 +491,24 @@ mod tests {
         assert_eq!(run("\"null_if_empty\"", t("")).unwrap(), Value::Null);
         assert_eq!(run("\"null_if_empty\"", t(" ")).unwrap(), t(" "));
         assert_eq!(run("{ truncate = 3 }", t("ünïcode")).unwrap(), t("ünï"));
-        assert_eq!(run("{ replace = { pattern = '\\s+', with = ' ' } }", t("a  b\tc")).unwrap(), t("a b c"));
+        assert_eq!(
+            run("{ replace = { pattern = '\\s+', with = ' ' } }", t("a  b\tc")).unwrap(),
+            t("a b c")
+        );
         assert_eq!(run("\"trim\"", Value::Int(5)).unwrap(), Value::Int(5));
         assert_eq!(run("\"upper\"", Value::Null).unwrap(), Value::Null);
     }
 
     #[test]
     fn phone_formats() {
-        for s in ["(555) 123-4567", "555.123.4567", "555-123-4567", "5551234567", "+1 555 123 4567", "1-555-123-4567"] {
+        for s in [
+            "(555) 123-4567",
+            "555.123.4567",
+            "555-123-4567",
+            "5551234567",
+            "+1 555 123 4567",
+            "1-555-123-4567",
+        ] {
             assert_eq!(run("\"phone\"", t(s)).unwrap(), t("+15551234567"), "{s}");
         }
         assert_eq!(run("\"phone\"", t("+44 20 7946 0958")).unwrap(), t("+442079460958"));
@@ -434,7 +519,10 @@ mod tests {
 
     #[test]
     fn email_cleanup() {
-        assert_eq!(run("\"email\"", t(" John.Doe @ACME.com ")).unwrap(), t("john.doe@acme.com"));
+        assert_eq!(
+            run("\"email\"", t(" John.Doe @ACME.com ")).unwrap(),
+            t("john.doe@acme.com")
+        );
         assert_eq!(run("\"email\"", t("")).unwrap(), Value::Null);
         for bad in ["n/a", "a@b", "@x.com", "a@@b.com", "a@b..com"] {
             assert!(run("\"email\"", t(bad)).is_err(), "{bad}");
@@ -447,7 +535,11 @@ mod tests {
         assert_eq!(d, Value::Date(NaiveDate::from_ymd_opt(2019, 3, 12).unwrap()));
         assert_eq!(run("{ date = 'DD-MON-YY' }", t("")).unwrap(), Value::Null);
         assert!(run("{ date = 'DD-MON-YY' }", t("31-FEB-19")).is_err());
-        assert!(run("{ date = 'YYYY-MM-DD HH24:MI' }", t("2019-01-01 10:30")).unwrap_err().contains("time part"));
+        assert!(
+            run("{ date = 'YYYY-MM-DD HH24:MI' }", t("2019-01-01 10:30"))
+                .unwrap_err()
+                .contains("time part")
+        );
         let ts = run("{ timestamp = 'YYYY-MM-DD HH24:MI:SS' }", t("2019-01-01 10:30:00")).unwrap();
         assert!(matches!(ts, Value::Timestamp(_)));
         assert!(step("{ date = 'QQ' }").is_err());
@@ -483,7 +575,11 @@ mod tests {
         let m = "{ map = { values = { A = 'active', D = 'deleted' }, default = 'unknown' } }";
         assert_eq!(run(m, t("A")).unwrap(), t("active"));
         assert_eq!(run(m, t("Z")).unwrap(), t("unknown"));
-        assert!(run("{ map = { values = { A = 1 } } }", t("B")).unwrap_err().contains("no entry"));
+        assert!(
+            run("{ map = { values = { A = 1 } } }", t("B"))
+                .unwrap_err()
+                .contains("no entry")
+        );
         assert_eq!(run("{ map = { values = { A = 1 } } }", t("A")).unwrap(), Value::Int(1));
     }
 
@@ -492,7 +588,11 @@ mod tests {
         assert!(step("\"tirm\"").unwrap_err().contains("unknown transform 'tirm'"));
         assert!(step("{ trim = 1, upper = 2 }").unwrap_err().contains("exactly one key"));
         assert!(step("5").is_err());
-        assert!(step("{ replace = { pattern = '(' , with = '' } }").unwrap_err().contains("regular expression"));
+        assert!(
+            step("{ replace = { pattern = '(' , with = '' } }")
+                .unwrap_err()
+                .contains("regular expression")
+        );
     }
 
     #[test]

@@ -54,12 +54,18 @@ pub async fn validate(
         let (loaded, rejected) = match state.get(&e.name) {
             Some(p) => {
                 if !p.is_done() {
-                    problems.push(format!("the load of {} is not finished (status {}); run with --resume", e.name, p.status));
+                    problems.push(format!(
+                        "the load of {} is not finished (status {}); run with --resume",
+                        e.name, p.status
+                    ));
                 }
                 (p.rows_loaded, p.rows_rejected)
             }
             None => {
-                problems.push(format!("{} has not been migrated (no progress in migrate.progress)", e.name));
+                problems.push(format!(
+                    "{} has not been migrated (no progress in migrate.progress)",
+                    e.name
+                ));
                 (0, 0)
             }
         };
@@ -68,9 +74,15 @@ pub async fn validate(
                 .bind(&e.name)
                 .fetch_one(&mut *conn)
                 .await
-                .map_err(|cause| SinkError::Query { what: "counting rejects".into(), cause })?;
+                .map_err(|cause| SinkError::Query {
+                    what: "counting rejects".into(),
+                    cause,
+                })?;
             if stored != rejected {
-                problems.push(format!("migrate.rejects holds {stored} rows for {} but the progress counted {rejected}", e.name));
+                problems.push(format!(
+                    "migrate.rejects holds {stored} rows for {} but the progress counted {rejected}",
+                    e.name
+                ));
             }
             if *source_rows as i64 != loaded + rejected {
                 problems.push(format!(
@@ -79,7 +91,10 @@ pub async fn validate(
                 ));
             }
             if e.on_conflict == OnConflict::Error && target_rows != loaded {
-                problems.push(format!("target {} has {target_rows} rows but {loaded} were loaded", e.target.display()));
+                problems.push(format!(
+                    "target {} has {target_rows} rows but {loaded} were loaded",
+                    e.target.display()
+                ));
             }
         }
         checks.push(EntityCheck {
@@ -97,12 +112,19 @@ pub async fn validate(
         fks.extend(orphans(conn, &e.target).await?);
     }
     let ok = checks.iter().all(|c| c.ok) && fks.iter().all(|f| f.orphans == 0);
-    Ok(Validation { entities: checks, foreign_keys: fks, ok })
+    Ok(Validation {
+        entities: checks,
+        foreign_keys: fks,
+        ok,
+    })
 }
 
 /// Orphan rows for each foreign key of `table` (rows whose non-null reference has no parent).
 async fn orphans(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<OrphanCheck>, SinkError> {
-    let err = |cause| SinkError::Query { what: format!("reading foreign keys of {}", table.display()), cause };
+    let err = |cause| SinkError::Query {
+        what: format!("reading foreign keys of {}", table.display()),
+        cause,
+    };
     let rows = sqlx::query(
         "SELECT c.conname::text, pn.nspname::text, p.relname::text,
                 (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
@@ -119,25 +141,51 @@ async fn orphans(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<Orp
     let mut out = Vec::new();
     for r in rows {
         let name: String = r.get(0);
-        let parent = format!("{}.{}", quote_ident(&r.get::<String, _>(1)), quote_ident(&r.get::<String, _>(2)));
+        let parent = format!(
+            "{}.{}",
+            quote_ident(&r.get::<String, _>(1)),
+            quote_ident(&r.get::<String, _>(2))
+        );
         let child_cols: Vec<String> = r.get(3);
         let parent_cols: Vec<String> = r.get(4);
-        let not_null = child_cols.iter().map(|c| format!("c.{} IS NOT NULL", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+        let not_null = child_cols
+            .iter()
+            .map(|c| format!("c.{} IS NOT NULL", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let join = child_cols
             .iter()
             .zip(&parent_cols)
             .map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let shown = child_cols.iter().map(|c| format!("c.{}::text", quote_ident(c))).collect::<Vec<_>>().join(" || '|' || ");
-        let from = format!("FROM {} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})", table.sql());
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {from}"))).fetch_one(&mut *conn).await.map_err(err)?;
+        let shown = child_cols
+            .iter()
+            .map(|c| format!("c.{}::text", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let from = format!(
+            "FROM {} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})",
+            table.sql()
+        );
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {from}")))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
         let samples: Vec<String> = if count > 0 {
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT {shown} {from} LIMIT 5"))).fetch_all(&mut *conn).await.map_err(err)?
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT {shown} {from} LIMIT 5")))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(err)?
         } else {
             vec![]
         };
-        out.push(OrphanCheck { table: table.display(), constraint: name, orphans: count, samples });
+        out.push(OrphanCheck {
+            table: table.display(),
+            constraint: name,
+            orphans: count,
+            samples,
+        });
     }
     Ok(out)
 }

@@ -63,13 +63,22 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                         (None, vec![])
                     }
                     Err(err) => {
-                        f.problems.push(format!("source table {t}: {}", crate::error::chain(&err)));
+                        f.problems
+                            .push(format!("source table {t}: {}", crate::error::chain(&err)));
                         (None, vec![])
                     }
                 },
                 Relation::Query(q) => match src.query_columns(q) {
                     Ok(cols) => (
-                        Some(cols.into_iter().map(|name| SourceColumn { name, declared_type: String::new(), nullable: true }).collect()),
+                        Some(
+                            cols.into_iter()
+                                .map(|name| SourceColumn {
+                                    name,
+                                    declared_type: String::new(),
+                                    nullable: true,
+                                })
+                                .collect(),
+                        ),
                         vec![],
                     ),
                     Err(err) => {
@@ -86,27 +95,49 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                     key_names.into_iter().map(Column::Named).collect()
                 };
                 for k in &f.key {
-                    if let Column::Named(n) = k {
-                        if !cols.iter().any(|c| &c.name == n) {
-                            f.problems.push(format!("key column {n} is not a column of {}", e.relation.describe()));
-                        }
+                    if let Column::Named(n) = k
+                        && !cols.iter().any(|c| &c.name == n)
+                    {
+                        f.problems
+                            .push(format!("key column {n} is not a column of {}", e.relation.describe()));
                     }
                 }
                 match src.count(&e.relation, e.filter.as_deref()) {
                     Ok(n) => f.rows_in_scope = Some(n),
-                    Err(err) => f.problems.push(format!("counting source rows{}: {}", if e.filter.is_some() { " (check 'where')" } else { "" }, crate::error::chain(&err))),
+                    Err(err) => f.problems.push(format!(
+                        "counting source rows{}: {}",
+                        if e.filter.is_some() { " (check 'where')" } else { "" },
+                        crate::error::chain(&err)
+                    )),
                 }
-                let named: Vec<String> = f.key.iter().filter_map(|k| if let Column::Named(n) = k { Some(n.clone()) } else { None }).collect();
+                let named: Vec<String> = f
+                    .key
+                    .iter()
+                    .filter_map(|k| {
+                        if let Column::Named(n) = k {
+                            Some(n.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 if f.problems.is_empty() && !named.is_empty() {
-                    let nulls = named.iter().map(|n| format!("{} IS NULL", crate::plan::quote_ident(n))).collect::<Vec<_>>().join(" OR ");
+                    let nulls = named
+                        .iter()
+                        .map(|n| format!("{} IS NULL", crate::plan::quote_ident(n)))
+                        .collect::<Vec<_>>()
+                        .join(" OR ");
                     let filter = match &e.filter {
                         Some(w) => format!("({w}) AND ({nulls})"),
                         None => nulls,
                     };
-                    if let Ok(n) = src.count(&e.relation, Some(&filter)) {
-                        if n > 0 {
-                            f.problems.push(format!("{n} source row(s) have a NULL in key ({}); a key must be unique and non-null", named.join(", ")));
-                        }
+                    if let Ok(n) = src.count(&e.relation, Some(&filter))
+                        && n > 0
+                    {
+                        f.problems.push(format!(
+                            "{n} source row(s) have a NULL in key ({}); a key must be unique and non-null",
+                            named.join(", ")
+                        ));
                     }
                 }
             }
@@ -119,7 +150,12 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
 }
 
 /// Binds every entity to its source facts and target table. Problems are collected, not raised.
-pub async fn bind_all(conn: &mut PgConnection, plan: &Plan, entities: &[&Entity], facts: Vec<SourceFacts>) -> Result<Preflight, SinkError> {
+pub async fn bind_all(
+    conn: &mut PgConnection,
+    plan: &Plan,
+    entities: &[&Entity],
+    facts: Vec<SourceFacts>,
+) -> Result<Preflight, SinkError> {
     let mut out = Preflight::default();
     for (e, f) in entities.iter().zip(facts) {
         let index = plan.entities.iter().position(|x| x.name == e.name).unwrap_or(0);
@@ -128,7 +164,12 @@ pub async fn bind_all(conn: &mut PgConnection, plan: &Plan, entities: &[&Entity]
         if target_cols.is_none() {
             problems.push(format!("target table {} does not exist", e.target.display()));
         }
-        out.lines.push((e.name.clone(), e.relation.describe(), f.rows_in_scope, e.target.display()));
+        out.lines.push((
+            e.name.clone(),
+            e.relation.describe(),
+            f.rows_in_scope,
+            e.target.display(),
+        ));
         if let (Some(src_cols), Some(tgt_cols)) = (&f.columns, &target_cols) {
             match bind_one(index, e, &f, src_cols, tgt_cols, &mut problems) {
                 Some(mut b) if problems.is_empty() => {
@@ -144,7 +185,11 @@ pub async fn bind_all(conn: &mut PgConnection, plan: &Plan, entities: &[&Entity]
                         }) {
                             problems.push(format!(
                                 "on_conflict = \"{}\" needs a primary key or unique index on ({}) in {}",
-                                if e.on_conflict == OnConflict::Skip { "skip" } else { "update" },
+                                if e.on_conflict == OnConflict::Skip {
+                                    "skip"
+                                } else {
+                                    "update"
+                                },
                                 conflict.join(", "),
                                 e.target.display()
                             ));
@@ -169,46 +214,72 @@ fn conflict_columns(b: &Bound) -> Vec<String> {
     b.spec
         .key
         .iter()
-        .filter_map(|&k| b.field_pos.iter().position(|p| *p == Some(k)).map(|fi| b.targets[fi].name.clone()))
+        .filter_map(|&k| {
+            b.field_pos
+                .iter()
+                .position(|p| *p == Some(k))
+                .map(|fi| b.targets[fi].name.clone())
+        })
         .collect()
 }
 
-fn bind_one(index: usize, e: &Entity, f: &SourceFacts, src_cols: &[SourceColumn], tgt_cols: &[PgColumn], problems: &mut Vec<String>) -> Option<Bound> {
+fn bind_one(
+    index: usize,
+    e: &Entity,
+    f: &SourceFacts,
+    src_cols: &[SourceColumn],
+    tgt_cols: &[PgColumn],
+    problems: &mut Vec<String>,
+) -> Option<Bound> {
     let mut columns: Vec<Column> = f.key.clone();
     let mut field_pos = Vec::new();
     let mut targets = Vec::new();
     for fd in &e.fields {
         let pos = match &fd.from {
-            Some(from) => {
-                match src_cols.iter().find(|c| &c.name == from) {
-                    None => {
-                        let hint = src_cols
-                            .iter()
-                            .find(|c| c.name.eq_ignore_ascii_case(from))
-                            .map(|c| format!(" (did you mean {}? names are case-sensitive)", c.name))
-                            .unwrap_or_default();
-                        problems.push(format!("field '{}': source column {from} does not exist in {}{hint}", fd.to, e.relation.describe()));
-                        None
-                    }
-                    Some(sc) => {
-                        let col = Column::Named(sc.name.clone());
-                        let pos = columns.iter().position(|c| *c == col).unwrap_or_else(|| {
-                            columns.push(col);
-                            columns.len() - 1
-                        });
-                        Some((pos, sc))
-                    }
+            Some(from) => match src_cols.iter().find(|c| &c.name == from) {
+                None => {
+                    let hint = src_cols
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(from))
+                        .map(|c| format!(" (did you mean {}? names are case-sensitive)", c.name))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "field '{}': source column {from} does not exist in {}{hint}",
+                        fd.to,
+                        e.relation.describe()
+                    ));
+                    None
                 }
-            }
+                Some(sc) => {
+                    let col = Column::Named(sc.name.clone());
+                    let pos = columns.iter().position(|c| *c == col).unwrap_or_else(|| {
+                        columns.push(col);
+                        columns.len() - 1
+                    });
+                    Some((pos, sc))
+                }
+            },
             None => None,
         };
         let Some(tc) = tgt_cols.iter().find(|c| c.name == fd.to) else {
-            let hint = tgt_cols.iter().find(|c| c.name.eq_ignore_ascii_case(&fd.to)).map(|c| format!(" (did you mean {}?)", c.name)).unwrap_or_default();
-            problems.push(format!("field '{}': target column {}.{} does not exist{hint}", fd.to, e.target.display(), fd.to));
+            let hint = tgt_cols
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&fd.to))
+                .map(|c| format!(" (did you mean {}?)", c.name))
+                .unwrap_or_default();
+            problems.push(format!(
+                "field '{}': target column {}.{} does not exist{hint}",
+                fd.to,
+                e.target.display(),
+                fd.to
+            ));
             continue;
         };
         if tc.generated {
-            problems.push(format!("field '{}': target column {} is generated and cannot be loaded", fd.to, fd.to));
+            problems.push(format!(
+                "field '{}': target column {} is generated and cannot be loaded",
+                fd.to, fd.to
+            ));
         }
         if let PgType::Unsupported(t) = &tc.ty {
             problems.push(format!("field '{}': target type {t} is not supported yet", fd.to));
@@ -219,21 +290,33 @@ fn bind_one(index: usize, e: &Entity, f: &SourceFacts, src_cols: &[SourceColumn]
             (p, _, _) => p,
         };
         if let Err(why) = compatible(produced, &tc.ty) {
-            problems.push(format!("field '{}': {why} (target column {} is {})", fd.to, fd.to, tc.formatted));
+            problems.push(format!(
+                "field '{}': {why} (target column {} is {})",
+                fd.to, fd.to, tc.formatted
+            ));
         }
         field_pos.push(pos.map(|(p, _)| p));
         targets.push(tc.clone());
     }
     for tc in tgt_cols {
         if tc.not_null && !tc.has_default && !e.fields.iter().any(|fd| fd.to == tc.name) {
-            problems.push(format!("target column {}.{} is NOT NULL without a default, and no field maps to it", e.target.display(), tc.name));
+            problems.push(format!(
+                "target column {}.{} is NOT NULL without a default, and no field maps to it",
+                e.target.display(),
+                tc.name
+            ));
         }
     }
     if field_pos.len() != e.fields.len() {
         return None;
     }
     let key: Vec<usize> = (0..f.key.len()).collect();
-    let spec = ReadSpec { relation: e.relation.clone(), columns, key, filter: e.filter.clone() };
+    let spec = ReadSpec {
+        relation: e.relation.clone(),
+        columns,
+        key,
+        filter: e.filter.clone(),
+    };
     let names: Vec<String> = targets.iter().map(|c: &PgColumn| c.name.clone()).collect();
     Some(Bound {
         entity: e.clone(),
@@ -273,7 +356,10 @@ fn compatible(p: Produces, t: &PgType) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("a {} value cannot be stored in this column", format!("{p:?}").to_lowercase()))
+        Err(format!(
+            "a {} value cannot be stored in this column",
+            format!("{p:?}").to_lowercase()
+        ))
     }
 }
 
@@ -290,7 +376,11 @@ mod tests {
         assert!(compatible(Produces::Date, &PgType::Timestamp).is_ok());
         assert!(compatible(Produces::Date, &PgType::Int4).is_err());
         assert!(compatible(Produces::Timestamp, &PgType::Date).is_err());
-        assert!(compatible(Produces::Bool, &PgType::Date).unwrap_err().contains("bool value"));
+        assert!(
+            compatible(Produces::Bool, &PgType::Date)
+                .unwrap_err()
+                .contains("bool value")
+        );
         assert!(compatible(Produces::Text, &PgType::Date).is_ok());
     }
 }

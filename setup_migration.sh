@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# From a fresh Debian/Ubuntu machine with Rust to a finished demo migration, in one command:
+# installs what is missing (C compiler, PostgreSQL), starts PostgreSQL, builds the release
+# binary, creates the demo legacy database and the target schema, writes .env, and runs the
+# demo migration with validation.
+#
+#   ./setup_migration.sh              # DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/migrate_demo
+#   DATABASE_URL=postgres://u:p@host/db ./setup_migration.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/migrate_demo}
+SOURCE=sqlite:demo/legacy.db
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+step() { printf '\n==> %s\n' "$*"; }
+
+step "checking the build tools"
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is missing. Install Rust (https://rustup.rs), then run this script again." >&2
+  exit 1
+fi
+missing=()
+command -v cc >/dev/null || missing+=(build-essential)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+step "PostgreSQL"
+admin_url="${DATABASE_URL%/*}/postgres"
+dbname="${DATABASE_URL##*/}"
+dbname="${dbname%%\?*}"
+if psql "$admin_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+  echo "reachable at $(echo "$admin_url" | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')"
+else
+  bash scripts/ensure_postgres.sh
+fi
+if [ "$(psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$dbname'")" != 1 ]; then
+  psql "$admin_url" -qc "CREATE DATABASE \"$dbname\""
+  echo "created database $dbname"
+fi
+
+step "building the release binary (first build takes a few minutes)"
+cargo build --release
+MIGRATE=./target/release/migrate
+
+step "creating the demo legacy database and the target tables"
+"$MIGRATE" demo --out demo/legacy.db --force --create-target --target "$DATABASE_URL"
+
+if [ ! -f .env ]; then
+  printf 'MIGRATE_SOURCE=%s\nDATABASE_URL=%s\n' "$SOURCE" "$DATABASE_URL" > .env
+  chmod 600 .env
+  echo "wrote .env"
+else
+  echo ".env exists: left as it is"
+fi
+
+step "running the demo migration with validation"
+"$MIGRATE" --source "$SOURCE" --target "$DATABASE_URL" --yes --validate --report demo/report.json
+
+step "done"
+cat <<MSG
+The demo data is in PostgreSQL. Look at it:
+  psql "$DATABASE_URL" -c 'SELECT * FROM customers_customer LIMIT 5'
+  psql "$DATABASE_URL" -c 'SELECT entity, row_key, column_name, reason FROM migrate.rejects'
+Run the tests:  cargo test
+MSG

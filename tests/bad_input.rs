@@ -1,0 +1,115 @@
+//! Bad input gets a clear message and loses nothing: broken mappings (exit 2 with file:line),
+//! cycles, missing tables and columns, values PostgreSQL cannot hold (rejected, the rest loads).
+
+use crate::support::*;
+
+const SIMPLE: &str = "source = \"SRC\"\ntarget = \"dst\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"NAME\"\nto = \"name\"\n";
+
+fn simple_project(db: &TestDb) -> Project {
+    let p = Project::new();
+    p.sqlite("CREATE TABLE SRC (ID INTEGER PRIMARY KEY, NAME TEXT); INSERT INTO SRC VALUES (1,'a'),(2,'b');");
+    db.exec("CREATE TABLE dst (id int PRIMARY KEY, name varchar(5))");
+    p
+}
+
+#[test]
+fn typo_in_mapping_keys_names_every_file_and_line() {
+    let db = TestDb::new();
+    let p = simple_project(&db);
+    p.mapping(
+        "customer",
+        &SIMPLE.replace("to = \"name\"", "to = \"name\"\ntranform = [\"trim\"]"),
+    );
+    p.mapping(
+        "other",
+        "source = \"SRC\"\ntarget = \"dst\"\non_conflict = \"ignore\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n",
+    );
+    let out = p.run(&db, &["--yes"]).expect(2);
+    let err = out.stderr();
+    assert!(
+        err.contains("customer.toml: line 9, column 1: unknown field 'tranform'"),
+        "{err}"
+    );
+    assert!(err.contains("other.toml: line 3, column 15:"), "{err}");
+    assert!(err.contains("2 problem(s) in the mappings"), "{err}");
+    assert_eq!(out.stdout(), "", "errors go to stderr only");
+    // Transform names are checked at load time too, with their position.
+    std::fs::remove_file(p.file("mappings/other.toml")).unwrap();
+    p.mapping(
+        "customer",
+        &SIMPLE.replace("to = \"name\"", "to = \"name\"\ntransform = [\"trim\", \"uper\"]"),
+    );
+    let err = p.run(&db, &["--check-only"]).expect(2).stderr();
+    assert!(
+        err.contains("customer.toml: line 9, column 22: field 'name': unknown transform 'uper'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dependency_cycle_is_named() {
+    let db = TestDb::new();
+    let p = simple_project(&db);
+    p.mapping(
+        "a",
+        &SIMPLE.replace("target = \"dst\"", "target = \"dst\"\ndepends_on = [\"b\"]"),
+    );
+    p.mapping(
+        "b",
+        &SIMPLE.replace("target = \"dst\"", "target = \"dst\"\ndepends_on = [\"a\"]"),
+    );
+    let err = p.run(&db, &["--check-only"]).expect(2).stderr();
+    assert!(err.contains("dependency cycle: a → b → a"), "{err}");
+}
+
+#[test]
+fn missing_source_table_and_target_column_are_listed_together() {
+    let db = TestDb::new();
+    let p = simple_project(&db);
+    p.mapping("one", &SIMPLE.replace("SRC", "AB_NOPE"));
+    p.mapping("two", &SIMPLE.replace("to = \"name\"", "to = \"full_name\""));
+    for args in [&["--check-only"][..], &["--yes"][..]] {
+        let err = p.run(&db, args).expect(2).stderr();
+        assert!(err.contains("one: source table AB_NOPE does not exist"), "{err}");
+        assert!(
+            err.contains("two: field 'full_name': target column dst.full_name does not exist"),
+            "{err}"
+        );
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM dst"), 0);
+}
+
+#[test]
+fn values_postgres_cannot_hold_are_rejected_and_the_rest_loads() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite("CREATE TABLE SRC (ID INTEGER PRIMARY KEY, NAME TEXT);
+              INSERT INTO SRC VALUES (1,'ok'),(2,'much too long'),(3, 'nul' || char(0) || 'byte'),(4,'fine'),(5, CAST(X'FF41' AS TEXT)),(6,'dup');");
+    db.exec("CREATE TABLE dst (id int PRIMARY KEY, name varchar(5) CHECK (name <> 'dup'))");
+    p.mapping("thing", SIMPLE);
+    p.run(&db, &["--yes", "--validate"]).expect(0);
+    assert_eq!(
+        db.rows("SELECT id FROM dst ORDER BY id"),
+        vec![serde_json::json!({"id":1}), serde_json::json!({"id":4})]
+    );
+    let r = db.rows("SELECT row_key, column_name, reason, source_values FROM migrate.rejects ORDER BY row_key");
+    assert_eq!(r.len(), 4, "{r:#?}");
+    assert_eq!(r[0]["row_key"], "2");
+    assert_eq!(r[0]["column_name"], "name");
+    assert!(
+        r[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("13 characters, longer than varchar(5)"),
+        "{r:?}"
+    );
+    assert_eq!(r[0]["source_values"]["NAME"], "much too long");
+    assert_eq!(r[1]["row_key"], "3");
+    assert!(r[1]["reason"].as_str().unwrap().contains("NUL byte"), "{r:?}");
+    assert_eq!(r[1]["source_values"]["NAME"]["text_hex"], "6e756c0062797465");
+    assert_eq!(r[2]["row_key"], "5");
+    assert!(r[2]["reason"].as_str().unwrap().contains("not valid UTF-8"), "{r:?}");
+    // A server-side constraint (CHECK) is found by splitting the batch.
+    assert_eq!(r[3]["row_key"], "6");
+    assert!(r[3]["reason"].as_str().unwrap().contains("check constraint"), "{r:?}");
+}

@@ -1,0 +1,157 @@
+//! The command line: confirmation, --entity dependencies, changed mappings on resume, missing
+//! settings, secrets kept out of every output.
+
+use crate::support::*;
+
+fn two_entities(db: &TestDb) -> Project {
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE P (ID INTEGER PRIMARY KEY); CREATE TABLE C (ID INTEGER PRIMARY KEY, PID INTEGER);
+              INSERT INTO P VALUES (1),(2); INSERT INTO C VALUES (10,1),(11,2);",
+    );
+    db.exec("CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent)");
+    p.mapping(
+        "parent",
+        "source = \"P\"\ntarget = \"parent\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n",
+    );
+    p.mapping("child", "source = \"C\"\ntarget = \"child\"\ndepends_on = [\"parent\"]\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"PID\"\nto = \"parent_id\"\n");
+    p
+}
+
+#[test]
+fn writing_without_a_terminal_needs_yes() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    let err = p.run(&db, &[]).expect(2).stderr();
+    assert!(err.contains("stdin is not a terminal; pass --yes"), "{err}");
+    assert_eq!(db.scalar("SELECT count(*) FROM parent"), 0);
+}
+
+#[test]
+fn entity_needs_its_dependencies_loaded_first() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    let err = p.run(&db, &["--yes", "--entity", "child"]).expect(2).stderr();
+    assert!(
+        err.contains("entity child depends on parent, not migrated yet"),
+        "{err}"
+    );
+    p.run(&db, &["--yes", "--entity", "parent", "--batch-size", "5000"])
+        .expect(0);
+    p.run(&db, &["--yes", "--entity", "child"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM child"), 2);
+    let err = p.run(&db, &["--yes", "--entity", "nope"]).expect(2).stderr();
+    assert!(err.contains("unknown entity nope (known: parent, child)"), "{err}");
+}
+
+#[test]
+fn resume_refuses_a_changed_mapping() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    p.run(&db, &["--yes", "--entity", "parent"]).expect(0);
+    p.mapping(
+        "parent",
+        "source = \"P\"\ntarget = \"parent\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\ntransform = [\"integer\"]\n",
+    );
+    let err = p.run(&db, &["--yes", "--resume"]).expect(2).stderr();
+    assert!(err.contains("parent.toml changed since its load started"), "{err}");
+    assert_eq!(db.scalar("SELECT count(*) FROM child"), 0);
+}
+
+#[test]
+fn missing_target_and_source_are_usage_errors() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    let out = p
+        .command(&db, &["--check-only"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no target database"));
+    let out = p
+        .command(&db, &["--check-only"])
+        .env_remove("MIGRATE_SOURCE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no source database"));
+    let out = p
+        .command(
+            &db,
+            &["--check-only", "--target", "postgres://nobody:pw@127.0.0.1:1/none"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to target postgres://nobody:***@127.0.0.1:1/none") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_migrate"))
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://u:topsecret@h/db")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--source",
+        "--target",
+        "--mappings",
+        "--check-only",
+        "--dry-run",
+        "--entity",
+        "--batch-size",
+        "--resume",
+        "--validate",
+        "--checkpoint",
+        "--yes",
+        "--report",
+        "validate",
+        "demo",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    assert!(!help.contains("topsecret"), "--help shows an env value");
+}
+
+#[test]
+fn passwords_never_reach_outputs_logs_reports_or_checkpoints() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    // Trust authentication accepts any password, so a real run can carry one in its URL.
+    let url = db.url.replacen("postgres@", "postgres:Sup3rS3cretPw@", 1);
+    assert!(url.contains("Sup3rS3cretPw"));
+    let out = p
+        .command(&db, &["--yes", "--validate", "-v", "--report", "r.json"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = p
+        .command(&db, &["--check-only"])
+        .env("DATABASE_URL", url.replace("127.0.0.1:5432", "127.0.0.1:1"))
+        .output()
+        .unwrap();
+    let mut everything = String::new();
+    for o in [&out, &bad] {
+        everything.push_str(&String::from_utf8_lossy(&o.stdout));
+        everything.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    for e in std::fs::read_dir(p.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_file() && path.extension().is_none_or(|x| x != "db") {
+            everything.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    assert!(
+        everything.contains("postgres:***@"),
+        "the redacted URL is shown somewhere"
+    );
+    assert!(!everything.contains("Sup3rS3cretPw"), "password leaked:\n{everything}");
+}

@@ -1,0 +1,212 @@
+//! The demo migration end to end, and what --dry-run and --check-only leave behind (nothing).
+
+use crate::support::*;
+
+#[test]
+fn demo_migration_loads_every_row_or_rejects_it() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "1");
+    let out = p
+        .run(&db, &["--yes", "--validate", "--report", "report.json"])
+        .expect(0);
+    assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
+
+    // Per entity: target rows = source rows in scope - rejects, and the report says the same.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file("report.json")).unwrap()).unwrap();
+    assert_eq!(report["ok"], true);
+    for (entity, table) in DEMO_TABLES {
+        let e = report["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["entity"] == entity)
+            .unwrap();
+        let target = db.scalar(&format!("SELECT count(*) FROM {table}"));
+        let rejects = db.scalar(&format!(
+            "SELECT count(*) FROM migrate.rejects WHERE entity = '{entity}'"
+        ));
+        assert_eq!(e["source_rows"].as_i64().unwrap(), target + rejects, "{entity}");
+        assert_eq!(e["loaded"].as_i64().unwrap(), target, "{entity}");
+        assert!(target > 0, "{entity}");
+    }
+    // Customers marked deleted stay behind ('where'): 400 rows, every 37th deleted.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customers_customer")
+            + db.scalar("SELECT count(*) FROM migrate.rejects WHERE entity='customer'"),
+        390
+    );
+
+    // Transformed values.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customers_customer WHERE phone !~ '^\\+1[0-9]{10}$'"),
+        0
+    );
+    assert!(
+        db.scalar("SELECT count(*) FROM customers_customer WHERE phone IS NULL") > 0,
+        "empty phones become NULL"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM customers_customer WHERE email <> lower(email) OR email ~ '\\s' OR email !~ '@'"
+        ),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customers_customer WHERE name <> upper(name) OR name <> btrim(name)"),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customers_customer WHERE created_on NOT BETWEEN '1988-01-01' AND '2024-12-31'"),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customers_customer WHERE source_system <> 'ABIS'"),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM carriers_carrier WHERE NOT is_active"),
+        2,
+        "ids 5 and 10 are 'N'"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM carriers_carrier WHERE code <> btrim(code)"),
+        0
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM production_job WHERE status NOT IN ('scheduled','running','complete','cancelled')"
+        ),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM production_job WHERE (status = 'complete') <> (completed_at IS NOT NULL)"),
+        0
+    );
+    // Each credit limit equals its source text, rounded to 2 places; blank ones are NULL.
+    let src = source_rows(
+        &p,
+        "SELECT CUSTOMER_ID, CREDIT_LIMIT FROM AB_CUSTOMER WHERE STATUS <> 'D' AND CUSTOMER_ID <> 211 ORDER BY 1",
+    );
+    let tgt = db.rows("SELECT id, credit_limit::text AS c FROM customers_customer ORDER BY id");
+    assert_eq!(src.len(), tgt.len());
+    for ((id, raw), row) in src.iter().zip(&tgt) {
+        assert_eq!(row["id"].as_i64().unwrap().to_string(), *id);
+        let want = raw.trim();
+        match row["c"].as_str() {
+            None => assert!(want.is_empty(), "customer {id}: {raw:?} became NULL"),
+            Some(got) => {
+                let (i, f) = want.split_once('.').unwrap_or((want, ""));
+                let f2 = format!("{f:0<2}");
+                // The demo's values have at most 2 significant decimals.
+                assert_eq!(got, format!("{i}.{}", &f2[..2]), "customer {id}: {raw:?}");
+            }
+        }
+    }
+    // The bad e-mail and the over-precise thickness are rejected with their reasons and columns.
+    let r = db.rows("SELECT row_key, column_name, reason, source_values->>'EMAIL' AS email FROM migrate.rejects WHERE entity = 'customer'");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["row_key"], "211");
+    assert_eq!(r[0]["column_name"], "email");
+    assert_eq!(r[0]["email"], "n/a");
+    assert!(r[0]["reason"].as_str().unwrap().contains("not an e-mail address"));
+    let t = db
+        .rows("SELECT column_name, reason FROM migrate.rejects WHERE entity = 'coil' AND column_name = 'thickness_mm'");
+    assert!(
+        !t.is_empty() && t[0]["reason"].as_str().unwrap().contains("4 decimal places"),
+        "{t:?}"
+    );
+    // Children of the rejected customer are rejected by the foreign key, naming the column.
+    let fk = db
+        .rows("SELECT column_name, reason FROM migrate.rejects WHERE entity = 'coil' AND reason LIKE '%foreign key%'");
+    assert!(!fk.is_empty());
+    assert!(fk.iter().all(|r| r["column_name"] == "customer_id"), "{fk:?}");
+
+    // The checkpoint mirror says done for every entity; a log file was written.
+    let cp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file("migration_checkpoint.json")).unwrap()).unwrap();
+    for (entity, _) in DEMO_TABLES {
+        assert_eq!(cp["entities"][entity]["status"], "done", "{entity}");
+    }
+    assert!(
+        std::fs::read_dir(p.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("migration_"))
+    );
+
+    // `migrate validate` agrees afterwards, and a second plain run refuses to load twice.
+    p.run(&db, &["validate"]).expect(0);
+    let again = p.run(&db, &["--yes"]).expect(2);
+    assert!(
+        again.stderr().contains("already has progress") && again.stderr().contains("--resume"),
+        "{}",
+        again.stderr()
+    );
+    // --resume on a finished migration loads nothing more.
+    p.run(&db, &["--yes", "--resume"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM customers_customer"), 389);
+}
+
+fn source_rows(p: &Project, sql: &str) -> Vec<(String, String)> {
+    let url = p.source_url();
+    let sql = sql.to_string();
+    block(async move {
+        use sqlx::{Connection, Row};
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<i64, _>(0).to_string(),
+                    r.get::<Option<String>, _>(1).unwrap_or_default(),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn dry_run_writes_nothing_and_reports_rejects() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "1");
+    let out = p.run(&db, &["--dry-run"]).expect(0);
+    let stdout = out.stdout();
+    assert!(stdout.contains("dry run: nothing was written"), "{stdout}");
+    assert!(
+        stdout.contains("customer key 211: column email: transform failed: 'n/a' is not an e-mail address"),
+        "{stdout}"
+    );
+    for (_, table) in DEMO_TABLES {
+        assert_eq!(db.scalar(&format!("SELECT count(*) FROM {table}")), 0, "{table}");
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'migrate'"),
+        0
+    );
+    assert!(!p.file("migration_checkpoint.json").exists());
+}
+
+#[test]
+fn check_only_passes_on_the_demo_and_writes_nothing() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "0.2");
+    let out = p.run(&db, &["--check-only"]).expect(0);
+    assert!(
+        out.stdout().contains("all checks passed for 8 entities"),
+        "{}",
+        out.stdout()
+    );
+    assert!(out.stdout().contains("AB_CUSTOMER"));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'migrate'"),
+        0
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real binary against a real PostgreSQL, a fresh database per test.
+
+mod support;
+
+mod bad_input;
+mod cli;
+mod crash;
+mod demo;
+mod exactness;
+mod keys;

@@ -1,0 +1,227 @@
+//! Test helpers: a fresh PostgreSQL database per test (dropped afterwards), SQLite fixtures,
+//! and running the real `migrate` binary. A test that cannot reach PostgreSQL fails.
+
+#![allow(dead_code)]
+
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// The server tests run against: MIGRATE_TEST_PG, default the local PostgreSQL.
+pub fn admin_url() -> String {
+    std::env::var("MIGRATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let name = format!(
+            "migrate_t_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = admin_url();
+        block(async {
+            let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!("cannot reach PostgreSQL at {admin} (start it, or set MIGRATE_TEST_PG): {e}")
+            });
+            c.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+                .await
+                .unwrap();
+            c.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+        });
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        TestDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    pub fn exec(&self, sql: &str) {
+        let sql = sql.to_string();
+        block(async {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+
+    pub fn scalar(&self, sql: &str) -> i64 {
+        let sql = sql.to_string();
+        block(async {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.clone()))
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Each row of the query as JSON text (`row_to_json`), in the query's order.
+    pub fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
+        let wrapped = format!("SELECT row_to_json(t)::text FROM ({sql}) t");
+        block(async {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(wrapped.clone()))
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{wrapped}: {e}"));
+            rows.into_iter().map(|r| serde_json::from_str(&r).unwrap()).collect()
+        })
+    }
+
+    /// One digest of a whole table's content, ordered by `order`.
+    pub fn digest(&self, table: &str, order: &str) -> String {
+        let sql = format!("SELECT coalesce(md5(string_agg(t::text, E'\\n' ORDER BY {order})), 'empty') FROM {table} t");
+        block(async {
+            let mut c = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = admin_url();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            block(async {
+                if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    let _ = c
+                        .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// A working directory with a mappings/ folder and a SQLite source.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mappings")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn source_url(&self) -> String {
+        format!("sqlite://{}", self.path().join("legacy.db").display())
+    }
+
+    pub fn mapping(&self, name: &str, text: &str) {
+        std::fs::write(self.path().join("mappings").join(format!("{name}.toml")), text).unwrap();
+    }
+
+    /// Creates legacy.db with the given SQL script.
+    pub fn sqlite(&self, sql: &str) {
+        let url = format!("{}?mode=rwc", self.source_url());
+        let sql = sql.to_string();
+        block(async {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+        });
+    }
+
+    /// Runs the binary in the project directory with the source and target set.
+    pub fn run(&self, db: &TestDb, args: &[&str]) -> Out {
+        self.command(db, args).output().map(Out).unwrap()
+    }
+
+    pub fn command(&self, db: &TestDb, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_migrate"));
+        c.args(args)
+            .current_dir(self.path())
+            .env("MIGRATE_SOURCE", self.source_url())
+            .env("DATABASE_URL", &db.url)
+            .env_remove("ORACLE_USER")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+}
+
+pub struct Out(pub Output);
+
+impl Out {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts the exit code, showing both streams when it is wrong.
+    pub fn expect(self, code: i32) -> Out {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Copies the repository's demo mappings into the project.
+pub fn demo_mappings(p: &Project) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), p.path().join("mappings").join(e.file_name())).unwrap();
+    }
+}
+
+/// Creates the demo source at `scale` and the demo target schema.
+pub fn demo(p: &Project, db: &TestDb, scale: &str) {
+    demo_mappings(p);
+    p.run(db, &["demo", "--out", "legacy.db", "--scale", scale, "--create-target"])
+        .expect(0);
+}
+
+pub const DEMO_TABLES: [(&str, &str); 8] = [
+    ("carrier", "carriers_carrier"),
+    ("line", "production_line"),
+    ("customer", "customers_customer"),
+    ("coil", "inventory_coil"),
+    ("job", "production_job"),
+    ("skid", "inventory_skid"),
+    ("qa_result", "quality_qaresult"),
+    ("shipment", "shipping_shipment"),
+];
