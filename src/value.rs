@@ -263,6 +263,32 @@ impl Value {
         }
     }
 
+    /// The value as a reject reason shows it: its JSON, cut at 60 characters.
+    pub fn brief(&self) -> String {
+        let j = self.to_display_json().to_string();
+        if j.chars().count() > 60 {
+            format!("{}…", j.chars().take(60).collect::<String>())
+        } else {
+            j
+        }
+    }
+
+    /// The exact decimal this value stands for: decimals, integers, finite floats (their
+    /// shortest round-trip form) and numeric text (surrounding blanks ignored).
+    pub fn to_decimal(&self) -> Result<Decimal, String> {
+        match self {
+            Value::Decimal(d) => Ok(d.clone()),
+            Value::Int(i) => Ok(Decimal::from_i64(*i)),
+            Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).map_err(|e| e.to_string()),
+            Value::Text(s) => Decimal::parse(s.trim()).map_err(|e| e.to_string()),
+            other => Err(format!(
+                "cannot read a number from {} value {}",
+                other.kind(),
+                other.brief()
+            )),
+        }
+    }
+
     /// Readable JSON for the rejects table: what a person fixing the source needs to see.
     /// Text PostgreSQL's jsonb cannot hold (a NUL) and bytes are given as hex objects.
     pub fn to_display_json(&self) -> Json {

@@ -138,7 +138,7 @@ impl PgType {
                         return Err(format!(
                             "cannot store {} value {} in a boolean column (use a bool transform)",
                             other.kind(),
-                            brief(other)
+                            other.brief()
                         ));
                     }
                 };
@@ -159,7 +159,7 @@ impl PgType {
                         return Err(format!(
                             "cannot store {} value {} in a date column",
                             other.kind(),
-                            brief(other)
+                            other.brief()
                         ));
                     }
                 };
@@ -181,7 +181,7 @@ impl PgType {
                         return Err(format!(
                             "cannot store {} value {} in a timestamp column",
                             other.kind(),
-                            brief(other)
+                            other.brief()
                         ));
                     }
                 };
@@ -200,7 +200,7 @@ impl PgType {
                         return Err(format!(
                             "cannot store {} value {} in a timestamptz column",
                             other.kind(),
-                            brief(other)
+                            other.brief()
                         ));
                     }
                 };
@@ -219,7 +219,7 @@ impl PgType {
                         return Err(format!(
                             "cannot store {} value {} in a uuid column",
                             other.kind(),
-                            brief(other)
+                            other.brief()
                         ));
                     }
                 };
@@ -251,15 +251,6 @@ fn has_nul(v: &serde_json::Value) -> bool {
     }
 }
 
-fn brief(v: &Value) -> String {
-    let s = v.to_display_json().to_string();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
-}
-
 fn int_of(v: &Value) -> Result<i64, String> {
     match v {
         Value::Int(i) => Ok(*i),
@@ -276,7 +267,7 @@ fn int_of(v: &Value) -> Result<i64, String> {
         other => Err(format!(
             "cannot store {} value {} in an integer column",
             other.kind(),
-            brief(other)
+            other.brief()
         )),
     }
 }
@@ -290,23 +281,18 @@ fn float_of(v: &Value) -> Result<f64, String> {
         other => Err(format!(
             "cannot store {} value {} in a float column",
             other.kind(),
-            brief(other)
+            other.brief()
         )),
     }
 }
 
 fn decimal_of(v: &Value) -> Result<Decimal, String> {
     match v {
-        Value::Decimal(d) => Ok(d.clone()),
-        Value::Int(i) => Ok(Decimal::from_i64(*i)),
-        Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).map_err(|e| e.to_string()),
-        Value::Float(f) => Err(format!("{f} cannot be stored in a numeric column")),
-        Value::Text(s) => Decimal::parse(s.trim()).map_err(|e| e.to_string()),
-        other => Err(format!(
-            "cannot store {} value {} in a numeric column",
-            other.kind(),
-            brief(other)
-        )),
+        Value::Float(f) if !f.is_finite() => Err(format!("{f} cannot be stored in a numeric column")),
+        Value::Bool(_) | Value::Bytes(_) | Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => Err(
+            format!("cannot store {} value {} in a numeric column", v.kind(), v.brief()),
+        ),
+        _ => v.to_decimal(),
     }
 }
 

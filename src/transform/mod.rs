@@ -138,7 +138,7 @@ impl Step {
                 other => Err(format!(
                     "cannot read a date from {} value {}",
                     other.kind(),
-                    shown(&other)
+                    other.brief()
                 )),
             },
             Step::Timestamp(mask) => match v {
@@ -149,14 +149,14 @@ impl Step {
                 other => Err(format!(
                     "cannot read a timestamp from {} value {}",
                     other.kind(),
-                    shown(&other)
+                    other.brief()
                 )),
             },
             // Blank text is NULL for the typed steps, as an empty string is NULL in Oracle.
             Step::Decimal(_) | Step::Integer if matches!(&v, Value::Text(s) if s.trim().is_empty()) => Ok(Value::Null),
-            Step::Decimal(scale) => to_decimal(&v).map(|d| Value::Decimal(d.round(*scale))),
+            Step::Decimal(scale) => v.to_decimal().map(|d| Value::Decimal(d.round(*scale))),
             Step::Integer => {
-                let d = to_decimal(&v)?;
+                let d = v.to_decimal()?;
                 d.to_i64()
                     .map(Value::Int)
                     .ok_or_else(|| format!("{} is not a whole number that fits in 64 bits", d))
@@ -171,7 +171,7 @@ impl Step {
                         return Err(format!(
                             "cannot read a boolean from {} value {}",
                             other.kind(),
-                            shown(other)
+                            other.brief()
                         ));
                     }
                 };
@@ -195,7 +195,7 @@ impl Step {
                     Value::Int(i) => i.to_string(),
                     Value::Decimal(d) => d.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    other => shown(other),
+                    other => other.brief(),
                 };
                 match values.get(&key).or(default.as_ref()) {
                     Some(mapped) => Ok(mapped.clone()),
@@ -351,30 +351,6 @@ fn map_text(v: Value, f: impl FnOnce(String) -> String) -> Value {
 fn trim_owned(s: String) -> String {
     let t = s.trim();
     if t.len() == s.len() { s } else { t.to_string() }
-}
-
-/// A value as it may appear in a reject reason: short, never a password (values are data).
-fn shown(v: &Value) -> String {
-    let j = v.to_display_json().to_string();
-    if j.chars().count() > 60 {
-        format!("{}…", j.chars().take(60).collect::<String>())
-    } else {
-        j
-    }
-}
-
-fn to_decimal(v: &Value) -> Result<Decimal, String> {
-    match v {
-        Value::Decimal(d) => Ok(d.clone()),
-        Value::Int(i) => Ok(Decimal::from_i64(*i)),
-        Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).map_err(|e| e.to_string()),
-        Value::Text(s) => Decimal::parse(s.trim()).map_err(|e| e.to_string()),
-        other => Err(format!(
-            "cannot read a number from {} value {}",
-            other.kind(),
-            shown(other)
-        )),
-    }
 }
 
 /// North American numbers in any of the usual spellings become E.164 (`+15551234567`); numbers
