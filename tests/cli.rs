@@ -155,3 +155,25 @@ fn passwords_never_reach_outputs_logs_reports_or_checkpoints() {
     );
     assert!(!everything.contains("Sup3rS3cretPw"), "password leaked:\n{everything}");
 }
+
+#[test]
+fn validate_catches_missing_rows_and_orphans() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    p.run(&db, &["--yes", "--validate"]).expect(0);
+    // Someone deletes a parent behind our back, leaving an orphan under a NOT VALID foreign key.
+    db.exec(
+        "ALTER TABLE child DROP CONSTRAINT child_parent_id_fkey;
+         DELETE FROM parent WHERE id = 2;
+         ALTER TABLE child ADD CONSTRAINT child_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent NOT VALID;",
+    );
+    let out = p.run(&db, &["validate", "--report", "v.json"]).expect(1);
+    let stdout = out.stdout();
+    assert!(stdout.contains("parent") && stdout.contains("MISMATCH"), "{stdout}");
+    assert!(stdout.contains("target parent has 1 rows but 2 were loaded"), "{stdout}");
+    assert!(stdout.contains("child child_parent_id_fkey: 1 orphan(s), e.g. 2"), "{stdout}");
+    assert!(out.stderr().contains("validation failed"), "{}", out.stderr());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.file("v.json")).unwrap()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["validation"]["foreign_keys"][0]["orphans"], 1);
+}
