@@ -205,7 +205,13 @@ async fn run(cli: &Cli) -> Result<u8> {
         let e = &b.entity;
         let start = if dry { None } else { state.get(&e.name).cloned() }
             .unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
+        if !dry {
+            sink::hold_self_references(&mut conn, &e.target, &e.name).await?;
+        }
         if start.is_done() {
+            if !dry {
+                sink::restore_held(&mut conn, &e.name).await?;
+            }
             tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
             stats.push(EntityStats {
                 entity: e.name.clone(),
@@ -247,6 +253,16 @@ async fn run(cli: &Cli) -> Result<u8> {
                         .to_string()
                 }
             })?;
+        if !dry {
+            let not_valid = sink::restore_held(&mut conn, &e.name).await?;
+            if !not_valid.is_empty() {
+                tracing::warn!(
+                    "{}: foreign key(s) {} left NOT VALID: some rows have no parent",
+                    e.name,
+                    not_valid.join(", ")
+                );
+            }
+        }
         tracing::info!(
             "{}: {} read, {} loaded, {} rejected in {:.1}s",
             s.entity,

@@ -170,8 +170,14 @@ fn validate_catches_missing_rows_and_orphans() {
     let out = p.run(&db, &["validate", "--report", "v.json"]).expect(1);
     let stdout = out.stdout();
     assert!(stdout.contains("parent") && stdout.contains("MISMATCH"), "{stdout}");
-    assert!(stdout.contains("target parent has 1 rows but 2 were loaded"), "{stdout}");
-    assert!(stdout.contains("child child_parent_id_fkey: 1 orphan(s), e.g. 2"), "{stdout}");
+    assert!(
+        stdout.contains("target parent has 1 rows but 2 were loaded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("child child_parent_id_fkey: 1 orphan(s), e.g. 2"),
+        "{stdout}"
+    );
     assert!(out.stderr().contains("validation failed"), "{}", out.stderr());
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.file("v.json")).unwrap()).unwrap();
     assert_eq!(v["ok"], false);

@@ -70,3 +70,24 @@ fn on_conflict_skip_and_update_use_the_key() {
     assert_eq!(names("kept"), ["new one", "old two", "new three"]);
     assert_eq!(names("upd"), ["new one", "new two", "new three"]);
 }
+
+#[test]
+fn self_reference_to_later_rows_loads_and_the_foreign_key_comes_back_validated() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // Every employee's manager has a higher id, so parents always come in a later batch.
+    p.sqlite(
+        "CREATE TABLE EMP (ID INTEGER PRIMARY KEY, MANAGER_ID INTEGER);
+              INSERT INTO EMP VALUES (1,5),(2,5),(3,6),(4,6),(5,7),(6,7),(7,NULL);",
+    );
+    db.exec("CREATE TABLE emp (id int PRIMARY KEY, manager_id int CONSTRAINT emp_manager_fk REFERENCES emp (id))");
+    p.mapping("emp", "source = \"EMP\"\ntarget = \"emp\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"MANAGER_ID\"\nto = \"manager_id\"\n");
+    p.run(&db, &["--yes", "--batch-size", "2", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM emp"), 7);
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.rejects"), 0);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_constraint WHERE conname = 'emp_manager_fk' AND convalidated"),
+        1
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
+}

@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS migrate.rejects (
     rejected_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS rejects_entity_idx ON migrate.rejects (entity);
+CREATE TABLE IF NOT EXISTS migrate.held_constraints (
+    entity          text NOT NULL,
+    table_sql       text NOT NULL,
+    name            text NOT NULL,
+    definition      text NOT NULL,
+    PRIMARY KEY (entity, name)
+);
 "#;
 
 #[derive(Debug, thiserror::Error)]

@@ -177,6 +177,104 @@ pub async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<(
     Ok(())
 }
 
+/// Drops the foreign keys of `table` that reference `table` itself (a manager_id, a parent_id),
+/// whose parent rows may come later in key order, after recording each definition in
+/// `migrate.held_constraints` in the same transaction, so no crash can lose one. Returns how
+/// many were held now (on a resume they are already held).
+pub async fn hold_self_references(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    entity: &str,
+) -> Result<usize, SinkError> {
+    let err = |cause| SinkError::Query {
+        what: format!("holding self-referencing foreign keys of {}", table.display()),
+        cause,
+    };
+    let rows = sqlx::query(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE contype = 'f' AND conrelid = to_regclass($1) AND confrelid = conrelid ORDER BY 1",
+    )
+    .bind(table.sql())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    for r in &rows {
+        let (name, definition): (String, String) = (r.get(0), r.get(1));
+        execute(conn, "BEGIN", "starting a transaction").await?;
+        sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(entity)
+            .bind(table.sql())
+            .bind(&name)
+            .bind(&definition)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        execute(
+            conn,
+            &format!("ALTER TABLE {} DROP CONSTRAINT {}", table.sql(), quote_ident(&name)),
+            "dropping a constraint",
+        )
+        .await?;
+        execute(conn, "COMMIT", "committing").await?;
+        tracing::info!(
+            "{entity}: foreign key {name} references its own table; it is held during the load and restored after"
+        );
+    }
+    Ok(rows.len())
+}
+
+/// Re-adds the constraints held for `entity` and validates them. A constraint whose rows do not
+/// all have their parent stays NOT VALID (post-validation reports the orphans); its name is returned.
+pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Vec<String>, SinkError> {
+    let err = |cause| SinkError::Query {
+        what: format!("restoring held constraints of {entity}"),
+        cause,
+    };
+    let rows =
+        sqlx::query("SELECT table_sql, name, definition FROM migrate.held_constraints WHERE entity = $1 ORDER BY name")
+            .bind(entity)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+    let mut not_valid = Vec::new();
+    for r in &rows {
+        let (table_sql, name, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)",
+        )
+        .bind(&table_sql)
+        .bind(&name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+        execute(conn, "BEGIN", "starting a transaction").await?;
+        if !exists {
+            execute(
+                conn,
+                &format!(
+                    "ALTER TABLE {table_sql} ADD CONSTRAINT {} {definition} NOT VALID",
+                    quote_ident(&name)
+                ),
+                "re-adding a constraint",
+            )
+            .await?;
+        }
+        sqlx::query("DELETE FROM migrate.held_constraints WHERE entity = $1 AND name = $2")
+            .bind(entity)
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        execute(conn, "COMMIT", "committing").await?;
+        let validate = format!("ALTER TABLE {table_sql} VALIDATE CONSTRAINT {}", quote_ident(&name));
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await {
+            tracing::warn!("{entity}: foreign key {name} is back but NOT VALID: {e}");
+            not_valid.push(name);
+        }
+    }
+    Ok(not_valid)
+}
+
 /// How one entity's rows get into its table.
 #[derive(Debug, Clone)]
 pub struct Loader {
