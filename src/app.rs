@@ -302,24 +302,14 @@ async fn run(cli: &Cli) -> Result<u8> {
     }
     let ok = validation.as_ref().is_none_or(|v| v.ok);
     if let Some(path) = &cli.common.report {
-        let r = Report {
-            tool: "migrate",
-            version: env!("CARGO_PKG_VERSION"),
-            mode: if dry {
-                "dry-run".into()
-            } else if resume {
-                "resume".into()
-            } else {
-                "run".into()
-            },
-            started_at: started.to_rfc3339(),
-            finished_at: chrono::Utc::now().to_rfc3339(),
-            source: redact_url(&source),
-            target: redact_url(&target),
-            entities: stats,
-            validation: validation.clone(),
-            ok,
+        let mode = if dry {
+            "dry-run"
+        } else if resume {
+            "resume"
+        } else {
+            "run"
         };
+        let r = Report::new(mode, started, &source, &target, stats, validation.clone());
         report::write(path, &r).with_context(|| format!("writing report {path}"))?;
     }
     if !ok {
@@ -399,19 +389,14 @@ async fn validate_only(cli: &Cli) -> Result<u8> {
     let mut conn = sink::connect(&target).await?;
     let v = post_validate(&source, &mut conn, &plan, &selected).await?;
     if let Some(path) = &cli.common.report {
-        let now = chrono::Utc::now().to_rfc3339();
-        let r = Report {
-            tool: "migrate",
-            version: env!("CARGO_PKG_VERSION"),
-            mode: "validate".into(),
-            started_at: now.clone(),
-            finished_at: now,
-            source: redact_url(&source),
-            target: redact_url(&target),
-            entities: vec![],
-            validation: Some(v.clone()),
-            ok: v.ok,
-        };
+        let r = Report::new(
+            "validate",
+            chrono::Utc::now(),
+            &source,
+            &target,
+            vec![],
+            Some(v.clone()),
+        );
         report::write(path, &r).with_context(|| format!("writing report {path}"))?;
     }
     if v.ok {

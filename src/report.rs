@@ -18,6 +18,32 @@ pub struct Report {
     pub ok: bool,
 }
 
+impl Report {
+    /// A report finished now; URLs are shown without their passwords.
+    pub fn new(
+        mode: &str,
+        started: chrono::DateTime<chrono::Utc>,
+        source: &str,
+        target: &str,
+        entities: Vec<EntityStats>,
+        validation: Option<Validation>,
+    ) -> Report {
+        let ok = validation.as_ref().is_none_or(|v| v.ok);
+        Report {
+            tool: "migrate",
+            version: env!("CARGO_PKG_VERSION"),
+            mode: mode.to_string(),
+            started_at: started.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            source: crate::telemetry::redact_url(source),
+            target: crate::telemetry::redact_url(target),
+            entities,
+            validation,
+            ok,
+        }
+    }
+}
+
 /// The summary table: entity, read, loaded, rejected, seconds, rows/s.
 pub fn table(stats: &[EntityStats]) -> String {
     let mut out = format!(

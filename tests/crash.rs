@@ -56,6 +56,7 @@ fn killed_runs_resume_to_exactly_the_clean_result() {
             }
         }
     }
+    eprintln!("crash test: {total} rows in scope, {kills} SIGKILLs before the run finished");
     assert!(
         kills >= 3,
         "only {kills} kills happened; the run finished too quickly to test anything"
