@@ -297,7 +297,7 @@ async fn run(cli: &Cli) -> Result<u8> {
     }
     let mut validation = None;
     if cli.run.validate && !dry {
-        let v = post_validate(&source, &mut conn, &plan, &selected).await?;
+        let v = post_validate(&source, &mut conn, &selected).await?;
         validation = Some(v);
     }
     let ok = validation.as_ref().is_none_or(|v| v.ok);
@@ -318,12 +318,7 @@ async fn run(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
-async fn post_validate(
-    source: &str,
-    conn: &mut sqlx::PgConnection,
-    _plan: &Plan,
-    selected: &[&Entity],
-) -> Result<Validation> {
+async fn post_validate(source: &str, conn: &mut sqlx::PgConnection, selected: &[&Entity]) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
     let facts = pre::source_facts(source, owned).await?;
     if let Some(p) = facts
@@ -387,7 +382,7 @@ async fn validate_only(cli: &Cli) -> Result<u8> {
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
-    let v = post_validate(&source, &mut conn, &plan, &selected).await?;
+    let v = post_validate(&source, &mut conn, &selected).await?;
     if let Some(path) = &cli.common.report {
         let r = Report::new(
             "validate",
