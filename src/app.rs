@@ -1,7 +1,7 @@
 //! One function per mode (run, dry run, check-only, validate, demo): wiring only, no SQL.
 
 use crate::checkpoint::{self, Mirror, Progress};
-use crate::cli::{Cli, Command, Common};
+use crate::cli::{Cli, Command, Common, ScaffoldArgs};
 use crate::error::{Failed, UsageError};
 use crate::pipeline::{self, EntityStats, Mode};
 use crate::plan::{self, Entity, Plan};
@@ -20,6 +20,7 @@ pub async fn main(cli: Cli) -> Result<u8> {
     match &cli.command {
         Some(Command::Demo(args)) => crate::demo::run(args, cli.common.target.as_deref()).await.map(|()| 0),
         Some(Command::Validate) => validate_only(&cli).await,
+        Some(Command::Scaffold(args)) => scaffold(&cli.common, args).await,
         None if cli.run.check_only => check_only(&cli).await,
         None => run(&cli).await,
     }
@@ -30,18 +31,99 @@ fn load_plan(common: &Common) -> Result<Plan> {
     Ok(plan::compile(&files)?)
 }
 
-/// `--source`/MIGRATE_SOURCE, else an Oracle URL from the ORACLE_* variables.
+/// `--source`/MIGRATE_SOURCE, else an Oracle URL from the ORACLE_* variables (ORACLE_CONNECT,
+/// a descriptor or EZConnect string, wins over ORACLE_HOST/ORACLE_PORT with ORACLE_SERVICE or ORACLE_SID).
 pub fn source_url(common: &Common) -> Result<String> {
     if let Some(s) = &common.source {
         return Ok(s.clone());
     }
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(user), Some(host), Some(service)) = (var("ORACLE_USER"), var("ORACLE_HOST"), var("ORACLE_SERVICE")) {
-        let pass = var("ORACLE_PASSWORD").unwrap_or_default();
-        let port = var("ORACLE_PORT").unwrap_or_else(|| "1521".into());
-        return Ok(format!("oracle://{user}:{pass}@{host}:{port}/{service}"));
+    if let Some(user) = var("ORACLE_USER") {
+        let url = crate::source::oracle::url::url_from_parts(
+            &user,
+            &var("ORACLE_PASSWORD").unwrap_or_default(),
+            var("ORACLE_CONNECT").as_deref(),
+            var("ORACLE_HOST").as_deref(),
+            var("ORACLE_PORT").as_deref(),
+            var("ORACLE_SERVICE").as_deref(),
+            var("ORACLE_SID").as_deref(),
+        );
+        if let Some(url) = url {
+            return Ok(url);
+        }
     }
-    Err(UsageError("no source database: pass --source URL or set MIGRATE_SOURCE (or ORACLE_USER, ORACLE_HOST, ORACLE_SERVICE) in the environment or .env".into()).into())
+    Err(UsageError("no source database: pass --source URL or set MIGRATE_SOURCE (or ORACLE_USER with ORACLE_HOST and ORACLE_SERVICE or ORACLE_SID, or ORACLE_CONNECT) in the environment or .env".into()).into())
+}
+
+/// `migrate scaffold`: read the catalog, write the mappings and the DDL.
+async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8> {
+    use crate::scaffold::{Dialect, Options};
+    let source = source_url(common)?;
+    let dialect = if source.starts_with("sqlite:") {
+        Dialect::Sqlite
+    } else {
+        Dialect::Oracle
+    };
+    let schema = args.schema.clone();
+    let tables = crate::source::with_source(&source, move |src| src.catalog(schema.as_deref()))
+        .await
+        .with_context(|| format!("reading the catalog of {}", redact_url(&source)))?;
+    if tables.is_empty() {
+        return Err(UsageError(format!(
+            "no tables found in {} (schema {}); check --schema and the user's SELECT grants",
+            redact_url(&source),
+            args.schema.as_deref().unwrap_or("of the connected user")
+        ))
+        .into());
+    }
+    let opts = Options {
+        dialect,
+        source_schema: args.schema.clone(),
+        target_schema: args.target_schema.clone(),
+        raw16_uuid: args.raw16_uuid,
+    };
+    let out = crate::scaffold::scaffold(&tables, &opts, "migrate scaffold");
+    let mut targets: Vec<std::path::PathBuf> = out.mappings.iter().map(|(name, _)| args.out.join(name)).collect();
+    targets.extend(args.ddl.clone());
+    if !args.force {
+        let existing: Vec<String> = targets
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            return Err(UsageError(format!(
+                "refusing to overwrite {} (pass --force to replace them)",
+                existing.join(", ")
+            ))
+            .into());
+        }
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, text) in &out.mappings {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(ddl) = &args.ddl {
+        std::fs::write(ddl, &out.ddl).with_context(|| format!("writing {}", ddl.display()))?;
+    }
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "wrote {} mapping(s) to {}{}",
+        out.mappings.len(),
+        args.out.display(),
+        args.ddl
+            .as_ref()
+            .map(|d| format!(" and the PostgreSQL DDL to {}", d.display()))
+            .unwrap_or_default()
+    );
+    println!(
+        "next: review them, create the tables (psql -f), then run: migrate --mappings {} --check-only",
+        args.out.display()
+    );
+    Ok(0)
 }
 
 fn target_url(common: &Common) -> Result<String> {

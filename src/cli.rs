@@ -96,6 +96,36 @@ pub enum Command {
     Validate,
     /// Create the demo legacy database: an ABIS-style steel processing ERP in SQLite
     Demo(DemoArgs),
+    /// Write one mapping per source table (key from the primary key, depends_on from foreign
+    /// keys, lower-cased target names) and, with --ddl, the PostgreSQL CREATE TABLE statements
+    Scaffold(ScaffoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScaffoldArgs {
+    /// Directory to write the mappings into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Also write PostgreSQL DDL (tables, primary keys, foreign keys) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub ddl: Option<PathBuf>,
+
+    /// Source schema (Oracle owner) to read; default: the connected user's schema
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+
+    /// PostgreSQL schema for the target tables (default: none, i.e. the search_path)
+    #[arg(long, value_name = "NAME")]
+    pub target_schema: Option<String>,
+
+    /// Map RAW(16) columns to uuid instead of bytea
+    #[arg(long)]
+    pub raw16_uuid: bool,
+
+    /// Overwrite mapping files and the DDL file that already exist
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! Error kinds of the run as a whole: which exit code they give, and the one-line chain users see.
 
+use crate::source::SourceError;
 use std::error::Error as StdError;
 
 /// A usage or configuration error: exit code 2. The message says what to change.
@@ -18,6 +19,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>()
             || cause.is::<crate::config::ConfigError>()
             || cause.is::<crate::config::MappingErrors>()
+            || cause
+                .downcast_ref::<crate::source::SourceError>()
+                .is_some_and(|e| matches!(e, SourceError::ClientLibrary(_) | SourceError::Url(_)))
         {
             return 2;
         }
@@ -47,6 +51,65 @@ pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
     } else if text.contains("cannot open source") && text.contains("sqlite") {
         Some("does the SQLite file exist? Create the demo database with: migrate demo")
     } else {
-        None
+        oracle_hint(&text)
+    }
+}
+
+/// What the common Oracle connection errors usually mean.
+fn oracle_hint(text: &str) -> Option<&'static str> {
+    const HINTS: &[(&str, &str)] = &[
+        (
+            "ORA-01017",
+            "wrong Oracle user name or password (ORACLE_USER / ORACLE_PASSWORD, or the URL's user:pass)",
+        ),
+        (
+            "ORA-28000",
+            "the Oracle account is locked: ask the DBA to run ALTER USER ... ACCOUNT UNLOCK",
+        ),
+        (
+            "ORA-12514",
+            "the listener does not know that service: check the /SERVICE part (11g XE: XE, 21c XE: XEPDB1, 23ai Free: FREEPDB1; `lsnrctl services` lists them), or use ?sid=NAME for a SID",
+        ),
+        (
+            "ORA-12505",
+            "the listener does not know that SID: check ?sid= (or use the service name: /SERVICE)",
+        ),
+        (
+            "ORA-12541",
+            "no Oracle listener at that host and port: check ORACLE_HOST / ORACLE_PORT and that the database is up",
+        ),
+        (
+            "ORA-12170",
+            "the connection to Oracle timed out: a firewall or a wrong host",
+        ),
+        (
+            "ORA-28040",
+            "no matching authentication protocol: the client is too new for this server; use Instant Client 19 for 11g servers",
+        ),
+        (
+            "ORA-00942",
+            "the table or view does not exist for this user: check the mapping's source, the schema prefix (OWNER.TABLE) and SELECT grants",
+        ),
+    ];
+    HINTS.iter().find(|(code, _)| text.contains(code)).map(|(_, h)| *h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracle_errors_get_hints_and_client_errors_exit_2() {
+        let e = anyhow::Error::new(SourceError::ClientLibrary("DPI-1047".into()));
+        assert_eq!(exit_code(&e), 2);
+        let e = anyhow::Error::msg("ORA-12514: TNS:listener does not currently know of service requested");
+        assert!(hint(&e).unwrap().contains("XEPDB1"));
+        assert!(
+            hint(&anyhow::Error::msg("ORA-01017: invalid username/password"))
+                .unwrap()
+                .contains("password")
+        );
+        assert_eq!(hint(&anyhow::Error::msg("something else")), None);
+        assert_eq!(exit_code(&anyhow::Error::msg("x")), 1);
     }
 }

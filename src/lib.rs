@@ -10,6 +10,7 @@ pub mod error;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

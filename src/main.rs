@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     // `.env` fills in what the real environment does not set.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    let writes_log = !matches!(cli.command, Some(Command::Demo(_)));
+    let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
     migrate::telemetry::init(cli.common.verbose, cli.common.quiet, writes_log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

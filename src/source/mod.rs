@@ -4,6 +4,7 @@
 //! inside a dedicated thread, and it hands owned batches back through a callback that feeds a
 //! bounded channel. Nothing here knows which database it talks to.
 
+pub mod oracle;
 pub mod sqlite;
 
 use crate::plan::{Relation, quote_ident};
@@ -26,6 +27,15 @@ pub enum SourceError {
     },
     #[error("unsupported source URL '{0}'")]
     Url(String),
+    /// The Oracle client library cannot be loaded (DPI-1047); the text says what to install.
+    #[error("{0}")]
+    ClientLibrary(String),
+    #[error("column {column} of {relation}: {reason}")]
+    Unsupported {
+        relation: String,
+        column: String,
+        reason: String,
+    },
 }
 
 /// One column of a source table, as the source's catalog describes it.
@@ -41,6 +51,24 @@ pub struct SourceColumn {
 pub struct TableInfo {
     pub columns: Vec<SourceColumn>,
     pub primary_key: Vec<String>,
+}
+
+/// A foreign key as the source catalog declares it; columns pair up by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// The referenced table, without its schema when it is in the scaffolded one.
+    pub ref_table: String,
+    pub ref_columns: Vec<String>,
+}
+
+/// One table of the source catalog, what `migrate scaffold` needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogTable {
+    pub name: String,
+    pub info: TableInfo,
+    pub foreign_keys: Vec<ForeignKey>,
 }
 
 /// A selected column: a named one, or the physical row id of a table without a key.
@@ -78,6 +106,8 @@ impl ReadSpec {
 pub trait Source: Send {
     /// The table's columns and primary key, or `None` when it does not exist.
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
+    /// Every table of `schema` (the source's default schema when `None`), in name order.
+    fn catalog(&mut self, schema: Option<&str>) -> Result<Vec<CatalogTable>, SourceError>;
     /// The column names a query returns (it is run with no rows wanted).
     fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError>;
     /// Rows of the relation passing `filter`.
@@ -113,7 +143,8 @@ pub fn keyset_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> Str
 /// The relation as it goes after FROM.
 pub fn from_clause(relation: &Relation) -> String {
     match relation {
-        Relation::Table(t) => quote_ident(t),
+        // `OWNER.TABLE` is schema-qualified, like a target.
+        Relation::Table(t) => crate::plan::TargetTable::parse(t).sql(),
         Relation::Query(q) => format!("({}) q", q.trim().trim_end_matches(';')),
     }
 }
@@ -160,10 +191,7 @@ pub fn open(url: &str) -> Result<Box<dyn Source>, SourceError> {
         return Ok(Box::new(sqlite::SqliteSource::open(url)?));
     }
     if url.starts_with("oracle:") {
-        return Err(SourceError::Url(format!(
-            "{}: the Oracle source is not built into this version yet",
-            crate::telemetry::redact_url(url)
-        )));
+        return Ok(Box::new(oracle::OracleSource::open(url)?));
     }
     Err(SourceError::Url(format!(
         "{}: expected sqlite:///abs/path.db, sqlite:rel/path.db or oracle://user:pass@host:1521/SERVICE",

@@ -2,7 +2,7 @@
 //! source owns a small current-thread runtime and blocks on it: the `Source` contract is
 //! blocking, and this source always lives in its own thread.
 
-use super::{ReadSpec, Source, SourceColumn, SourceError, TableInfo, count_sql, select_sql};
+use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, count_sql, select_sql};
 use crate::plan::Relation;
 use crate::value::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
@@ -117,6 +117,73 @@ impl Source for SqliteSource {
             columns,
             primary_key: pk.into_iter().map(|(_, n)| n).collect(),
         }))
+    }
+
+    fn catalog(&mut self, schema: Option<&str>) -> Result<Vec<CatalogTable>, SourceError> {
+        if let Some(s) = schema.filter(|s| !s.eq_ignore_ascii_case("main")) {
+            return Err(SourceError::Query {
+                what: format!("listing the tables of schema {s}"),
+                cause: "a SQLite source has only the schema 'main'".into(),
+            });
+        }
+        let names: Vec<String> = self
+            .rt
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                )
+                .fetch_all(&mut self.conn),
+            )
+            .map_err(query_err("listing tables"))?;
+        let mut tables = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(info) = self.table_info(&name)? else { continue };
+            let sql = format!(
+                "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list({}) ORDER BY id, seq",
+                sql_string(&name)
+            );
+            let rows = self
+                .rt
+                .block_on(sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut self.conn))
+                .map_err(query_err(format!("reading the foreign keys of {name}")))?;
+            let mut fks: Vec<(i64, ForeignKey)> = Vec::new();
+            for r in rows {
+                let id: i64 = r.get(0);
+                let parent: String = r.get(1);
+                let from: String = r.get(2);
+                let to: Option<String> = r.get(3);
+                if fks.last().is_none_or(|(last, _)| *last != id) {
+                    fks.push((
+                        id,
+                        ForeignKey {
+                            name: format!("{}_fk{}", name.to_lowercase(), id + 1),
+                            columns: vec![],
+                            ref_table: parent,
+                            ref_columns: vec![],
+                        },
+                    ));
+                }
+                let fk = &mut fks.last_mut().expect("pushed above").1;
+                fk.columns.push(from);
+                fk.ref_columns.extend(to);
+            }
+            let mut foreign_keys: Vec<ForeignKey> = fks.into_iter().map(|(_, f)| f).collect();
+            // `REFERENCES parent` without columns means the parent's primary key.
+            for fk in &mut foreign_keys {
+                if fk.ref_columns.len() != fk.columns.len() {
+                    fk.ref_columns = self
+                        .table_info(&fk.ref_table)?
+                        .map(|i| i.primary_key)
+                        .unwrap_or_default();
+                }
+            }
+            tables.push(CatalogTable {
+                name,
+                info,
+                foreign_keys,
+            });
+        }
+        Ok(tables)
     }
 
     fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError> {

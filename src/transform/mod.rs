@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub enum Step {
     Trim,
+    /// Trailing blanks only: undoes CHAR padding without touching leading blanks.
+    Rtrim,
     Upper,
     Lower,
     NullIfEmpty,
@@ -50,7 +52,7 @@ pub enum Produces {
     Any,
 }
 
-const NAMES: &str = "trim, upper, lower, null_if_empty, phone, email, integer, bool, \
+const NAMES: &str = "trim, rtrim, upper, lower, null_if_empty, phone, email, integer, bool, \
 { date = FMT }, { timestamp = FMT }, { decimal = SCALE }, { bool = { true = [...], false = [...] } }, \
 { map = { values = {...}, default = ... } }, { truncate = N }, { replace = { pattern = REGEX, with = STR } }";
 
@@ -60,6 +62,7 @@ impl Step {
         match v {
             toml::Value::String(name) => match name.as_str() {
                 "trim" => Ok(Step::Trim),
+                "rtrim" => Ok(Step::Rtrim),
                 "upper" => Ok(Step::Upper),
                 "lower" => Ok(Step::Lower),
                 "null_if_empty" => Ok(Step::NullIfEmpty),
@@ -89,7 +92,9 @@ impl Step {
 
     pub fn produces(&self) -> Produces {
         match self {
-            Step::Trim | Step::Upper | Step::Lower | Step::Truncate(_) | Step::Replace { .. } => Produces::Same,
+            Step::Trim | Step::Rtrim | Step::Upper | Step::Lower | Step::Truncate(_) | Step::Replace { .. } => {
+                Produces::Same
+            }
             Step::NullIfEmpty => Produces::Same,
             Step::Phone | Step::Email => Produces::Text,
             Step::Date(_) => Produces::Date,
@@ -108,6 +113,10 @@ impl Step {
         }
         match self {
             Step::Trim => Ok(map_text(v, trim_owned)),
+            Step::Rtrim => Ok(map_text(v, |s| {
+                let t = s.trim_end_matches(' ');
+                if t.len() == s.len() { s } else { t.to_string() }
+            })),
             Step::Upper => Ok(map_text(v, |s| s.to_uppercase())),
             Step::Lower => Ok(map_text(v, |s| s.to_lowercase())),
             Step::NullIfEmpty => Ok(match v {
@@ -462,6 +471,9 @@ mod tests {
     #[test]
     fn text_steps() {
         assert_eq!(run("\"trim\"", t("  Acme Steel \t")).unwrap(), t("Acme Steel"));
+        assert_eq!(run("\"rtrim\"", t("  AB  \t  ")).unwrap(), t("  AB  \t"));
+        assert_eq!(run("\"rtrim\"", t("    ")).unwrap(), t(""));
+        assert_eq!(run("\"rtrim\"", Value::Int(3)).unwrap(), Value::Int(3));
         assert_eq!(run("\"upper\"", t("straße")).unwrap(), t("STRASSE"));
         assert_eq!(run("\"lower\"", t("ABC")).unwrap(), t("abc"));
         assert_eq!(run("\"null_if_empty\"", t("")).unwrap(), Value::Null);

@@ -1,0 +1,506 @@
+//! Oracle source (11g and later) over the `oracle` crate (ODPI-C, which loads the Oracle client
+//! library at run time). This file is the only code here that talks to an Oracle server, and it
+//! is kept to wiring: the URL ([`url`]), every SQL text ([`sql`]), the type map ([`types`]) and the
+//! value conversion ([`convert`]) are pure and unit-tested without a server. What this file does
+//! is exercised only by the oracle-smoke workflow against dockerized Oracle.
+
+pub mod convert;
+pub mod sql;
+pub mod types;
+pub mod url;
+
+use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, count_sql};
+use crate::plan::{Relation, TargetTable};
+use crate::value::Value;
+use convert::{Fetched, ora_type, to_value};
+use oracle::sql_type::{InnerValue, Timestamp, ToSql};
+use oracle::{Connection, Connector, Row, RowValue, SqlValue};
+use std::borrow::Cow;
+use url::{ConnectSpec, LobFetch};
+
+pub struct OracleSource {
+    conn: Connection,
+    spec: ConnectSpec,
+    /// The session's current schema: the owner of unqualified table names.
+    schema: String,
+}
+
+/// The message for a missing client library: what to install, which variable to set, and the
+/// original error, whose text users search for.
+pub fn client_library_message(original: &str) -> String {
+    format!(
+        "the Oracle client library could not be loaded. Install Oracle Instant Client 19 \
+         (the 'basic' or 'basiclite' package; 19 is the newest client that still talks to 11g servers, and it \
+         also talks to 12c through 23ai), then set LD_LIBRARY_PATH to its directory (or ORACLE_CLIENT_LIB_DIR; \
+         on Debian/Ubuntu also install libaio1). Original error: {original}"
+    )
+}
+
+/// Opens the client library once per process; ORACLE_CLIENT_LIB_DIR points at it explicitly.
+fn init_client() -> Result<(), SourceError> {
+    let Some(dir) = std::env::var_os("ORACLE_CLIENT_LIB_DIR").filter(|d| !d.is_empty()) else {
+        return Ok(());
+    };
+    let mut params = oracle::InitParams::new();
+    params
+        .oracle_client_lib_dir(dir)
+        .and_then(|p| p.init())
+        .map(|_| ())
+        .map_err(|e| classify(e, "loading the Oracle client library"))
+}
+
+/// DPI-1047 becomes the install message; anything else stays a query error with its cause.
+fn classify(e: oracle::Error, what: &str) -> SourceError {
+    let text = e.to_string();
+    if text.contains("DPI-1047") {
+        SourceError::ClientLibrary(client_library_message(&text))
+    } else {
+        SourceError::Query {
+            what: what.to_string(),
+            cause: Box::new(e),
+        }
+    }
+}
+
+impl OracleSource {
+    pub fn open(url: &str) -> Result<OracleSource, SourceError> {
+        let spec = ConnectSpec::parse(url).map_err(|e| SourceError::Url(e.to_string()))?;
+        init_client()?;
+        let conn = Connector::new(&spec.user, &spec.password, &spec.connect_string)
+            .connect()
+            .map_err(|e| match classify(e, "connecting") {
+                SourceError::Query { cause, .. } => SourceError::Connect {
+                    url: crate::telemetry::redact_url(url),
+                    cause,
+                },
+                other => other,
+            })?;
+        for stmt in sql::SESSION_SETUP {
+            conn.execute(stmt, &[])
+                .map_err(|e| classify(e, "setting up the session"))?;
+        }
+        let _ = conn.set_module("migrate");
+        let schema: String = conn
+            .query_row_as(sql::CURRENT_SCHEMA, &[])
+            .map_err(|e| classify(e, "reading the current schema"))?;
+        Ok(OracleSource { conn, spec, schema })
+    }
+
+    /// `OWNER.TABLE` or `TABLE` (the session's schema).
+    fn owner_and_table(&self, table: &str) -> (String, String) {
+        let t = TargetTable::parse(table);
+        (t.schema.unwrap_or_else(|| self.schema.clone()), t.name)
+    }
+
+    fn columns(&self, owner: &str, table: Option<&str>) -> Result<Vec<(String, SourceColumn)>, SourceError> {
+        let rows = self
+            .conn
+            .query_named(sql::COLUMNS, &[("owner", &owner), ("tname", &table)])
+            .map_err(|e| classify(e, "reading ALL_TAB_COLUMNS"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(|e| classify(e, "reading ALL_TAB_COLUMNS"))?;
+            let get = |e| classify(e, "reading ALL_TAB_COLUMNS");
+            let table: String = row.get(0).map_err(get)?;
+            let name: String = row.get(1).map_err(get)?;
+            let data_type: String = row.get(2).map_err(get)?;
+            let length: Option<u32> = row.get(3).map_err(get)?;
+            let precision: Option<u32> = row.get(4).map_err(get)?;
+            let scale: Option<i32> = row.get(5).map_err(get)?;
+            let char_length: Option<u32> = row.get(6).map_err(get)?;
+            let nullable: String = row.get(7).map_err(get)?;
+            let declared_type = types::declared_from_catalog(&data_type, length, precision, scale, char_length);
+            out.push((
+                table,
+                SourceColumn {
+                    name,
+                    declared_type,
+                    nullable: nullable == "Y",
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn primary_keys(&self, owner: &str, table: Option<&str>) -> Result<Vec<(String, String)>, SourceError> {
+        let rows = self
+            .conn
+            .query_named(sql::PRIMARY_KEYS, &[("owner", &owner), ("tname", &table)])
+            .map_err(|e| classify(e, "reading primary keys"))?;
+        rows.map(|r| {
+            let r = r.map_err(|e| classify(e, "reading primary keys"))?;
+            Ok((
+                r.get(0).map_err(|e| classify(e, "reading primary keys"))?,
+                r.get(1).map_err(|e| classify(e, "reading primary keys"))?,
+            ))
+        })
+        .collect()
+    }
+}
+
+/// A row of cells, converted straight from the fetch buffer (no per-row `Row` clone).
+/// The inner `Err` is a conversion problem that names the column.
+struct Cells(Result<Vec<Value>, String>);
+
+impl RowValue for Cells {
+    fn get(row: &Row) -> oracle::Result<Cells> {
+        let mut out = Vec::with_capacity(row.sql_values().len());
+        for (v, info) in row.sql_values().iter().zip(row.column_info()) {
+            match cell(v)? {
+                Ok(value) => out.push(value),
+                Err(reason) => return Ok(Cells(Err(format!("column {}: {reason}", info.name())))),
+            }
+        }
+        Ok(Cells(Ok(out)))
+    }
+}
+
+fn cell(v: &SqlValue) -> oracle::Result<Result<Value, String>> {
+    if v.is_null()? {
+        return Ok(Ok(Value::Null));
+    }
+    let kind = match ora_type(v.oracle_type()?).fetch_kind() {
+        Ok(k) => k,
+        Err(why) => return Ok(Err(why)),
+    };
+    let fetched = match v.as_inner_value()? {
+        InnerValue::Int64(i) => Fetched::Int64(i),
+        InnerValue::UInt64(u) => Fetched::UInt64(u),
+        InnerValue::Float(f) => Fetched::Float(f),
+        InnerValue::Double(f) => Fetched::Double(f),
+        InnerValue::Number(s) => Fetched::Number(s),
+        InnerValue::Char(b) => Fetched::Text(Cow::Borrowed(b)),
+        InnerValue::Raw(b) => Fetched::Raw(Cow::Borrowed(b)),
+        InnerValue::Boolean(b) => Fetched::Bool(b),
+        InnerValue::Timestamp(_) => Fetched::Timestamp(v.get::<Timestamp>()?),
+        // Locators (`lobs=locator`): read the whole LOB, one round trip per value.
+        InnerValue::Clob(_) => Fetched::Text(Cow::Owned(v.get::<String>()?.into_bytes())),
+        InnerValue::Blob(_) => Fetched::Raw(Cow::Owned(v.get::<Vec<u8>>()?)),
+        InnerValue::Rowid(_) => Fetched::Text(Cow::Owned(v.get::<String>()?.into_bytes())),
+        _ => return Ok(Err(types::unsupported_reason(&v.oracle_type()?.to_string()))),
+    };
+    Ok(to_value(kind, fetched))
+}
+
+/// A key value bound for the keyset predicate, in the type that compares exactly.
+fn bind_value(v: &Value) -> Result<Box<dyn ToSql>, String> {
+    let ts = |t: &chrono::NaiveDateTime| {
+        use chrono::{Datelike, Timelike};
+        Timestamp::new(
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond(),
+        )
+        .map_err(|e| e.to_string())
+    };
+    Ok(match v {
+        Value::Int(i) => Box::new(*i),
+        // Decimal text converts back exactly: the session uses '.' as the decimal separator.
+        Value::Decimal(d) => Box::new(d.to_string()),
+        Value::Float(f) => Box::new(*f),
+        Value::Text(s) => Box::new(s.clone()),
+        Value::Bytes(b) => Box::new(b.clone()),
+        Value::Timestamp(t) => Box::new(ts(t)?),
+        Value::Date(d) => Box::new(ts(&d.and_time(chrono::NaiveTime::MIN))?),
+        Value::TimestampTz(t) => Box::new(ts(&t.naive_utc())?.and_tz_offset(0).map_err(|e| e.to_string())?),
+        Value::Bool(b) => Box::new(*b),
+        Value::Null => return Err("a key value is NULL".into()),
+    })
+}
+
+impl Source for OracleSource {
+    fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError> {
+        let (owner, name) = self.owner_and_table(table);
+        let columns: Vec<SourceColumn> = self.columns(&owner, Some(&name))?.into_iter().map(|(_, c)| c).collect();
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let primary_key = self
+            .primary_keys(&owner, Some(&name))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        Ok(Some(TableInfo { columns, primary_key }))
+    }
+
+    fn catalog(&mut self, schema: Option<&str>) -> Result<Vec<CatalogTable>, SourceError> {
+        let mut owner = schema.unwrap_or(&self.schema).to_string();
+        let list = |owner: &str| -> Result<Vec<String>, SourceError> {
+            let rows = self
+                .conn
+                .query_named(sql::TABLES, &[("owner", &owner)])
+                .map_err(|e| classify(e, "reading ALL_TABLES"))?;
+            rows.map(|r| {
+                r.and_then(|r| r.get::<_, String>(0))
+                    .map_err(|e| classify(e, "reading ALL_TABLES"))
+            })
+            .collect()
+        };
+        let mut names = list(&owner)?;
+        // Unquoted Oracle names are upper case: `--schema abis` means ABIS.
+        if names.is_empty() && owner != owner.to_uppercase() {
+            owner = owner.to_uppercase();
+            names = list(&owner)?;
+        }
+        let columns = self.columns(&owner, None)?;
+        let pks = self.primary_keys(&owner, None)?;
+        let rows = self
+            .conn
+            .query_named(sql::FOREIGN_KEYS, &[("owner", &owner)])
+            .map_err(|e| classify(e, "reading foreign keys"))?;
+        let mut fks = Vec::new();
+        for r in rows {
+            let r = r.map_err(|e| classify(e, "reading foreign keys"))?;
+            let get = |i: usize| r.get::<_, String>(i).map_err(|e| classify(e, "reading foreign keys"));
+            fks.push(FkRow {
+                constraint: get(0)?,
+                table: get(1)?,
+                column: get(2)?,
+                ref_owner: get(3)?,
+                ref_table: get(4)?,
+                ref_column: get(5)?,
+            });
+        }
+        Ok(assemble_catalog(&owner, names, columns, pks, fks))
+    }
+
+    fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError> {
+        let rs = self
+            .conn
+            .query(&sql::query_probe_sql(query), &[])
+            .map_err(|e| classify(e, "preparing the mapping's query"))?;
+        Ok(rs.column_info().iter().map(|c| c.name().to_string()).collect())
+    }
+
+    fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError> {
+        self.conn
+            .query_row_as::<u64>(&count_sql(relation, filter), &[])
+            .map_err(|e| classify(e, &format!("counting rows of {}", relation.describe())))
+    }
+
+    fn read(
+        &mut self,
+        spec: &ReadSpec,
+        after: Option<&[Value]>,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError> {
+        let what = format!("reading {}", spec.relation.describe());
+        // Describe first: an unsupported column is named before anything is fetched, and
+        // LOB tables get smaller fetch arrays.
+        let probe = self
+            .conn
+            .query(&sql::probe_sql(spec), &[])
+            .map_err(|e| classify(e, &what))?;
+        let mut has_lobs = false;
+        for info in probe.column_info() {
+            let t = ora_type(info.oracle_type());
+            t.fetch_kind().map_err(|reason| SourceError::Unsupported {
+                relation: spec.relation.describe(),
+                column: info.name().to_string(),
+                reason,
+            })?;
+            has_lobs |= t.is_lob();
+        }
+        drop(probe);
+
+        let tuning = &self.spec.tuning;
+        let sql = sql::read_sql(spec, after.is_some());
+        let mut builder = self.conn.statement(&sql);
+        if has_lobs {
+            // OCI does not prefetch rows with LOB/LONG columns; the array size is what counts.
+            builder.fetch_array_size(tuning.lob_fetch_rows).prefetch_rows(0);
+            if tuning.lobs == LobFetch::Locator {
+                builder.lob_locator();
+            }
+        } else {
+            builder
+                .fetch_array_size(tuning.fetch_rows)
+                .prefetch_rows(tuning.prefetch_rows);
+        }
+        let mut stmt = builder.build().map_err(|e| classify(e, &what))?;
+        let binds: Vec<(String, Box<dyn ToSql>)> = match after {
+            Some(key) => key
+                .iter()
+                .enumerate()
+                .map(|(i, v)| bind_value(v).map(|b| (sql::bind_name(i + 1), b)))
+                .collect::<Result<_, _>>()
+                .map_err(|reason| SourceError::Query {
+                    what: format!("{what}: binding the resume key"),
+                    cause: reason.into(),
+                })?,
+            None => vec![],
+        };
+        let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
+        let rows = stmt.query_as_named::<Cells>(&named).map_err(|e| classify(e, &what))?;
+        let mut batch = Vec::with_capacity(batch_rows);
+        for row in rows {
+            let Cells(cells) = row.map_err(|e| classify(e, &what))?;
+            let cells = cells.map_err(|reason| SourceError::Query {
+                what: what.clone(),
+                cause: reason.into(),
+            })?;
+            batch.push(cells);
+            if batch.len() == batch_rows && !emit(std::mem::replace(&mut batch, Vec::with_capacity(batch_rows))) {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            emit(batch);
+        }
+        Ok(())
+    }
+}
+
+/// One row of the foreign-key catalog query.
+#[derive(Debug, Clone)]
+pub struct FkRow {
+    pub constraint: String,
+    pub table: String,
+    pub column: String,
+    pub ref_owner: String,
+    pub ref_table: String,
+    pub ref_column: String,
+}
+
+/// Groups the flat catalog rows into tables. Pure: the catalog queries' rows in, tables out.
+/// A reference to another owner's table stays qualified (`OTHER.TABLE`).
+pub fn assemble_catalog(
+    owner: &str,
+    tables: Vec<String>,
+    columns: Vec<(String, SourceColumn)>,
+    primary_keys: Vec<(String, String)>,
+    foreign_keys: Vec<FkRow>,
+) -> Vec<CatalogTable> {
+    tables
+        .into_iter()
+        .map(|name| {
+            let columns = columns
+                .iter()
+                .filter(|(t, _)| *t == name)
+                .map(|(_, c)| c.clone())
+                .collect();
+            let primary_key = primary_keys
+                .iter()
+                .filter(|(t, _)| *t == name)
+                .map(|(_, c)| c.clone())
+                .collect();
+            let mut fks: Vec<ForeignKey> = Vec::new();
+            for r in foreign_keys.iter().filter(|r| r.table == name) {
+                if fks.last().is_none_or(|f| f.name != r.constraint) {
+                    let ref_table = if r.ref_owner == owner {
+                        r.ref_table.clone()
+                    } else {
+                        format!("{}.{}", r.ref_owner, r.ref_table)
+                    };
+                    fks.push(ForeignKey {
+                        name: r.constraint.clone(),
+                        columns: vec![],
+                        ref_table,
+                        ref_columns: vec![],
+                    });
+                }
+                let fk = fks.last_mut().expect("pushed above");
+                fk.columns.push(r.column.clone());
+                fk.ref_columns.push(r.ref_column.clone());
+            }
+            CatalogTable {
+                name,
+                info: TableInfo { columns, primary_key },
+                foreign_keys: fks,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, t: &str) -> SourceColumn {
+        SourceColumn {
+            name: name.into(),
+            declared_type: t.into(),
+            nullable: true,
+        }
+    }
+
+    fn fk(c: &str, t: &str, col: &str, ro: &str, rt: &str, rc: &str) -> FkRow {
+        FkRow {
+            constraint: c.into(),
+            table: t.into(),
+            column: col.into(),
+            ref_owner: ro.into(),
+            ref_table: rt.into(),
+            ref_column: rc.into(),
+        }
+    }
+
+    #[test]
+    fn catalog_rows_group_into_tables() {
+        let tables = assemble_catalog(
+            "ABIS",
+            vec!["AB_COIL".into(), "AB_JOB".into()],
+            vec![
+                ("AB_COIL".into(), col("COIL_ID", "NUMBER(10)")),
+                ("AB_COIL".into(), col("GRADE", "VARCHAR2(20)")),
+                ("AB_JOB".into(), col("JOB_ID", "NUMBER(10)")),
+                ("AB_JOB".into(), col("LINE", "NUMBER(4)")),
+                ("AB_JOB".into(), col("SEQ", "NUMBER(4)")),
+                ("AB_JOB".into(), col("COIL_ID", "NUMBER(10)")),
+                ("AB_VIEW".into(), col("X", "DATE")),
+            ],
+            vec![("AB_COIL".into(), "COIL_ID".into()), ("AB_JOB".into(), "JOB_ID".into())],
+            vec![
+                fk("FK_JOB_COIL", "AB_JOB", "COIL_ID", "ABIS", "AB_COIL", "COIL_ID"),
+                fk("FK_JOB_SLOT", "AB_JOB", "LINE", "MES", "SLOT", "LINE"),
+                fk("FK_JOB_SLOT", "AB_JOB", "SEQ", "MES", "SLOT", "SEQ"),
+            ],
+        );
+        assert_eq!(tables.len(), 2);
+        assert_eq!(tables[0].info.columns.len(), 2);
+        assert_eq!(tables[0].info.primary_key, vec!["COIL_ID"]);
+        assert!(tables[0].foreign_keys.is_empty());
+        let job = &tables[1];
+        assert_eq!(
+            job.info.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["JOB_ID", "LINE", "SEQ", "COIL_ID"]
+        );
+        assert_eq!(job.foreign_keys.len(), 2);
+        assert_eq!(job.foreign_keys[0].ref_table, "AB_COIL");
+        assert_eq!(job.foreign_keys[1].ref_table, "MES.SLOT");
+        assert_eq!(job.foreign_keys[1].columns, ["LINE", "SEQ"]);
+        assert_eq!(job.foreign_keys[1].ref_columns, ["LINE", "SEQ"]);
+    }
+
+    #[test]
+    fn key_values_bind_in_comparable_types() {
+        assert!(bind_value(&Value::Int(5)).is_ok());
+        assert!(bind_value(&Value::Text("A".into())).is_ok());
+        let t = chrono::NaiveDate::from_ymd_opt(2020, 1, 2)
+            .unwrap()
+            .and_hms_nano_opt(3, 4, 5, 6)
+            .unwrap();
+        assert!(bind_value(&Value::Timestamp(t)).is_ok());
+        assert!(bind_value(&Value::Null).err().unwrap().contains("NULL"));
+    }
+
+    #[test]
+    fn missing_client_message_says_what_to_install() {
+        let m = client_library_message("DPI Error: DPI-1047: Cannot locate a 64-bit Oracle Client library");
+        for want in [
+            "Instant Client 19",
+            "basic",
+            "basiclite",
+            "LD_LIBRARY_PATH",
+            "11g",
+            "DPI-1047: Cannot locate",
+        ] {
+            assert!(m.contains(want), "{want}: {m}");
+        }
+    }
+}

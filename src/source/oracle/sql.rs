@@ -1,0 +1,170 @@
+//! The SQL text the Oracle source sends, all of it 11g-compatible (no OFFSET/FETCH FIRST, no
+//! row-value comparison, ANSI joins only where 9i already had them). Pure and unit-tested.
+
+use crate::source::{ReadSpec, select_sql};
+
+/// Run once per session, before anything is read.
+/// - NLS_SORT/NLS_COMP BINARY: ORDER BY and the keyset `>` must agree on one order, or a
+///   resume would skip or repeat rows under a linguistic sort.
+/// - TIME_ZONE UTC: TIMESTAMP WITH LOCAL TIME ZONE values come back in UTC.
+/// - NLS_NUMERIC_CHARACTERS '.,': a decimal key bound as text converts back exactly.
+pub const SESSION_SETUP: &[&str] = &[
+    "ALTER SESSION SET NLS_SORT = BINARY NLS_COMP = BINARY",
+    "ALTER SESSION SET TIME_ZONE = '+00:00'",
+    "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'",
+];
+
+pub const CURRENT_SCHEMA: &str = "SELECT SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') FROM DUAL";
+
+/// Bind names: `:k1`, `:k2` … Bound by name, so a name that appears twice in the keyset
+/// predicate is bound once.
+pub fn bind_name(i: usize) -> String {
+    format!("k{i}")
+}
+
+/// The one ordered read of an entity: full (`resume` false) or after the last key handed over.
+pub fn read_sql(spec: &ReadSpec, resume: bool) -> String {
+    select_sql(spec, "ROWID", resume, &|i| format!(":{}", bind_name(i)))
+}
+
+/// The same columns with no rows: describes the result's types before the real read, so that a
+/// column of an unsupported type is named before anything is fetched, and LOB tables get their
+/// own fetch sizes.
+pub fn probe_sql(spec: &ReadSpec) -> String {
+    let probe = ReadSpec {
+        key: vec![],
+        filter: Some("1 = 0".into()),
+        columns: spec.columns.clone(),
+        relation: spec.relation.clone(),
+    };
+    select_sql(&probe, "ROWID", false, &|i| format!(":{}", bind_name(i)))
+}
+
+/// The columns of a query, without rows.
+pub fn query_probe_sql(query: &str) -> String {
+    format!("SELECT * FROM ({}) q WHERE 1 = 0", query.trim().trim_end_matches(';'))
+}
+
+/// Tables of an owner that hold data: no recycle-bin, nested, secondary, temporary or
+/// materialized-view-log tables, and no IOT overflow segments.
+pub const TABLES: &str = "SELECT table_name FROM all_tables \
+WHERE owner = :owner AND nested = 'NO' AND secondary = 'N' AND temporary = 'N' AND dropped = 'NO' \
+AND (iot_type IS NULL OR iot_type = 'IOT') \
+AND table_name NOT LIKE 'BIN$%' AND table_name NOT LIKE 'MLOG$%' AND table_name NOT LIKE 'RUPD$%' \
+ORDER BY table_name";
+
+/// Columns of an owner's tables and views (one table when :tname is not NULL), in column order.
+pub const COLUMNS: &str = "SELECT table_name, column_name, data_type, data_length, data_precision, data_scale, \
+char_length, nullable FROM all_tab_columns \
+WHERE owner = :owner AND (:tname IS NULL OR table_name = :tname) \
+ORDER BY table_name, column_id";
+
+/// Primary-key columns, in key order.
+pub const PRIMARY_KEYS: &str = "SELECT c.table_name, cc.column_name FROM all_constraints c \
+JOIN all_cons_columns cc ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name \
+AND cc.table_name = c.table_name \
+WHERE c.owner = :owner AND c.constraint_type = 'P' AND (:tname IS NULL OR c.table_name = :tname) \
+ORDER BY c.table_name, cc.position";
+
+/// Foreign keys, column by column, with the referenced table and column at the same position.
+pub const FOREIGN_KEYS: &str = "SELECT c.constraint_name, c.table_name, cc.column_name, r.owner, r.table_name, \
+rc.column_name FROM all_constraints c \
+JOIN all_cons_columns cc ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name \
+JOIN all_constraints r ON r.owner = c.r_owner AND r.constraint_name = c.r_constraint_name \
+JOIN all_cons_columns rc ON rc.owner = r.owner AND rc.constraint_name = r.constraint_name \
+AND rc.position = cc.position \
+WHERE c.owner = :owner AND c.constraint_type = 'R' \
+ORDER BY c.table_name, c.constraint_name, cc.position";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Relation;
+    use crate::source::Column;
+
+    fn spec(keys: &[&str], filter: Option<&str>) -> ReadSpec {
+        let mut columns: Vec<Column> = keys.iter().map(|k| Column::Named(k.to_string())).collect();
+        columns.push(Column::Named("NAME".into()));
+        ReadSpec {
+            relation: Relation::Table("ABIS.AB_COIL".into()),
+            key: (0..keys.len()).collect(),
+            columns,
+            filter: filter.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn full_and_resume_reads_with_one_two_three_column_keys() {
+        assert_eq!(
+            read_sql(&spec(&["ID"], None), false),
+            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" ORDER BY "ID""#
+        );
+        assert_eq!(
+            read_sql(&spec(&["ID"], None), true),
+            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE ("ID" > :k1) ORDER BY "ID""#
+        );
+        assert_eq!(
+            read_sql(&spec(&["A", "B"], None), true),
+            r#"SELECT "A", "B", "NAME" FROM "ABIS"."AB_COIL" WHERE ("A" > :k1 OR ("A" = :k1 AND ("B" > :k2))) ORDER BY "A", "B""#
+        );
+        assert_eq!(
+            read_sql(&spec(&["A", "B", "C"], None), true),
+            r#"SELECT "A", "B", "C", "NAME" FROM "ABIS"."AB_COIL" WHERE ("A" > :k1 OR ("A" = :k1 AND ("B" > :k2 OR ("B" = :k2 AND ("C" > :k3))))) ORDER BY "A", "B", "C""#
+        );
+        for sql in [
+            read_sql(&spec(&["A", "B", "C"], None), true),
+            read_sql(&spec(&["A"], None), false),
+        ] {
+            let upper = sql.to_uppercase();
+            assert!(
+                !upper.contains("OFFSET") && !upper.contains("FETCH FIRST") && !upper.contains("LIMIT"),
+                "{sql}"
+            );
+            assert!(!sql.contains(") > ("), "row-value comparison in {sql}");
+        }
+    }
+
+    #[test]
+    fn filtered_reads_rowid_reads_and_probes() {
+        assert_eq!(
+            read_sql(&spec(&["ID"], Some("STATUS <> 'D'")), true),
+            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE (STATUS <> 'D') AND ("ID" > :k1) ORDER BY "ID""#
+        );
+        let by_rowid = ReadSpec {
+            relation: Relation::Table("NOTES".into()),
+            columns: vec![Column::Named("TXT".into()), Column::RowId],
+            key: vec![1],
+            filter: None,
+        };
+        assert_eq!(
+            read_sql(&by_rowid, true),
+            r#"SELECT "TXT", ROWID FROM "NOTES" WHERE (ROWID > :k1) ORDER BY ROWID"#
+        );
+        assert_eq!(
+            probe_sql(&spec(&["ID"], Some("X = 1"))),
+            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE (1 = 0)"#
+        );
+        assert_eq!(
+            query_probe_sql("SELECT 1 AS X FROM DUAL;"),
+            "SELECT * FROM (SELECT 1 AS X FROM DUAL) q WHERE 1 = 0"
+        );
+        assert_eq!(bind_name(2), "k2");
+    }
+
+    #[test]
+    fn catalog_queries_are_bound_and_11g_safe() {
+        for q in [TABLES, COLUMNS, PRIMARY_KEYS, FOREIGN_KEYS] {
+            assert!(q.contains(":owner"), "{q}");
+            let upper = q.to_uppercase();
+            assert!(
+                !upper.contains("FETCH FIRST") && !upper.contains("OFFSET") && !upper.contains("LATERAL"),
+                "{q}"
+            );
+            assert!(q.contains("ORDER BY"), "{q}");
+        }
+        assert!(COLUMNS.contains("column_id") && PRIMARY_KEYS.contains("cc.position"));
+        assert!(FOREIGN_KEYS.contains("rc.position = cc.position"));
+        assert!(SESSION_SETUP.iter().any(|s| s.contains("NLS_SORT = BINARY")));
+        assert!(SESSION_SETUP.iter().any(|s| s.contains("TIME_ZONE = '+00:00'")));
+    }
+}
