@@ -8,3 +8,5 @@ mod crash;
 mod demo;
 mod exactness;
 mod keys;
+mod oracle_client;
+mod scaffold;

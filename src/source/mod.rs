@@ -110,6 +110,10 @@ pub trait Source: Send {
     fn catalog(&mut self, schema: Option<&str>) -> Result<Vec<CatalogTable>, SourceError>;
     /// The column names a query returns (it is run with no rows wanted).
     fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError>;
+    /// Why a column of this declared type cannot be read, if it cannot.
+    fn unsupported_type(&self, _declared: &str) -> Option<String> {
+        None
+    }
     /// Rows of the relation passing `filter`.
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError>;
     /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time, until

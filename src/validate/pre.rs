@@ -102,6 +102,14 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                             .push(format!("key column {n} is not a column of {}", e.relation.describe()));
                     }
                 }
+                for fd in &e.fields {
+                    let Some(from) = &fd.from else { continue };
+                    if let Some(c) = cols.iter().find(|c| &c.name == from)
+                        && let Some(why) = src.unsupported_type(&c.declared_type)
+                    {
+                        f.problems.push(format!("source column {from}: {why}"));
+                    }
+                }
                 match src.count(&e.relation, e.filter.as_deref()) {
                     Ok(n) => f.rows_in_scope = Some(n),
                     Err(err) => f.problems.push(format!(

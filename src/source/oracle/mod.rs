@@ -227,6 +227,10 @@ impl Source for OracleSource {
         Ok(Some(TableInfo { columns, primary_key }))
     }
 
+    fn unsupported_type(&self, declared: &str) -> Option<String> {
+        types::parse(declared).fetch_kind().err()
+    }
+
     fn catalog(&mut self, schema: Option<&str>) -> Result<Vec<CatalogTable>, SourceError> {
         let mut owner = schema.unwrap_or(&self.schema).to_string();
         let list = |owner: &str| -> Result<Vec<String>, SourceError> {
