@@ -206,7 +206,28 @@ fn unique_lower(names: &[String]) -> Vec<String> {
 
 pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> Scaffold {
     let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
-    let entity_names = unique_lower(&names);
+    // Entity (and file) names are plain words; target names keep the source's spelling, lower-cased.
+    let sanitized: Vec<String> = names
+        .iter()
+        .map(|n| {
+            n.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let entity_names = unique_lower(&sanitized);
+    let target_names = unique_lower(&names);
+    let target_of_entity: BTreeMap<&str, &str> = entity_names
+        .iter()
+        .map(String::as_str)
+        .zip(target_names.iter().map(String::as_str))
+        .collect();
     let entity_of: BTreeMap<&str, &str> = names
         .iter()
         .map(String::as_str)
@@ -238,9 +259,10 @@ pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> 
             source_of(&table.name)
         );
         toml.push_str(&format!("source = {}\n", toml_str(&source_of(&table.name))));
+        let table_target = target_of_entity[entity.as_str()];
         let target = match &opts.target_schema {
-            Some(s) => format!("{s}.{entity}"),
-            None => entity.clone(),
+            Some(s) => format!("{s}.{table_target}"),
+            None => table_target.to_string(),
         };
         toml.push_str(&format!("target = {}\n", toml_str(&target)));
         if table.info.primary_key.is_empty() {
@@ -304,7 +326,7 @@ pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> 
         }
         creates.push(format!(
             "CREATE TABLE {} (\n{}\n);\n",
-            qualify_target(entity),
+            qualify_target(table_target),
             column_ddl.join(",\n")
         ));
         for fk in &table.foreign_keys {
@@ -332,10 +354,10 @@ pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> 
             let refs: Vec<String> = fk.ref_columns.iter().map(|c| pg_ident(&parent_of(c))).collect();
             constraints.push(format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({});\n",
-                qualify_target(entity),
+                qualify_target(table_target),
                 pg_ident(&fk.name.to_lowercase()),
                 cols.join(", "),
-                qualify_target(parent),
+                qualify_target(target_of_entity[parent]),
                 refs.join(", ")
             ));
         }
@@ -545,6 +567,7 @@ mod tests {
             foreign_keys: vec![],
         }];
         let s = scaffold(&evil, &opts(), "x");
+        assert_eq!(s.mappings[0].0, "t_x.toml");
         assert!(
             s.ddl.contains("CREATE TABLE \"t\"\"x\" (\n    \"a\"\"b\" text\n);"),
             "{}",

@@ -9,4 +9,5 @@ mod demo;
 mod exactness;
 mod keys;
 mod oracle_client;
+mod oracle_live;
 mod scaffold;
