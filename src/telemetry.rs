@@ -6,11 +6,12 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
+    // The userinfo ends at the last '@' before an Oracle descriptor's '(' (a password may hold
+    // an unencoded '/' or '?', so the usual authority end is not trusted).
+    let searched = &rest[..rest.find('(').unwrap_or(rest.len())];
+    match searched.rfind('@') {
         Some(at) => {
-            let userinfo = &authority[..at];
+            let userinfo = &rest[..at];
             match userinfo.find(':') {
                 Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &userinfo[..colon], &rest[at..]),
                 None => url.to_string(),
@@ -184,5 +185,14 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
         assert_eq!(redact_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("oracle://u:pa/ss?x@h:1521/XE"), "oracle://u:***@h:1521/XE");
+        assert_eq!(
+            redact_url("oracle://u:secret@(DESCRIPTION=(ADDRESS=(HOST=h)))"),
+            "oracle://u:***@(DESCRIPTION=(ADDRESS=(HOST=h)))"
+        );
+        assert_eq!(
+            redact_url("oracle://u:secret@//h:1521/XE"),
+            "oracle://u:***@//h:1521/XE"
+        );
     }
 }

@@ -1,16 +1,31 @@
 //! Against a real Oracle server: scaffold, full migration, exact values, kill + resume, validate.
-//! Runs only when ORACLE_URL is set (the oracle-smoke workflow sets it, with the schema seeded
+//! Runs only when ORACLE_URL (or the ORACLE_* set) is set (the oracle-smoke workflow sets it, with the schema seeded
 //! by tests/oracle/seed.sql); otherwise each test says it was skipped and returns. Nothing here
 //! has run on the machines this project is developed on: they have no Oracle.
 
 use crate::support::*;
 use std::time::{Duration, Instant};
 
+/// ORACLE_URL, or the URL the ORACLE_* set builds (as `migrate` itself does).
 fn oracle() -> Option<(String, String)> {
-    match std::env::var("ORACLE_URL").ok().filter(|u| !u.is_empty()) {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let from_parts = || {
+        migrate::source::oracle::url::url_from_parts(
+            &var("ORACLE_USER")?,
+            &var("ORACLE_PASSWORD").unwrap_or_default(),
+            var("ORACLE_CONNECT").as_deref(),
+            var("ORACLE_HOST").as_deref(),
+            var("ORACLE_PORT").as_deref(),
+            var("ORACLE_SERVICE").as_deref(),
+            var("ORACLE_SID").as_deref(),
+        )
+    };
+    match var("ORACLE_URL").or_else(from_parts) {
         Some(url) => Some((url, std::env::var("ORACLE_SCHEMA").unwrap_or_else(|_| "ABIS".into()))),
         None => {
-            eprintln!("skipped: ORACLE_URL is not set (the oracle-smoke workflow sets it; see tests/oracle/seed.sql)");
+            eprintln!(
+                "skipped: neither ORACLE_URL nor ORACLE_USER with ORACLE_HOST/ORACLE_SERVICE is set (the oracle-smoke workflow sets them; see tests/oracle/seed.sql)"
+            );
             None
         }
     }
