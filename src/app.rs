@@ -217,6 +217,12 @@ async fn run(cli: &Cli) -> Result<u8> {
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
+    if !dry && let Some(holder) = checkpoint::lock_run(&mut conn).await? {
+        return Err(UsageError(format!(
+            "another migrate run is writing to this target database ({holder}); wait for it to finish, or stop it, then run again (with --resume to continue its work)"
+        ))
+        .into());
+    }
     let mut state = checkpoint::load_all(&mut conn).await?;
 
     if !dry && !cli.common.entity.is_empty() {
@@ -277,10 +283,12 @@ async fn run(cli: &Cli) -> Result<u8> {
             redact_url(&target)
         ))?;
     }
+    let mirror = Mirror::new(&cli.common.checkpoint);
     if !dry {
         checkpoint::ensure_schema(&mut conn).await?;
+        // The file is only a mirror, but a run that cannot write it should say so before loading.
+        mirror.write(&state).map_err(|e| UsageError(crate::error::chain(&e)))?;
     }
-    let mirror = Mirror::new(&cli.common.checkpoint);
     let bars = Bars::new();
     let mut stats: Vec<EntityStats> = Vec::new();
     for b in &pf.bound {

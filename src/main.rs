@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // `.env` fills in what the real environment does not set.
+    warn_if_env_file_is_readable(std::path::Path::new(".env"));
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
@@ -31,6 +32,21 @@ fn main() -> ExitCode {
                 eprintln!("hint: {h}");
             }
             ExitCode::from(code)
+        }
+    }
+}
+
+/// `.env` holds passwords: say so when other users can read it.
+fn warn_if_env_file_is_readable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: {} is readable by other users (mode {mode:o}) and may hold passwords: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod demo;
 mod exactness;
+mod faults;
 mod keys;
 mod oracle_client;
 mod oracle_live;

@@ -52,7 +52,9 @@ pub enum CheckpointError {
         #[source]
         cause: sqlx::Error,
     },
-    #[error("writing checkpoint file {path}")]
+    #[error(
+        "writing checkpoint file {path} (the target's migrate.progress stays the truth: --resume continues from it)"
+    )]
     Mirror {
         path: PathBuf,
         #[source]
@@ -105,6 +107,40 @@ fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
         what: what.to_string(),
         cause,
     }
+}
+
+/// The advisory lock key that keeps two writing runs off one target database ("migrate" in ASCII).
+pub const RUN_LOCK: i64 = 0x6d69_6772_6174_65;
+
+/// Takes the session-level advisory lock for a writing run; PostgreSQL releases it when the
+/// connection ends, so a killed run never leaves it behind. On refusal, says who holds it.
+pub async fn lock_run(conn: &mut PgConnection) -> Result<Option<String>, CheckpointError> {
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RUN_LOCK)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(state_err("taking the run lock"))?;
+    if got {
+        return Ok(None);
+    }
+    let holder: Option<(i32, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT a.pid, a.client_addr::text, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
+         FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE l.locktype = 'advisory' AND l.granted
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+    )
+    .bind(RUN_LOCK)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(state_err("looking up the run lock"))?;
+    Ok(Some(match holder {
+        Some((pid, addr, since)) => format!(
+            "backend pid {pid}{}{}",
+            addr.map(|a| format!(" from {a}")).unwrap_or_default(),
+            since.map(|s| format!(", connected since {s}")).unwrap_or_default()
+        ),
+        None => "another session".to_string(),
+    }))
 }
 
 pub async fn ensure_schema(conn: &mut PgConnection) -> Result<(), CheckpointError> {

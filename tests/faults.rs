@@ -1,0 +1,86 @@
+//! Faults a real migration meets, injected for real: a second run against the same target, a
+//! checkpoint file that cannot be written, a readable .env, Ctrl-C and SIGTERM.
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+/// Waits until the run has committed at least one batch of `entity` (or gives up after 60 s).
+fn wait_for_progress(db: &TestDb, child: &mut std::process::Child) {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress after 60 s");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended before it could be interrupted: {status}");
+        }
+        let has = db.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'migrate' AND tablename = 'progress'");
+        if has == 1 && db.scalar("SELECT coalesce(sum(rows_loaded), 0)::bigint FROM migrate.progress") > 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_run_against_the_same_target_is_refused() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "2");
+    let mut first = p.command(&db, &["--yes", "--batch-size", "20", "-q"]).spawn().unwrap();
+    wait_for_progress(&db, &mut first);
+    let second = p.run(&db, &["--yes", "--resume"]);
+    assert_eq!(second.code(), 2, "{}", second.stderr());
+    assert!(
+        second
+            .stderr()
+            .contains("another migrate run is writing to this target database (backend pid"),
+        "{}",
+        second.stderr()
+    );
+    assert!(first.wait().unwrap().success());
+    // The lock went with the first run's connection; validation is read-only and needs none.
+    p.run(&db, &["validate"]).expect(0);
+}
+
+#[test]
+fn an_unwritable_checkpoint_file_stops_before_loading_and_resume_uses_the_database() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "1");
+    let out = p.run(&db, &["--yes", "--checkpoint", "no/such/dir/cp.json"]).expect(2);
+    assert!(
+        out.stderr().contains("writing checkpoint file no/such/dir/cp.json")
+            && out.stderr().contains("migrate.progress stays the truth"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.progress"), 0);
+    // Half a load, then the checkpoint file is lost: the database still knows where to resume.
+    p.run(
+        &db,
+        &[
+            "--yes", "--entity", "carrier", "--entity", "line", "--entity", "customer",
+        ],
+    )
+    .expect(0);
+    std::fs::remove_file(p.file("migration_checkpoint.json")).unwrap();
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+}
+
+#[test]
+fn a_readable_env_file_gets_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new();
+    let p = Project::new();
+    std::fs::write(p.file(".env"), "ORACLE_PASSWORD=x\n").unwrap();
+    std::fs::set_permissions(p.file(".env"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = p.run(&db, &["--help"]);
+    assert!(
+        out.stderr()
+            .contains("warning: .env is readable by other users (mode 644)")
+            && out.stderr().contains("chmod 600"),
+        "{}",
+        out.stderr()
+    );
+    std::fs::set_permissions(p.file(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!p.run(&db, &["--help"]).stderr().contains("warning"));
+}
