@@ -110,7 +110,7 @@ fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
 }
 
 /// The advisory lock key that keeps two writing runs off one target database ("migrate" in ASCII).
-pub const RUN_LOCK: i64 = 0x6d69_6772_6174_65;
+pub const RUN_LOCK: i64 = 0x006d_6967_7261_7465;
 
 /// Takes the session-level advisory lock for a writing run; PostgreSQL releases it when the
 /// connection ends, so a killed run never leaves it behind. On refusal, says who holds it.
