@@ -210,6 +210,7 @@ fn confirm(question: &str) -> Result<()> {
 }
 
 async fn run(cli: &Cli) -> Result<u8> {
+    crate::interrupt::install();
     let started = chrono::Utc::now();
     let dry = cli.run.dry_run;
     let resume = cli.run.resume;

@@ -13,8 +13,15 @@ pub struct UsageError(pub String);
 #[error("{0}")]
 pub struct Failed(pub String);
 
-/// Exit code for an error: 2 for usage/config errors anywhere in the chain, else 1.
+/// Exit code for an error: 130/143 when a signal stopped the run, 2 for usage/config errors
+/// anywhere in the chain, else 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(i) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<crate::interrupt::Interrupted>())
+    {
+        return i.exit_code();
+    }
     for cause in e.chain() {
         if cause.is::<UsageError>()
             || cause.is::<crate::config::ConfigError>()

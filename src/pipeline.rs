@@ -31,6 +31,12 @@ pub enum PipelineError {
         cause: SinkError,
     },
     #[error("loading {entity}")]
+    Interrupted {
+        entity: String,
+        #[source]
+        cause: crate::interrupt::Interrupted,
+    },
+    #[error("loading {entity}")]
     State {
         entity: String,
         #[source]
@@ -155,7 +161,26 @@ pub async fn run_entity(
             },
         })?;
 
-    while let Some(rows) = rx.recv().await {
+    loop {
+        // A stop request is honoured between batches only: the batch in flight is committed
+        // with its progress, or (second signal, process exit) not at all.
+        let rows = tokio::select! {
+            biased;
+            _ = crate::interrupt::wait() => {
+                drop(rx);
+                bar.finish();
+                return Err(PipelineError::Interrupted {
+                    entity: name,
+                    cause: crate::interrupt::Interrupted {
+                        signal: crate::interrupt::requested().unwrap_or(libc::SIGINT),
+                    },
+                });
+            }
+            r = rx.recv() => match r {
+                Some(rows) => rows,
+                None => break,
+            },
+        };
         let mut enc = Encoded {
             buf: Vec::with_capacity(rows.len() * 128),
             rows: Vec::with_capacity(rows.len()),

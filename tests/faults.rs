@@ -84,3 +84,50 @@ fn a_readable_env_file_gets_a_warning() {
     std::fs::set_permissions(p.file(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(!p.run(&db, &["--help"]).stderr().contains("warning"));
 }
+
+/// Rows in the demo target tables, and rows loaded according to migrate.progress.
+fn loaded_vs_progress(db: &TestDb) -> (i64, i64) {
+    let in_tables: i64 = DEMO_TABLES
+        .iter()
+        .map(|(_, t)| db.scalar(&format!("SELECT count(*) FROM {t}")))
+        .sum();
+    (
+        in_tables,
+        db.scalar("SELECT coalesce(sum(rows_loaded), 0)::bigint FROM migrate.progress"),
+    )
+}
+
+fn interrupt_then_resume(signals: &[i32], expected_code: i32) {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "2");
+    let mut child = p
+        .command(&db, &["--yes", "--batch-size", "20"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_progress(&db, &mut child);
+    for s in signals {
+        unsafe { libc::kill(child.id() as i32, *s) };
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = Out(child.wait_with_output().unwrap());
+    assert_eq!(out.code(), expected_code, "{}", out.stderr());
+    assert!(out.stderr().contains("--resume"), "{}", out.stderr());
+    // Every committed batch is whole: what the tables hold is what the progress says.
+    let (in_tables, in_progress) = loaded_vs_progress(&db);
+    assert_eq!(in_tables, in_progress);
+    assert!(in_tables > 0 && in_tables < 30_000, "{in_tables}");
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+}
+
+#[test]
+fn sigterm_finishes_the_batch_in_flight_and_exits_143() {
+    interrupt_then_resume(&[libc::SIGTERM], 143);
+}
+
+#[test]
+fn ctrl_c_exits_130_and_a_second_one_stops_at_once_consistently() {
+    interrupt_then_resume(&[libc::SIGINT], 130);
+    interrupt_then_resume(&[libc::SIGINT, libc::SIGINT], 130);
+}
