@@ -248,9 +248,12 @@ async fn run(cli: &Cli) -> Result<u8> {
     if !dry {
         for e in &selected {
             let Some(p) = state.get(&e.name) else { continue };
+            if cli.run.truncate {
+                continue;
+            }
             if !resume {
                 return Err(UsageError(format!(
-                    "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or empty {} and delete its row in migrate.progress to start over",
+                    "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or --truncate to empty {} and start over",
                     e.name,
                     p.status,
                     p.rows_loaded,
@@ -274,10 +277,43 @@ async fn run(cli: &Cli) -> Result<u8> {
     if !pf.problems.is_empty() {
         return Err(problems_error(&pf));
     }
+    if !dry && !cli.run.truncate {
+        // A fresh load into a table that already holds rows would mix old and new rows, or fail
+        // on their keys half-way: refuse before anything is written.
+        let mut nonempty = Vec::new();
+        for b in &pf.bound {
+            let e = &b.entity;
+            if !state.contains_key(&e.name)
+                && e.on_conflict == crate::config::OnConflict::Error
+                && sink::has_rows(&mut conn, &e.target).await?
+            {
+                nonempty.push(e.target.display());
+            }
+        }
+        if !nonempty.is_empty() {
+            return Err(UsageError(format!(
+                "target table(s) {} already hold rows, and no run of migrate loaded them; a fresh load would add to them or fail on their keys. Choose: --truncate to empty them first (asks for confirmation), on_conflict = \"skip\" or \"update\" in the mapping to merge into them, or --resume if an earlier migrate run loaded them",
+                nonempty.join(", ")
+            ))
+            .into());
+        }
+    }
+    // Children first: the reverse of the load order.
+    let truncated: Vec<&Entity> = if cli.run.truncate {
+        pf.bound.iter().rev().map(|b| &b.entity).collect()
+    } else {
+        vec![]
+    };
     if !dry && !cli.run.yes {
         let names: Vec<&str> = selected.iter().map(|e| e.name.as_str()).collect();
+        let emptied = if truncated.is_empty() {
+            String::new()
+        } else {
+            let tables: Vec<String> = truncated.iter().map(|e| e.target.display()).collect();
+            format!(" EMPTYING {} first", tables.join(", "))
+        };
         confirm(&format!(
-            "Migrate {} entities ({}) from {} into {}?",
+            "Migrate {} entities ({}) from {} into {}{emptied}?",
             names.len(),
             names.join(", "),
             redact_url(&source),
@@ -289,6 +325,17 @@ async fn run(cli: &Cli) -> Result<u8> {
         checkpoint::ensure_schema(&mut conn).await?;
         // The file is only a mirror, but a run that cannot write it should say so before loading.
         mirror.write(&state).map_err(|e| UsageError(crate::error::chain(&e)))?;
+        if !truncated.is_empty() {
+            let tables: Vec<&crate::plan::TargetTable> = truncated.iter().map(|e| &e.target).collect();
+            sink::truncate(&mut conn, &tables).await?;
+            let names: Vec<String> = truncated.iter().map(|e| e.name.clone()).collect();
+            checkpoint::forget(&mut conn, &names).await?;
+            for n in &names {
+                state.remove(n);
+            }
+            mirror.write(&state)?;
+            tracing::info!("--truncate: emptied {} and forgot their progress", names.join(", "));
+        }
     }
     let bars = Bars::new();
     let mut stats: Vec<EntityStats> = Vec::new();

@@ -81,6 +81,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub resume: bool,
 
+    /// Start the selected entities over: empty their target tables (children first, one TRUNCATE)
+    /// and forget their progress and rejects, after confirmation
+    #[arg(long, conflicts_with_all = ["resume", "dry_run", "check_only"])]
+    pub truncate: bool,
+
     /// Run the post-migration validation after the load
     #[arg(long)]
     pub validate: bool,

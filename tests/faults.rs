@@ -131,3 +131,32 @@ fn ctrl_c_exits_130_and_a_second_one_stops_at_once_consistently() {
     interrupt_then_resume(&[libc::SIGINT], 130);
     interrupt_then_resume(&[libc::SIGINT, libc::SIGINT], 130);
 }
+
+#[test]
+fn a_non_empty_target_is_refused_and_truncate_starts_over() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "1");
+    db.exec("INSERT INTO carriers_carrier (id, code, name) VALUES (999, 'X', 'left over')");
+    let out = p.run(&db, &["--yes"]).expect(2);
+    assert!(
+        out.stderr().contains("carriers_carrier already hold rows")
+            && out.stderr().contains("--truncate")
+            && out.stderr().contains("on_conflict"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM carriers_carrier"), 1);
+    p.run(&db, &["--yes", "--truncate", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM carriers_carrier WHERE id = 999"), 0);
+    let rejects = db.scalar("SELECT count(*) FROM migrate.rejects");
+    // A finished load needs --resume or --truncate; --truncate reloads everything exactly once.
+    let out = p.run(&db, &["--yes"]).expect(2);
+    assert!(out.stderr().contains("or --truncate to empty"), "{}", out.stderr());
+    p.run(&db, &["--yes", "--truncate", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.rejects"), rejects);
+    // Truncation without --yes and without a terminal is refused, and empties nothing.
+    let out = p.run(&db, &["--truncate"]).expect(2);
+    assert!(out.stderr().contains("pass --yes"), "{}", out.stderr());
+    assert!(db.scalar("SELECT count(*) FROM carriers_carrier") > 0);
+}

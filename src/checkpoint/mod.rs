@@ -143,6 +143,26 @@ pub async fn lock_run(conn: &mut PgConnection) -> Result<Option<String>, Checkpo
     }))
 }
 
+/// Forgets the progress and rejects of entities that start over (`--truncate`).
+pub async fn forget(conn: &mut PgConnection, entities: &[String]) -> Result<(), CheckpointError> {
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("forgetting progress"))?;
+    for table in ["migrate.progress", "migrate.rejects"] {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE entity = ANY($1)")))
+            .bind(entities)
+            .execute(&mut *conn)
+            .await
+            .map_err(state_err("forgetting progress"))?;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("forgetting progress"))?;
+    Ok(())
+}
+
 pub async fn ensure_schema(conn: &mut PgConnection) -> Result<(), CheckpointError> {
     sqlx::raw_sql(SCHEMA_DDL)
         .execute(conn)

@@ -169,6 +169,26 @@ pub async fn count_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<
         .map_err(q_err(format!("counting rows of {}", table.display())))
 }
 
+/// Whether the table holds any row (cheaper than a count on a big table).
+pub async fn has_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<bool, SinkError> {
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {})", table.sql())))
+        .fetch_one(conn)
+        .await
+        .map_err(q_err(format!("looking for rows in {}", table.display())))
+}
+
+/// Empties the tables in one statement, children first. A table outside the list that references
+/// one of them makes PostgreSQL refuse, which is what we want: nothing unselected is emptied.
+pub async fn truncate(conn: &mut PgConnection, tables: &[&TargetTable]) -> Result<(), SinkError> {
+    let list: Vec<String> = tables.iter().map(|t| t.sql()).collect();
+    execute(
+        conn,
+        &format!("TRUNCATE {}", list.join(", ")),
+        "emptying the target tables (--truncate); a table that is not being migrated references one of them: migrate its entity too, or empty it yourself",
+    )
+    .await
+}
+
 pub async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<(), SinkError> {
     sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
         .execute(conn)
