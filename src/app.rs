@@ -392,6 +392,9 @@ async fn run(cli: &Cli) -> Result<u8> {
                 }
             })?;
         if !dry {
+            for (seq, value) in sink::advance_sequences(&mut conn, &e.target).await? {
+                tracing::info!("{}: sequence {seq} set to {value}, past the loaded keys", e.name);
+            }
             let not_valid = sink::restore_held(&mut conn, &e.name).await?;
             if !not_valid.is_empty() {
                 tracing::warn!(

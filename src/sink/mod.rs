@@ -169,6 +169,81 @@ pub async fn count_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<
         .map_err(q_err(format!("counting rows of {}", table.display())))
 }
 
+/// A sequence owned by a column of a loaded table (serial or identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedSequence {
+    pub column: String,
+    /// Qualified and quoted as PostgreSQL prints it.
+    pub sequence: String,
+    /// What `nextval` would return now.
+    pub next: i64,
+    /// The column's maximum, NULL for an empty table.
+    pub max: Option<i64>,
+    pub ascending: bool,
+}
+
+impl OwnedSequence {
+    /// True when the application's next insert would collide with a loaded key.
+    pub fn is_behind(&self) -> bool {
+        self.ascending && self.max.is_some_and(|m| m >= self.next)
+    }
+}
+
+/// The sequences owned by the table's columns, with where they stand against the loaded data.
+pub async fn owned_sequences(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<OwnedSequence>, SinkError> {
+    let owned: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT a.attname::text, pg_get_serial_sequence($1, a.attname)::text, s.seqincrement > 0
+         FROM pg_attribute a
+         JOIN pg_sequence s ON s.seqrelid = pg_get_serial_sequence($1, a.attname)::regclass
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+           AND pg_get_serial_sequence($1, a.attname) IS NOT NULL
+         ORDER BY a.attnum",
+    )
+    .bind(table.sql())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q_err(format!("finding the sequences of {}", table.display())))?;
+    let mut out = Vec::with_capacity(owned.len());
+    for (column, sequence, ascending) in owned {
+        // `sequence` comes from the catalog already quoted; the column is quoted here.
+        let (next, max): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {sequence}),
+                    (SELECT max({})::bigint FROM {})",
+            crate::plan::quote_ident(&column),
+            table.sql()
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q_err(format!("reading sequence {sequence}")))?;
+        out.push(OwnedSequence {
+            column,
+            sequence,
+            next,
+            max,
+            ascending,
+        });
+    }
+    Ok(out)
+}
+
+/// Moves every sequence owned by the table past the loaded maximum, so the application's next
+/// insert does not hit a duplicate key. Never moves one backwards. Returns (sequence, new value).
+pub async fn advance_sequences(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<(String, i64)>, SinkError> {
+    let mut moved = Vec::new();
+    for s in owned_sequences(conn, table).await? {
+        if let (true, Some(max)) = (s.is_behind(), s.max) {
+            sqlx::query("SELECT setval($1::regclass, $2)")
+                .bind(&s.sequence)
+                .bind(max)
+                .execute(&mut *conn)
+                .await
+                .map_err(q_err(format!("setting sequence {}", s.sequence)))?;
+            moved.push((s.sequence, max));
+        }
+    }
+    Ok(moved)
+}
+
 /// Whether the table holds any row (cheaper than a count on a big table).
 pub async fn has_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<bool, SinkError> {
     sqlx::query_scalar(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {})", table.sql())))

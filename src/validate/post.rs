@@ -45,7 +45,22 @@ pub async fn validate(
     for (e, source_rows) in entities {
         let mut problems = Vec::new();
         let target_rows = match sink::table_columns(conn, &e.target).await? {
-            Some(_) => sink::count_rows(conn, &e.target).await?,
+            Some(_) => {
+                for s in sink::owned_sequences(conn, &e.target).await? {
+                    if s.is_behind() {
+                        problems.push(format!(
+                            "sequence {} of column {} would give {} next, but the table already holds {}: the next insert fails on a duplicate key (a finished migrate run sets it; or SELECT setval('{}', {}))",
+                            s.sequence,
+                            s.column,
+                            s.next,
+                            s.max.unwrap_or_default(),
+                            s.sequence,
+                            s.max.unwrap_or_default()
+                        ));
+                    }
+                }
+                sink::count_rows(conn, &e.target).await?
+            }
             None => {
                 problems.push(format!("target table {} does not exist", e.target.display()));
                 0
