@@ -192,6 +192,25 @@ async fn check_only(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
+/// Takes the run lock, waiting up to `wait_secs` for a holder to go away; `Some(holder)` on refusal.
+async fn lock_run(conn: &mut sqlx::PgConnection, wait_secs: u64) -> Result<Option<String>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+    let mut told = false;
+    loop {
+        match checkpoint::lock_run(conn).await? {
+            None => return Ok(None),
+            Some(holder) if std::time::Instant::now() >= deadline => return Ok(Some(holder)),
+            Some(holder) => {
+                if !told {
+                    tracing::info!("waiting up to {wait_secs}s for the run lock held by {holder}");
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 fn confirm(question: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(UsageError(
@@ -218,7 +237,7 @@ async fn run(cli: &Cli) -> Result<u8> {
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
-    if !dry && let Some(holder) = checkpoint::lock_run(&mut conn).await? {
+    if !dry && let Some(holder) = lock_run(&mut conn, cli.run.lock_wait).await? {
         return Err(UsageError(format!(
             "another migrate run is writing to this target database ({holder}); wait for it to finish, or stop it, then run again (with --resume to continue its work)"
         ))

@@ -86,6 +86,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["resume", "dry_run", "check_only"])]
     pub truncate: bool,
 
+    /// Seconds to wait for another run's lock on the target before refusing (the session of a
+    /// run that was just killed takes a moment to end)
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub lock_wait: u64,
+
     /// Run the post-migration validation after the load
     #[arg(long)]
     pub validate: bool,

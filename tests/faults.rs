@@ -27,7 +27,7 @@ fn a_second_run_against_the_same_target_is_refused() {
     demo(&p, &db, "2");
     let mut first = p.command(&db, &["--yes", "--batch-size", "20", "-q"]).spawn().unwrap();
     wait_for_progress(&db, &mut first);
-    let second = p.run(&db, &["--yes", "--resume"]);
+    let second = p.run(&db, &["--yes", "--resume", "--lock-wait", "0"]);
     assert_eq!(second.code(), 2, "{}", second.stderr());
     assert!(
         second
