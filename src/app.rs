@@ -357,13 +357,23 @@ async fn run(cli: &Cli) -> Result<u8> {
         }
     }
     let bars = Bars::new();
+    let retry = pipeline::Retry {
+        target: target.clone(),
+        attempts: cli.run.retries,
+        base: std::time::Duration::from_secs_f64(cli.run.retry_wait.clamp(0.0, 3600.0)),
+    };
     let mut stats: Vec<EntityStats> = Vec::new();
     for b in &pf.bound {
         let e = &b.entity;
         let start = if dry { None } else { state.get(&e.name).cloned() }
             .unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
         if !dry {
-            sink::hold_self_references(&mut conn, &e.target, &e.name).await?;
+            crate::on_target!(
+                conn,
+                &retry,
+                &e.name,
+                sink::hold_self_references(&mut conn, &e.target, &e.name).await
+            )?;
         }
         if start.is_done() {
             if !dry {
@@ -398,6 +408,7 @@ async fn run(cli: &Cli) -> Result<u8> {
                 conn: &mut conn,
                 mirror: &mirror,
                 state: &mut state,
+                retry: &retry,
             }
         };
         let s = pipeline::run_entity(&source, b, start, batch, mode, &bar)
@@ -411,10 +422,16 @@ async fn run(cli: &Cli) -> Result<u8> {
                 }
             })?;
         if !dry {
-            for (seq, value) in sink::advance_sequences(&mut conn, &e.target).await? {
+            let moved = crate::on_target!(
+                conn,
+                &retry,
+                &e.name,
+                sink::advance_sequences(&mut conn, &e.target).await
+            )?;
+            for (seq, value) in moved {
                 tracing::info!("{}: sequence {seq} set to {value}, past the loaded keys", e.name);
             }
-            let not_valid = sink::restore_held(&mut conn, &e.name).await?;
+            let not_valid = crate::on_target!(conn, &retry, &e.name, sink::restore_held(&mut conn, &e.name).await)?;
             if !not_valid.is_empty() {
                 tracing::warn!(
                     "{}: foreign key(s) {} left NOT VALID: some rows have no parent",

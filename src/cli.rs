@@ -91,6 +91,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub lock_wait: u64,
 
+    /// Reconnection attempts when the target connection is lost mid-run (server restart, killed
+    /// backend, network); the batch in flight is retried or found committed
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub retries: u32,
+
+    /// Seconds before the first reconnection; each next wait doubles, up to 30 s
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub retry_wait: f64,
+
     /// Run the post-migration validation after the load
     #[arg(long)]
     pub validate: bool,

@@ -53,7 +53,9 @@ pub fn chain(e: &(dyn StdError + 'static)) -> String {
 /// An operator hint for well-known failures, shown under the error.
 pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
     let text = format!("{e:#}");
-    if text.contains("cannot connect to target") {
+    if text.contains("stayed unreachable after") {
+        Some("every committed batch is kept: once PostgreSQL is back, run the same command with --resume")
+    } else if text.contains("cannot connect to target") {
         Some("is PostgreSQL running and is --target / DATABASE_URL right? Try: pg_isready -d \"$DATABASE_URL\"")
     } else if text.contains("cannot open source") && text.contains("sqlite") {
         Some("does the SQLite file exist? Create the demo database with: migrate demo")

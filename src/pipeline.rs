@@ -11,7 +11,7 @@ use crate::validate::pre::Bound;
 use crate::value::Value;
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Batches in flight between the reader thread and the loader.
 const QUEUE_DEPTH: usize = 4;
@@ -36,6 +36,12 @@ pub enum PipelineError {
         #[source]
         cause: crate::interrupt::Interrupted,
     },
+    #[error("loading {entity}: the target stayed unreachable after {attempts} reconnection attempt(s) (last: {last})")]
+    Gone {
+        entity: String,
+        attempts: u32,
+        last: String,
+    },
     #[error("loading {entity}")]
     State {
         entity: String,
@@ -55,6 +61,8 @@ pub struct EntityStats {
     /// Rows read per second in this run.
     pub rows_per_sec: f64,
     pub status: String,
+    /// Reconnections to the target during this entity's load.
+    pub retries: u64,
     /// Dry run: the first rejects, to show.
     #[serde(skip)]
     pub sample_rejects: Vec<RejectRecord>,
@@ -66,8 +74,114 @@ pub enum Mode<'a> {
         conn: &'a mut PgConnection,
         mirror: &'a Mirror,
         state: &'a mut BTreeMap<String, Progress>,
+        retry: &'a Retry,
     },
     DryRun,
+}
+
+/// How a lost target connection is retried: `attempts` reconnections, waiting `base`, then twice
+/// as long each time, at most 30 s.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub target: String,
+    pub attempts: u32,
+    pub base: Duration,
+}
+
+impl Retry {
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.base.saturating_mul(factor).min(Duration::from_secs(30))
+    }
+}
+
+impl PipelineError {
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            PipelineError::Sink { cause, .. } => cause.is_connection_lost(),
+            PipelineError::State { cause, .. } => cause.is_connection_lost(),
+            _ => false,
+        }
+    }
+}
+
+/// Runs a target call, reconnecting and calling again while the connection is lost (within the
+/// retry budget). For the per-entity steps around the batch loop, which are idempotent.
+#[macro_export]
+macro_rules! on_target {
+    ($conn:ident, $retry:expr, $entity:expr, $call:expr) => {{
+        let mut attempt = 0;
+        loop {
+            match $call {
+                Ok(v) => break Ok(v),
+                Err(cause) => {
+                    let e = $crate::pipeline::PipelineError::Sink {
+                        entity: $entity.to_string(),
+                        cause,
+                    };
+                    if !e.is_connection_lost() {
+                        break Err(e);
+                    }
+                    if let Err(gone) = $crate::pipeline::reconnect(&mut $conn, $retry, &mut attempt, $entity, &e).await
+                    {
+                        break Err(gone);
+                    }
+                }
+            }
+        }
+    }};
+}
+
+/// Replaces a lost connection, waiting between attempts; takes the run lock again (it went with
+/// the old session). `attempt` counts across the whole outage.
+pub async fn reconnect(
+    conn: &mut PgConnection,
+    retry: &Retry,
+    attempt: &mut u32,
+    entity: &str,
+    lost: &PipelineError,
+) -> Result<(), PipelineError> {
+    let mut why = crate::error::chain(lost);
+    loop {
+        if *attempt >= retry.attempts {
+            return Err(PipelineError::Gone {
+                entity: entity.to_string(),
+                attempts: *attempt,
+                last: why,
+            });
+        }
+        *attempt += 1;
+        let wait = retry.delay(*attempt);
+        tracing::warn!(
+            "{entity}: lost the target connection ({why}); reconnecting in {:.1}s (attempt {} of {})",
+            wait.as_secs_f64(),
+            attempt,
+            retry.attempts
+        );
+        tokio::time::sleep(wait).await;
+        match sink::connect(&retry.target).await {
+            Ok(mut fresh) => {
+                match checkpoint::lock_run(&mut fresh).await {
+                    Ok(None) => {}
+                    Ok(Some(holder)) => {
+                        return Err(PipelineError::Gone {
+                            entity: entity.to_string(),
+                            attempts: *attempt,
+                            last: format!("another run ({holder}) took the run lock while this one was reconnecting"),
+                        });
+                    }
+                    Err(e) => {
+                        why = crate::error::chain(&e);
+                        continue;
+                    }
+                }
+                *conn = fresh;
+                tracing::info!("{entity}: reconnected to the target");
+                return Ok(());
+            }
+            Err(e) => why = crate::error::chain(&e),
+        }
+    }
 }
 
 /// Transforms and encodes one source row into `buf`; on failure returns (column, reason) and
@@ -117,6 +231,57 @@ fn reject(b: &Bound, names: &[String], row: &[Value], column: Option<String>, re
         reason,
         column,
     }
+}
+
+/// One batch in one transaction: the good rows, every reject (the client's and those PostgreSQL
+/// refused) and the entity's progress. Returns the progress as committed.
+#[allow(clippy::too_many_arguments)]
+async fn commit_batch(
+    conn: &mut PgConnection,
+    b: &Bound,
+    names: &[String],
+    rows: &[Vec<Value>],
+    enc: &Encoded,
+    enc_src: &[usize],
+    client_rejects: &[RejectRecord],
+    before: &Progress,
+) -> Result<Progress, PipelineError> {
+    let name = &b.entity.name;
+    let sink_err = |cause| PipelineError::Sink {
+        entity: name.clone(),
+        cause,
+    };
+    let state_err = |cause| PipelineError::State {
+        entity: name.clone(),
+        cause,
+    };
+    sink::execute(conn, "BEGIN", "starting a transaction")
+        .await
+        .map_err(sink_err)?;
+    let refused = sink::load(conn, &b.loader, enc).await.map_err(sink_err)?;
+    let mut rejects = client_rejects.to_vec();
+    for r in &refused {
+        rejects.push(reject(
+            b,
+            names,
+            &rows[enc_src[r.row]],
+            r.column.clone(),
+            r.reason.clone(),
+        ));
+    }
+    let mut next = before.clone();
+    next.rows_read += rows.len() as i64;
+    next.rows_loaded += (enc.rows.len() - refused.len()) as i64;
+    next.rows_rejected += rejects.len() as i64;
+    next.last_key = rows.last().map(|r| b.spec.key_of(r));
+    checkpoint::save_rejects(conn, name, &rejects)
+        .await
+        .map_err(state_err)?;
+    checkpoint::save(conn, &next).await.map_err(state_err)?;
+    sink::execute(conn, "COMMIT", "committing a batch")
+        .await
+        .map_err(sink_err)?;
+    Ok(next)
 }
 
 /// Runs one entity from `start` (its progress so far) to the end of its rows.
@@ -197,54 +362,62 @@ pub async fn run_entity(
                 Err((col, reason)) => rejects.push(reject(b, &names, row, Some(col), reason)),
             }
         }
-        let last_key = rows.last().map(|r| b.spec.key_of(r));
         let n = rows.len() as u64;
         match &mut mode {
             Mode::DryRun => {
                 stats.loaded += enc.rows.len() as u64;
+                stats.rejected += rejects.len() as u64;
             }
-            Mode::Load { conn, mirror, state } => {
-                let sink_err = |cause| PipelineError::Sink {
-                    entity: name.clone(),
-                    cause,
+            Mode::Load {
+                conn,
+                mirror,
+                state,
+                retry,
+            } => {
+                let mut attempt = 0;
+                let committed = loop {
+                    let lost = match commit_batch(conn, b, &names, &rows, &enc, &enc_src, &rejects, &progress).await {
+                        Ok(p) => break p,
+                        Err(e) if e.is_connection_lost() => e,
+                        Err(e) => return Err(e),
+                    };
+                    stats.retries += 1;
+                    reconnect(conn, retry, &mut attempt, &name, &lost).await?;
+                    // The database decides whether the COMMIT went through before the loss.
+                    let now = checkpoint::load_all(conn).await.map_err(|cause| PipelineError::State {
+                        entity: name.clone(),
+                        cause,
+                    })?;
+                    let stored_read = now.get(&name).map(|p| p.rows_read).unwrap_or(0);
+                    if stored_read == progress.rows_read + n as i64 {
+                        break now.get(&name).cloned().expect("it has a row");
+                    }
+                    if stored_read != progress.rows_read {
+                        return Err(PipelineError::Gone {
+                            entity: name.clone(),
+                            attempts: attempt,
+                            last: format!(
+                                "after reconnecting, migrate.progress says {stored_read} rows read, expected {} or {}",
+                                progress.rows_read,
+                                progress.rows_read + n as i64
+                            ),
+                        });
+                    }
                 };
-                let state_err = |cause| PipelineError::State {
-                    entity: name.clone(),
-                    cause,
-                };
-                sink::execute(conn, "BEGIN", "starting a transaction")
-                    .await
-                    .map_err(sink_err)?;
-                let refused = sink::load(conn, &b.loader, &enc).await.map_err(sink_err)?;
-                for r in &refused {
-                    rejects.push(reject(
-                        b,
-                        &names,
-                        &rows[enc_src[r.row]],
-                        r.column.clone(),
-                        r.reason.clone(),
-                    ));
-                }
-                let loaded = (enc.rows.len() - refused.len()) as u64;
-                progress.rows_read += n as i64;
-                progress.rows_loaded += loaded as i64;
-                progress.rows_rejected += rejects.len() as i64;
-                progress.last_key = last_key.clone();
-                checkpoint::save_rejects(conn, &name, &rejects)
-                    .await
-                    .map_err(state_err)?;
-                checkpoint::save(conn, &progress).await.map_err(state_err)?;
-                sink::execute(conn, "COMMIT", "committing a batch")
-                    .await
-                    .map_err(sink_err)?;
+                let loaded = (committed.rows_loaded - progress.rows_loaded) as u64;
+                let rejected = (committed.rows_rejected - progress.rows_rejected) as u64;
+                progress = committed;
                 state.insert(name.clone(), progress.clone());
-                mirror.write(state).map_err(state_err)?;
+                mirror.write(state).map_err(|cause| PipelineError::State {
+                    entity: name.clone(),
+                    cause,
+                })?;
                 stats.loaded += loaded;
+                stats.rejected += rejected;
             }
         }
         stats.read += n;
         read_now += n;
-        stats.rejected += rejects.len() as u64;
         if dry && stats.sample_rejects.len() < 20 {
             let room = 20 - stats.sample_rejects.len();
             stats.sample_rejects.extend(rejects.into_iter().take(room));
@@ -265,14 +438,31 @@ pub async fn run_entity(
             });
         }
     }
-    if let Mode::Load { conn, mirror, state } = mode {
+    if let Mode::Load {
+        conn,
+        mirror,
+        state,
+        retry,
+    } = mode
+    {
         progress.status = "done".into();
-        checkpoint::save(conn, &progress)
-            .await
-            .map_err(|cause| PipelineError::State {
-                entity: name.clone(),
-                cause,
-            })?;
+        let mut attempt = 0;
+        loop {
+            match checkpoint::save(conn, &progress).await {
+                Ok(()) => break,
+                Err(cause) => {
+                    let e = PipelineError::State {
+                        entity: name.clone(),
+                        cause,
+                    };
+                    if !e.is_connection_lost() {
+                        return Err(e);
+                    }
+                    stats.retries += 1;
+                    reconnect(conn, retry, &mut attempt, &name, &e).await?;
+                }
+            }
+        }
         state.insert(name.clone(), progress.clone());
         mirror.write(state).map_err(|cause| PipelineError::State {
             entity: name.clone(),

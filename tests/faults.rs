@@ -160,3 +160,60 @@ fn a_non_empty_target_is_refused_and_truncate_starts_over() {
     assert!(out.stderr().contains("pass --yes"), "{}", out.stderr());
     assert!(db.scalar("SELECT count(*) FROM carriers_carrier") > 0);
 }
+
+#[test]
+fn a_target_connection_killed_mid_run_is_retried_and_nothing_is_lost_or_doubled() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "2");
+    let mut child = p
+        .command(
+            &db,
+            &["--yes", "--batch-size", "20", "--retry-wait", "0.2", "--validate"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_progress(&db, &mut child);
+    let mut killed = 0;
+    for _ in 0..3 {
+        killed += db.kill_migrate_sessions();
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let out = Out(child.wait_with_output().unwrap()).expect(0);
+    assert!(killed >= 2, "only {killed} session(s) killed");
+    assert!(out.stderr().contains("lost the target connection"), "{}", out.stderr());
+    assert!(out.stderr().contains("reconnected to the target"), "{}", out.stderr());
+    // --validate passed: source = loaded + rejected for every entity, and primary keys forbid doubles.
+    assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
+    let (in_tables, in_progress) = loaded_vs_progress(&db);
+    assert_eq!(in_tables, in_progress);
+}
+
+#[test]
+fn an_outage_longer_than_the_retry_budget_exits_1_and_resume_finishes() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "2");
+    let mut child = p
+        .command(
+            &db,
+            &["--yes", "--batch-size", "20", "--retries", "2", "--retry-wait", "0.1"],
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_progress(&db, &mut child);
+    db.admin_exec(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", db.name));
+    db.kill_migrate_sessions();
+    let out = Out(child.wait_with_output().unwrap());
+    db.admin_exec(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name));
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(
+        out.stderr().contains("unreachable after 2 reconnection attempt(s)") && out.stderr().contains("--resume"),
+        "{}",
+        out.stderr()
+    );
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+}

@@ -109,6 +109,12 @@ fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
     }
 }
 
+impl CheckpointError {
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, CheckpointError::State { cause, .. } if crate::sink::connection_lost(cause))
+    }
+}
+
 /// The advisory lock key that keeps two writing runs off one target database ("migrate" in ASCII).
 pub const RUN_LOCK: i64 = 0x006d_6967_7261_7465;
 

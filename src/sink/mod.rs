@@ -33,6 +33,34 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// True when the connection itself is gone (server restarted, backend terminated, network
+    /// cut): the work can be retried on a new connection.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            SinkError::Connect { .. } => true,
+            SinkError::Query { cause, .. } => connection_lost(cause),
+        }
+    }
+}
+
+/// sqlx's errors that mean "the connection is gone", not "the statement was wrong".
+pub fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08xxx connection exceptions; 57P01-03 admin shutdown, crash shutdown, cannot connect now.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 fn q_err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SinkError {
     let what = what.into();
     move |cause| SinkError::Query { what, cause }

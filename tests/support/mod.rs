@@ -54,6 +54,34 @@ impl TestDb {
         }
     }
 
+    /// Runs SQL on the server's admin database (for ALTER DATABASE on this one).
+    pub fn admin_exec(&self, sql: &str) {
+        let sql = sql.to_string();
+        block(async {
+            let mut c = PgConnection::connect(&admin_url()).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+
+    /// Ends every session `migrate` has open on this database; returns how many.
+    pub fn kill_migrate_sessions(&self) -> i64 {
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'migrate') t",
+            self.name
+        );
+        let sql2 = sql.clone();
+        block(async move {
+            let mut c = PgConnection::connect(&admin_url()).await.unwrap();
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql2))
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
     pub fn exec(&self, sql: &str) {
         let sql = sql.to_string();
         block(async {
