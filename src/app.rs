@@ -383,6 +383,7 @@ async fn run(cli: &Cli) -> Result<u8> {
             stats.push(EntityStats {
                 entity: e.name.clone(),
                 source_rows: b.rows_in_scope,
+                skipped_by_where: b.skipped_by_where,
                 read: start.rows_read as u64,
                 loaded: start.rows_loaded as u64,
                 rejected: start.rows_rejected as u64,

@@ -53,7 +53,10 @@ pub enum PipelineError {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EntityStats {
     pub entity: String,
+    /// Source rows in scope (after `where`).
     pub source_rows: u64,
+    /// Source rows the mapping's `where` leaves out.
+    pub skipped_by_where: u64,
     pub read: u64,
     pub loaded: u64,
     pub rejected: u64,
@@ -63,6 +66,8 @@ pub struct EntityStats {
     pub status: String,
     /// Reconnections to the target during this entity's load.
     pub retries: u64,
+    /// The post-load validation's verdict for this entity: "ok", "mismatch", or "not run".
+    pub validation: String,
     /// Dry run: the first rejects, to show.
     #[serde(skip)]
     pub sample_rejects: Vec<RejectRecord>,
@@ -300,6 +305,7 @@ pub async fn run_entity(
     let mut stats = EntityStats {
         entity: name.clone(),
         source_rows: b.rows_in_scope,
+        skipped_by_where: b.skipped_by_where,
         status: "running".into(),
         ..Default::default()
     };

@@ -25,10 +25,20 @@ impl Report {
         started: chrono::DateTime<chrono::Utc>,
         source: &str,
         target: &str,
-        entities: Vec<EntityStats>,
+        mut entities: Vec<EntityStats>,
         validation: Option<Validation>,
     ) -> Report {
         let ok = validation.as_ref().is_none_or(|v| v.ok);
+        for s in &mut entities {
+            let verdict = validation
+                .as_ref()
+                .and_then(|v| v.entities.iter().find(|c| c.entity == s.entity));
+            s.validation = match verdict {
+                Some(c) if c.ok => "ok".into(),
+                Some(_) => "mismatch".into(),
+                None => "not run".into(),
+            };
+        }
         Report {
             tool: "migrate",
             version: env!("CARGO_PKG_VERSION"),

@@ -29,6 +29,12 @@ fn demo_migration_loads_every_row_or_rejects_it() {
         ));
         assert_eq!(e["source_rows"].as_i64().unwrap(), target + rejects, "{entity}");
         assert_eq!(e["loaded"].as_i64().unwrap(), target, "{entity}");
+        assert_eq!(e["rejected"].as_i64().unwrap(), rejects, "{entity}");
+        assert_eq!(e["validation"], "ok", "{entity}");
+        assert_eq!(e["retries"], 0, "{entity}");
+        assert!(e["seconds"].as_f64().unwrap() >= 0.0, "{entity}");
+        let skipped = if entity == "customer" { 10 } else { 0 };
+        assert_eq!(e["skipped_by_where"], skipped, "{entity}");
         assert!(target > 0, "{entity}");
     }
     // Customers marked deleted stay behind ('where'): 400 rows, every 37th deleted.

@@ -17,6 +17,8 @@ pub struct SourceFacts {
     pub columns: Option<Vec<SourceColumn>>,
     pub key: Vec<Column>,
     pub rows_in_scope: Option<u64>,
+    /// Rows the mapping's `where` leaves out (0 without a filter).
+    pub skipped_by_where: u64,
     pub problems: Vec<String>,
 }
 
@@ -31,6 +33,7 @@ pub struct Bound {
     pub targets: Vec<PgColumn>,
     pub loader: Loader,
     pub rows_in_scope: u64,
+    pub skipped_by_where: u64,
 }
 
 impl Bound {
@@ -111,7 +114,14 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                     }
                 }
                 match src.count(&e.relation, e.filter.as_deref()) {
-                    Ok(n) => f.rows_in_scope = Some(n),
+                    Ok(n) => {
+                        f.rows_in_scope = Some(n);
+                        if e.filter.is_some()
+                            && let Ok(all) = src.count(&e.relation, None)
+                        {
+                            f.skipped_by_where = all.saturating_sub(n);
+                        }
+                    }
                     Err(err) => f.problems.push(format!(
                         "counting source rows{}: {}",
                         if e.filter.is_some() { " (check 'where')" } else { "" },
@@ -333,6 +343,7 @@ fn bind_one(
         loader: Loader::new(index, &e.target, &names, OnConflict::Error, &[]),
         targets,
         rows_in_scope: f.rows_in_scope.unwrap_or(0),
+        skipped_by_where: f.skipped_by_where,
     })
 }
 
