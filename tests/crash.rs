@@ -1,5 +1,6 @@
-//! Crash safety: SIGKILL the real binary at several points of a ≥100k-row migration, resume
-//! each time, and compare the end state with a clean run: same rows, same rejects, no duplicates.
+//! Crash safety: SIGKILL the real binary at random points of a ≥200k-row migration over 8
+//! entities, at least 10 times, resuming each time, and compare the end state with a clean run:
+//! same rows, same rejects, no duplicates.
 
 use crate::support::*;
 use std::time::{Duration, Instant};
@@ -9,20 +10,27 @@ fn killed_runs_resume_to_exactly_the_clean_result() {
     // Clean reference run.
     let clean_db = TestDb::new();
     let clean = Project::new();
-    demo(&clean, &clean_db, "7");
+    demo(&clean, &clean_db, "13");
     clean.run(&clean_db, &["--yes", "--batch-size", "500"]).expect(0);
     let total: i64 = DEMO_TABLES
         .iter()
         .map(|(_, t)| clean_db.scalar(&format!("SELECT count(*) FROM {t}")))
         .sum::<i64>()
         + clean_db.scalar("SELECT count(*) FROM migrate.rejects");
-    assert!(total >= 100_000, "only {total} rows in scope");
+    assert!(total >= 200_000, "only {total} rows in scope");
 
     // The same data, killed again and again.
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "7");
+    demo(&p, &db, "13");
     let mut kills = 0;
+    // Random kill points (xorshift, seed printed so a failure can be replayed).
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("crash test: seed {seed}");
     let mut delay = Duration::from_millis(400);
     let started = Instant::now();
     loop {
@@ -52,14 +60,19 @@ fn killed_runs_resume_to_exactly_the_clean_result() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
-                delay += Duration::from_millis(300);
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // 150-700 ms into a run for the first 10 kills, then longer so it can finish.
+                let extra = if kills >= 10 { 800 * (kills - 9) } else { 0 };
+                delay = Duration::from_millis(150 + seed % 550 + extra);
             }
         }
     }
     eprintln!("crash test: {total} rows in scope, {kills} SIGKILLs before the run finished");
     assert!(
-        kills >= 3,
-        "only {kills} kills happened; the run finished too quickly to test anything"
+        kills >= 10,
+        "only {kills} kills happened; the run finished too quickly to test enough points"
     );
 
     for (entity, table) in DEMO_TABLES {
