@@ -121,3 +121,32 @@ fn sequences_move_past_the_loaded_keys_and_validation_checks_them() {
         out.stdout()
     );
 }
+
+#[test]
+fn injection_attempts_in_names_are_quoted_not_executed() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE \"T\"\"; DROP TABLE victim; --\" (\"ID\"\"x\" INTEGER PRIMARY KEY, \"User Name\" TEXT);
+         INSERT INTO \"T\"\"; DROP TABLE victim; --\" VALUES (1, 'a'), (2, 'b');",
+    );
+    db.exec(
+        "CREATE TABLE victim (id int); INSERT INTO victim VALUES (1);
+         CREATE TABLE \"order\" (\"select\" int PRIMARY KEY, \"x\"\"); DROP TABLE victim; --\" text);",
+    );
+    p.mapping(
+        "evil",
+        r#"source = 'T"; DROP TABLE victim; --'
+target = "order"
+[[fields]]
+from = 'ID"x'
+to = "select"
+[[fields]]
+from = "User Name"
+to = 'x"); DROP TABLE victim; --'
+"#,
+    );
+    p.run(&db, &["--yes", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM victim"), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM \"order\""), 2);
+}
