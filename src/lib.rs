@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+mod fuzz;
 pub mod interrupt;
 pub mod pipeline;
 pub mod plan;
