@@ -37,20 +37,8 @@ pub fn source_url(common: &Common) -> Result<String> {
     if let Some(s) = &common.source {
         return Ok(s.clone());
     }
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(user) = var("ORACLE_USER") {
-        let url = crate::source::oracle::url::url_from_parts(
-            &user,
-            &var("ORACLE_PASSWORD").unwrap_or_default(),
-            var("ORACLE_CONNECT").as_deref(),
-            var("ORACLE_HOST").as_deref(),
-            var("ORACLE_PORT").as_deref(),
-            var("ORACLE_SERVICE").as_deref(),
-            var("ORACLE_SID").as_deref(),
-        );
-        if let Some(url) = url {
-            return Ok(url);
-        }
+    if let Some(url) = crate::source::oracle::url::url_from_env() {
+        return Ok(url);
     }
     Err(UsageError("no source database: pass --source URL or set MIGRATE_SOURCE (or ORACLE_USER with ORACLE_HOST and ORACLE_SERVICE or ORACLE_SID, or ORACLE_CONNECT) in the environment or .env".into()).into())
 }

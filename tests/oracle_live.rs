@@ -9,18 +9,7 @@ use std::time::{Duration, Instant};
 /// ORACLE_URL, or the URL the ORACLE_* set builds (as `migrate` itself does).
 fn oracle() -> Option<(String, String)> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let from_parts = || {
-        migrate::source::oracle::url::url_from_parts(
-            &var("ORACLE_USER")?,
-            &var("ORACLE_PASSWORD").unwrap_or_default(),
-            var("ORACLE_CONNECT").as_deref(),
-            var("ORACLE_HOST").as_deref(),
-            var("ORACLE_PORT").as_deref(),
-            var("ORACLE_SERVICE").as_deref(),
-            var("ORACLE_SID").as_deref(),
-        )
-    };
-    match var("ORACLE_URL").or_else(from_parts) {
+    match var("ORACLE_URL").or_else(migrate::source::oracle::url::url_from_env) {
         Some(url) => Some((url, std::env::var("ORACLE_SCHEMA").unwrap_or_else(|_| "ABIS".into()))),
         None => {
             eprintln!(

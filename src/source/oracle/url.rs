@@ -198,6 +198,20 @@ pub fn url_from_parts(
     }
 }
 
+/// The URL the ORACLE_* environment variables describe, if ORACLE_USER and a place are set.
+pub fn url_from_env() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    url_from_parts(
+        &var("ORACLE_USER")?,
+        &var("ORACLE_PASSWORD").unwrap_or_default(),
+        var("ORACLE_CONNECT").as_deref(),
+        var("ORACLE_HOST").as_deref(),
+        var("ORACLE_PORT").as_deref(),
+        var("ORACLE_SERVICE").as_deref(),
+        var("ORACLE_SID").as_deref(),
+    )
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
