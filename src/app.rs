@@ -8,6 +8,7 @@ use crate::plan::{self, Entity, Plan};
 use crate::report::{self, Report};
 use crate::sink;
 use crate::telemetry::{Bars, redact_url};
+use crate::validate::deep;
 use crate::validate::post::{self, Validation};
 use crate::validate::pre::{self, Preflight};
 use anyhow::{Context, Result};
@@ -19,7 +20,7 @@ const DEFAULT_BATCH: usize = 1000;
 pub async fn main(cli: Cli) -> Result<u8> {
     match &cli.command {
         Some(Command::Demo(args)) => crate::demo::run(args, cli.common.target.as_deref()).await.map(|()| 0),
-        Some(Command::Validate) => validate_only(&cli).await,
+        Some(Command::Validate(args)) => validate_only(&cli, args.deep).await,
         Some(Command::Scaffold(args)) => scaffold(&cli.common, args).await,
         None if cli.run.check_only => check_only(&cli).await,
         None => run(&cli).await,
@@ -463,7 +464,7 @@ async fn run(cli: &Cli) -> Result<u8> {
     }
     let mut validation = None;
     if cli.run.validate && !dry {
-        let v = post_validate(&source, &mut conn, &selected).await?;
+        let v = post_validate(&source, &mut conn, &plan, &selected, cli.run.deep).await?;
         validation = Some(v);
     }
     let ok = validation.as_ref().is_none_or(|v| v.ok);
@@ -484,7 +485,13 @@ async fn run(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
-async fn post_validate(source: &str, conn: &mut sqlx::PgConnection, selected: &[&Entity]) -> Result<Validation> {
+async fn post_validate(
+    source: &str,
+    conn: &mut sqlx::PgConnection,
+    plan: &Plan,
+    selected: &[&Entity],
+    deep: bool,
+) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
     let facts = pre::source_facts(source, owned).await?;
     if let Some(p) = facts
@@ -500,7 +507,32 @@ async fn post_validate(source: &str, conn: &mut sqlx::PgConnection, selected: &[
         .map(|(e, f)| (*e, f.rows_in_scope.unwrap_or(0)))
         .collect();
     let state = checkpoint::load_all(conn).await?;
-    let v = post::validate(conn, &counted, &state).await?;
+    let mut v = post::validate(conn, &counted, &state).await?;
+    if deep {
+        let pf = preflight(source, conn, plan, selected).await?;
+        if !pf.problems.is_empty() {
+            return Err(problems_error(&pf).context("cannot run the deep validation"));
+        }
+        let bars = Bars::new();
+        for b in &pf.bound {
+            let c = deep::check(source, conn, b, &bars)
+                .await
+                .with_context(|| format!("deep validation of {}", b.entity.name))?;
+            tracing::info!(
+                "{}: deep validation {}: {} matching, {} missing, {} extra, {} differing ({} of {} ranges differ)",
+                c.entity,
+                if c.ok { "ok" } else { "MISMATCH" },
+                c.matching,
+                c.missing,
+                c.extra,
+                c.differing,
+                c.ranges_differing,
+                c.ranges
+            );
+            v.ok &= c.ok;
+            v.deep.push(c);
+        }
+    }
     print_validation(&v);
     Ok(v)
 }
@@ -540,15 +572,46 @@ fn print_validation(v: &Validation) {
             f.samples.join(", ")
         );
     }
+    if !v.deep.is_empty() {
+        println!("\ndeep validation: every source row through the mapping, matched by key with the target");
+        println!(
+            "{:<20} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9}  result",
+            "entity", "source", "rejected", "target", "matching", "missing", "extra", "differing"
+        );
+        for c in &v.deep {
+            println!(
+                "{:<20} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9}  {}",
+                c.entity,
+                c.source_rows,
+                c.rejected,
+                c.target_rows,
+                c.matching,
+                c.missing,
+                c.extra,
+                c.differing,
+                if c.ok { "ok" } else { "MISMATCH" }
+            );
+            if !c.differing_columns.is_empty() {
+                let cols: Vec<String> = c.differing_columns.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+                println!("    differing columns: {}", cols.join(", "));
+            }
+            for e in &c.examples {
+                println!("    {e}");
+            }
+            for n in &c.notes {
+                println!("    note: {n}");
+            }
+        }
+    }
     println!("validation {}", if v.ok { "passed" } else { "FAILED" });
 }
 
-async fn validate_only(cli: &Cli) -> Result<u8> {
+async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
     let plan = load_plan(&cli.common)?;
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
-    let v = post_validate(&source, &mut conn, &selected).await?;
+    let v = post_validate(&source, &mut conn, &plan, &selected, deep).await?;
     if let Some(path) = &cli.common.report {
         let r = Report::new(
             "validate",

@@ -104,6 +104,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub validate: bool,
 
+    /// With --validate: also compare every row of source and target (through the mapping's
+    /// transforms), reporting missing, extra, duplicated and differing rows
+    #[arg(long, requires = "validate")]
+    pub deep: bool,
+
     /// Do not ask for confirmation (required when stdin is not a terminal and the run writes)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -111,13 +116,23 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Post-migration validation only: counts (source = loaded + rejected), rejects, foreign keys
-    Validate,
+    /// Post-migration validation only: counts (source = loaded + rejected), rejects, foreign keys,
+    /// sequences; with --deep, every row
+    Validate(ValidateArgs),
     /// Create the demo legacy database: an ABIS-style steel processing ERP in SQLite
     Demo(DemoArgs),
     /// Write one mapping per source table (key from the primary key, depends_on from foreign
     /// keys, lower-cased target names) and, with --ddl, the PostgreSQL CREATE TABLE statements
     Scaffold(ScaffoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also compare every row: the source read through the mapping's transforms against the
+    /// target, matched by key (hash ranges first, rows only where a range differs). Reports
+    /// missing, extra, duplicated and differing rows with examples; rejected rows are accounted for
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Args)]

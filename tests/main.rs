@@ -5,6 +5,7 @@ mod support;
 mod bad_input;
 mod cli;
 mod crash;
+mod deep;
 mod demo;
 mod exactness;
 mod faults;

@@ -33,7 +33,18 @@ pub struct OrphanCheck {
 pub struct Validation {
     pub entities: Vec<EntityCheck>,
     pub foreign_keys: Vec<OrphanCheck>,
+    /// `--deep`: the row-by-row comparison per entity (empty without it).
+    pub deep: Vec<crate::validate::deep::DeepCheck>,
     pub ok: bool,
+}
+
+impl Validation {
+    /// The verdict for one entity: its counts and, when run, its rows.
+    pub fn entity_ok(&self, entity: &str) -> Option<bool> {
+        let counts = self.entities.iter().find(|c| c.entity == entity)?.ok;
+        let rows = self.deep.iter().find(|d| d.entity == entity).is_none_or(|d| d.ok);
+        Some(counts && rows)
+    }
 }
 
 pub async fn validate(
@@ -130,6 +141,7 @@ pub async fn validate(
     Ok(Validation {
         entities: checks,
         foreign_keys: fks,
+        deep: Vec::new(),
         ok,
     })
 }
