@@ -1,12 +1,13 @@
 //! One function per mode (run, dry run, check-only, validate, demo): wiring only, no SQL.
 
 use crate::checkpoint::{self, Mirror, Progress};
-use crate::cli::{Cli, Command, Common, ScaffoldArgs};
+use crate::cli::{Cli, Command, Common, RunArgs, ScaffoldArgs};
 use crate::error::{Failed, UsageError};
 use crate::pipeline::{self, EntityStats, Mode};
 use crate::plan::{self, Entity, Plan};
 use crate::report::{self, Report};
 use crate::sink;
+use crate::source::resilient::ReadPlan;
 use crate::telemetry::{Bars, redact_url};
 use crate::validate::deep;
 use crate::validate::post::{self, Validation};
@@ -346,6 +347,7 @@ async fn run(cli: &Cli) -> Result<u8> {
         }
     }
     let bars = Bars::new();
+    let read_plan = read_plan(&cli.run);
     let retry = pipeline::Retry {
         target: target.clone(),
         attempts: cli.run.retries,
@@ -401,7 +403,7 @@ async fn run(cli: &Cli) -> Result<u8> {
                 retry: &retry,
             }
         };
-        let s = pipeline::run_entity(&source, b, start, batch, mode, &bar)
+        let s = pipeline::run_entity(&source, b, start, batch, &read_plan, mode, &bar)
             .await
             .with_context(|| {
                 if dry {
@@ -464,7 +466,7 @@ async fn run(cli: &Cli) -> Result<u8> {
     }
     let mut validation = None;
     if cli.run.validate && !dry {
-        let v = post_validate(&source, &mut conn, &plan, &selected, cli.run.deep).await?;
+        let v = post_validate(&source, &mut conn, &plan, &selected, cli.run.deep, &read_plan).await?;
         validation = Some(v);
     }
     let ok = validation.as_ref().is_none_or(|v| v.ok);
@@ -485,12 +487,23 @@ async fn run(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
+/// Cursor bounds and source retries from the command line.
+fn read_plan(run: &RunArgs) -> ReadPlan {
+    ReadPlan {
+        cursor_rows: run.cursor_rows,
+        cursor_time: std::time::Duration::from_secs(run.cursor_secs),
+        retries: run.retries,
+        retry_wait: std::time::Duration::from_secs_f64(run.retry_wait.max(0.0)),
+    }
+}
+
 async fn post_validate(
     source: &str,
     conn: &mut sqlx::PgConnection,
     plan: &Plan,
     selected: &[&Entity],
     deep: bool,
+    read: &ReadPlan,
 ) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
     let facts = pre::source_facts(source, owned).await?;
@@ -515,7 +528,7 @@ async fn post_validate(
         }
         let bars = Bars::new();
         for b in &pf.bound {
-            let c = deep::check(source, conn, b, &bars)
+            let c = deep::check(source, conn, b, &bars, read)
                 .await
                 .with_context(|| format!("deep validation of {}", b.entity.name))?;
             tracing::info!(
@@ -611,7 +624,7 @@ async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
-    let v = post_validate(&source, &mut conn, &plan, &selected, deep).await?;
+    let v = post_validate(&source, &mut conn, &plan, &selected, deep, &ReadPlan::default()).await?;
     if let Some(path) = &cli.common.report {
         let r = Report::new(
             "validate",

@@ -91,14 +91,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub lock_wait: u64,
 
-    /// Reconnection attempts when the target connection is lost mid-run (server restart, killed
-    /// backend, network); the batch in flight is retried or found committed
+    /// Reconnection attempts when a connection is lost mid-run (server restart, killed backend,
+    /// network, ORA-01555): the target's batch in flight is retried or found committed; the
+    /// source is read on after the last key handed over
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub retries: u32,
 
     /// Seconds before the first reconnection; each next wait doubles, up to 30 s
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
+
+    /// Rows one source query (cursor) hands over before it is closed and the next one starts
+    /// after its last key; with --cursor-secs, no read lives long enough for ORA-01555
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cursor_rows: u64,
+
+    /// Seconds one source query may stay open (checked between batches; keep it below the
+    /// source's UNDO_RETENTION, 900 s by default)
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cursor_secs: u64,
 
     /// Run the post-migration validation after the load
     #[arg(long)]

@@ -295,6 +295,7 @@ pub async fn run_entity(
     b: &Bound,
     start: Progress,
     batch_size: usize,
+    read_plan: &source::resilient::ReadPlan,
     mut mode: Mode<'_>,
     bar: &EntityBar,
 ) -> Result<EntityStats, PipelineError> {
@@ -316,13 +317,18 @@ pub async fn run_entity(
     let url = source_url.to_string();
     let spec = b.spec.clone();
     let after = progress.last_key.clone();
+    let read_plan = read_plan.clone();
     let reader = std::thread::Builder::new()
         .name(format!("read-{name}"))
-        .spawn(move || -> Result<(), SourceError> {
-            let mut src = source::open(&url)?;
-            src.read(&spec, after.as_deref(), batch_size, &mut |rows| {
-                tx.blocking_send(rows).is_ok()
-            })
+        .spawn(move || -> Result<source::resilient::ReadStats, SourceError> {
+            source::resilient::read_all(
+                &mut || source::open(&url),
+                &spec,
+                after,
+                batch_size,
+                &read_plan,
+                &mut |rows| tx.blocking_send(rows).is_ok(),
+            )
         })
         .map_err(|e| PipelineError::Source {
             entity: name.clone(),
@@ -432,7 +438,7 @@ pub async fn run_entity(
     }
     let read_result = tokio::task::spawn_blocking(move || reader.join()).await;
     match read_result {
-        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Ok(read))) => stats.retries += read.reconnects,
         Ok(Ok(Err(cause))) => return Err(PipelineError::Source { entity: name, cause }),
         _ => {
             return Err(PipelineError::Source {

@@ -217,3 +217,66 @@ fn an_outage_longer_than_the_retry_budget_exits_1_and_resume_finishes() {
     );
     p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
 }
+
+#[test]
+fn a_source_that_becomes_unreadable_mid_run_is_reopened_and_read_on_after_the_last_key() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE BIG (ID INTEGER PRIMARY KEY, V TEXT);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000)
+         INSERT INTO BIG SELECT i, 'value ' || i FROM c;",
+    );
+    db.exec("CREATE TABLE big (id int PRIMARY KEY, v text)");
+    p.mapping(
+        "big",
+        "source = \"BIG\"\ntarget = \"big\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"V\"\nto = \"v\"\n",
+    );
+    let mut run = p
+        .command(
+            &db,
+            &[
+                "--yes",
+                "--batch-size",
+                "500",
+                "--cursor-rows",
+                "2000",
+                "--retry-wait",
+                "0.5",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_progress(&db, &mut run);
+    // Another process takes SQLite's exclusive lock for longer than the reader's 5 s busy
+    // timeout: the reader's next query fails with "database is locked", like a dropped session.
+    let url = format!("{}?mode=rw", p.source_url());
+    block(async {
+        use sqlx::{Connection, Executor};
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let mut c = sqlx::SqliteConnection::connect_with(&opts.busy_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        c.execute("BEGIN EXCLUSIVE").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        c.execute("COMMIT").await.unwrap();
+    });
+    let out = Out(run.wait_with_output().unwrap()).expect(0);
+    let err = out.stderr();
+    assert!(err.contains("lost the source"), "{err}");
+    assert!(err.contains("database is locked"), "{err}");
+    assert_eq!(db.scalar("SELECT count(*) FROM big"), 200_000);
+    assert_eq!(db.scalar("SELECT count(DISTINCT id) FROM big"), 200_000);
+    assert_eq!(db.scalar("SELECT sum(id)::bigint FROM big"), 200_000 * 200_001 / 2);
+    // The reconnection is in the report's retries, and the cursors were bounded.
+    let log = std::fs::read_dir(p.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|x| x == "log"))
+        .unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("cursor 1 closed after 2000 rows"), "{log}");
+    p.run(&db, &["validate", "--deep"]).expect(0);
+}

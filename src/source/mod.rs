@@ -5,6 +5,7 @@
 //! bounded channel. Nothing here knows which database it talks to.
 
 pub mod oracle;
+pub mod resilient;
 pub mod sqlite;
 
 use crate::plan::{Relation, quote_ident};

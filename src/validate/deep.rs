@@ -17,6 +17,7 @@
 
 use crate::plan::quote_ident;
 use crate::sink::pgtype::PgType;
+use crate::source::resilient::{ReadPlan, read_all};
 use crate::source::{self, SourceError};
 use crate::telemetry::{Bars, EntityBar};
 use crate::validate::pre::Bound;
@@ -410,12 +411,12 @@ fn read_source(
     layout: &Layout,
     rejects: &HashSet<String>,
     wanted: &Wanted,
+    plan: &ReadPlan,
 ) -> Result<Side, SourceError> {
     let mut side = Side::new();
-    let mut src = source::open(url)?;
     let mut buf = Vec::with_capacity(4096);
     let mut failure: Option<String> = None;
-    src.read(&b.spec, None, 1000, &mut |rows| {
+    read_all(&mut || source::open(url), &b.spec, None, 1000, plan, &mut |rows| {
         for row in &rows {
             if !rejects.is_empty() && rejects.contains(&key_to_json(&b.spec.key_of(row)).to_string()) {
                 side.rejected += 1;
@@ -532,33 +533,28 @@ async fn read_target(
 }
 
 /// Both sides of one pass at once: the source in its own thread, the target here.
-async fn pass(
-    url: &str,
-    conn: &mut PgConnection,
-    b: &Bound,
-    layout: &Layout,
-    rejects: &Arc<HashSet<String>>,
-    wanted: Wanted,
-    bar: &EntityBar,
-) -> anyhow::Result<(Side, Side)> {
-    let (url2, b2, layout2, rejects2, wanted2) = (
-        url.to_string(),
-        b.clone(),
-        layout.clone(),
-        Arc::clone(rejects),
-        wanted.clone(),
-    );
+/// What both passes over one entity share.
+#[derive(Clone)]
+struct Job {
+    url: String,
+    b: Bound,
+    layout: Layout,
+    rejects: Arc<HashSet<String>>,
+    plan: ReadPlan,
+}
+
+async fn pass(job: &Job, conn: &mut PgConnection, wanted: Wanted, bar: &EntityBar) -> anyhow::Result<(Side, Side)> {
+    let (j, w) = (job.clone(), wanted.clone());
     let reader = std::thread::Builder::new()
-        .name(format!("deep-{}", b.entity.name))
-        .spawn(move || read_source(&url2, &b2, &layout2, &rejects2, &wanted2))?;
-    let target = read_target(conn, b, layout, &wanted, bar).await;
+        .name(format!("deep-{}", job.b.entity.name))
+        .spawn(move || read_source(&j.url, &j.b, &j.layout, &j.rejects, &w, &j.plan))?;
+    let name = &job.b.entity.name;
+    let target = read_target(conn, &job.b, &job.layout, &wanted, bar).await;
     let source = tokio::task::spawn_blocking(move || reader.join())
         .await?
-        .map_err(|_| anyhow::anyhow!("the source reader of {} panicked", b.entity.name))?;
-    let source =
-        source.map_err(|e| anyhow::Error::new(e).context(format!("reading {} from the source", b.entity.name)))?;
-    let target =
-        target.map_err(|e| anyhow::anyhow!(e).context(format!("reading {} from the target", b.entity.name)))?;
+        .map_err(|_| anyhow::anyhow!("the source reader of {name} panicked"))?;
+    let source = source.map_err(|e| anyhow::Error::new(e).context(format!("reading {name} from the source")))?;
+    let target = target.map_err(|e| anyhow::anyhow!(e).context(format!("reading {name} from the target")))?;
     Ok((source, target))
 }
 
@@ -582,11 +578,23 @@ async fn rejected_keys(conn: &mut PgConnection, entity: &str) -> anyhow::Result<
 }
 
 /// Compares one entity's source and target row by row.
-pub async fn check(url: &str, conn: &mut PgConnection, b: &Bound, bars: &Bars) -> anyhow::Result<DeepCheck> {
+pub async fn check(
+    url: &str,
+    conn: &mut PgConnection,
+    b: &Bound,
+    bars: &Bars,
+    plan: &ReadPlan,
+) -> anyhow::Result<DeepCheck> {
     let layout = Layout::of(b);
-    let rejects = Arc::new(rejected_keys(conn, &b.entity.name).await?);
+    let job = Job {
+        url: url.to_string(),
+        b: b.clone(),
+        layout: layout.clone(),
+        rejects: Arc::new(rejected_keys(conn, &b.entity.name).await?),
+        plan: plan.clone(),
+    };
     let bar = bars.entity(&format!("{} (compare)", b.entity.name), b.rows_in_scope, 0);
-    let (src, tgt) = pass(url, conn, b, &layout, &rejects, None, &bar).await?;
+    let (src, tgt) = pass(&job, conn, None, &bar).await?;
     let mut c = DeepCheck {
         entity: b.entity.name.clone(),
         source_rows: src.rows + src.rejected + src.unencodable_count,
@@ -633,7 +641,7 @@ pub async fn check(url: &str, conn: &mut PgConnection, b: &Bound, bars: &Bars) -
             }
         }
         let bar = bars.entity(&format!("{} (itemise)", b.entity.name), b.rows_in_scope, 0);
-        let (src2, tgt2) = pass(url, conn, b, &layout, &rejects, Some(Arc::new(chosen)), &bar).await?;
+        let (src2, tgt2) = pass(&job, conn, Some(Arc::new(chosen)), &bar).await?;
         itemise(&mut c, &layout, src2, tgt2);
         if c.ranges_not_itemised > 0 {
             // Counted, not itemised: the difference of the row counts is all that is known.
