@@ -1,5 +1,7 @@
 //! Faults a real migration meets, injected for real: a second run against the same target, a
-//! checkpoint file that cannot be written, a readable .env, Ctrl-C and SIGTERM.
+//! checkpoint file that cannot be written, a readable .env, Ctrl-C and SIGTERM, a killed target
+//! connection, an outage past the retry budget, a source that becomes unreadable mid-run, and
+//! what `ps` shows of a running migration.
 
 use crate::support::*;
 use std::time::{Duration, Instant};
@@ -279,4 +281,35 @@ fn a_source_that_becomes_unreadable_mid_run_is_reopened_and_read_on_after_the_la
     let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("cursor 1 closed after 2000 rows"), "{log}");
     p.run(&db, &["validate", "--deep"]).expect(0);
+}
+
+#[test]
+fn a_running_migration_shows_no_password_in_ps_and_starts_no_child_processes() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "2");
+    let url = db.url.replacen("postgres@", "postgres:Sup3rS3cretPw@", 1);
+    let mut run = p
+        .command(&db, &["--yes", "--batch-size", "20", "-q"])
+        .env("DATABASE_URL", &url)
+        .spawn()
+        .unwrap();
+    wait_for_progress(&db, &mut run);
+    let pid = run.id();
+    // What `ps -ef` / `ps e` would show: the command line of the process and of any child.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let mut children = String::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path().join("children");
+        children.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+    }
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "pid,ppid,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    run.wait().unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("Sup3rS3cretPw"));
+    assert_eq!(children.trim(), "", "migrate started child processes");
+    assert!(!ps.contains("Sup3rS3cretPw"), "{ps}");
 }
