@@ -74,6 +74,10 @@ pub async fn connect(url: &str) -> Result<PgConnection, SinkError> {
             cause,
         })?
         .application_name("migrate")
+        // Each batch still commits atomically with its progress row. Not waiting for the WAL
+        // flush means a crash of the PostgreSQL *server* can forget the last few hundred ms of
+        // commits, batches and progress together, so --resume loads them again.
+        .options([("synchronous_commit", "off")])
         .log_statements(tracing::log::LevelFilter::Trace);
     let conn = opts
         .connect()
