@@ -346,6 +346,12 @@ pub async fn run_entity(
             _ = crate::interrupt::wait() => {
                 drop(rx);
                 bar.finish();
+                if let Mode::Load { mirror, state, .. } = &mode {
+                    mirror.write(state).map_err(|cause| PipelineError::State {
+                        entity: name.clone(),
+                        cause,
+                    })?;
+                }
                 return Err(PipelineError::Interrupted {
                     entity: name,
                     cause: crate::interrupt::Interrupted {
@@ -420,7 +426,7 @@ pub async fn run_entity(
                 let rejected = (committed.rows_rejected - progress.rows_rejected) as u64;
                 progress = committed;
                 state.insert(name.clone(), progress.clone());
-                mirror.write(state).map_err(|cause| PipelineError::State {
+                mirror.write_soon(state).map_err(|cause| PipelineError::State {
                     entity: name.clone(),
                     cause,
                 })?;

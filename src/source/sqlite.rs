@@ -1,20 +1,23 @@
-//! SQLite source (the embedded demo and the test source), over sqlx. sqlx is async, so the
-//! source owns a small current-thread runtime and blocks on it: the `Source` contract is
-//! blocking, and this source always lives in its own thread.
+//! SQLite source (the embedded demo and the test source), over rusqlite: a synchronous binding
+//! that reads columns in place. (sqlx's SQLite driver, used for the demo generator, runs every
+//! statement through a worker thread and copies each value; profiled at about 80% of the CPU of
+//! an identity load, see docs/performance.md.) The `Source` contract is blocking, and this
+//! source always lives in its own thread.
 
 use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, count_sql, select_sql};
 use crate::plan::Relation;
 use crate::value::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
-use sqlx::{AssertSqlSafe, Column as _, ConnectOptions, Decode, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OpenFlags, Row};
+use sqlx::sqlite::SqliteConnectOptions;
 use std::str::FromStr;
+use std::time::Duration;
 
 pub struct SqliteSource {
-    rt: tokio::runtime::Runtime,
-    conn: SqliteConnection,
+    conn: Connection,
 }
 
-fn query_err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SourceError {
+fn query_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> SourceError {
     let what = what.into();
     move |e| SourceError::Query {
         what,
@@ -28,58 +31,84 @@ impl SqliteSource {
             url: url.to_string(),
             cause: e,
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        // The URL forms stay sqlx's (sqlite:///abs, sqlite:rel, ?mode=…): it parses them.
+        let opts = SqliteConnectOptions::from_str(url).map_err(|e| connect_err(Box::new(e)))?;
+        let path = opts.get_filename().to_path_buf();
+        if !path.exists() {
+            return Err(connect_err(format!("{}: no such file", path.display()).into()));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| connect_err(Box::new(e)))?;
+        // As long as a writer may hold the file before "database is locked" (a retried fault).
+        conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| connect_err(Box::new(e)))?;
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| connect_err(Box::new(e)))?
-            .read_only(true)
-            .create_if_missing(false);
-        let conn = rt.block_on(opts.connect()).map_err(|e| connect_err(Box::new(e)))?;
-        Ok(SqliteSource { rt, conn })
+        Ok(SqliteSource { conn })
     }
 }
 
-fn decode(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
-    let raw = row.try_get_raw(i)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
-    }
-    let type_name = raw.type_info().name().to_string();
-    let err = |e| sqlx::Error::ColumnDecode {
-        index: i.to_string(),
-        source: e,
-    };
-    Ok(match type_name.as_str() {
-        "INTEGER" => Value::Int(<i64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?),
-        "REAL" => Value::Float(<f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?),
-        "TEXT" => {
-            let bytes = <Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
-            match String::from_utf8(bytes) {
-                Ok(s) => Value::Text(s),
-                Err(e) => Value::Bytes(e.into_bytes()),
-            }
-        }
-        _ => Value::Bytes(<Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?),
+fn decode(row: &Row<'_>, i: usize) -> Result<Value, rusqlite::Error> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Int(n),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => Value::Text(s.to_string()),
+            Err(_) => Value::Bytes(bytes.to_vec()),
+        },
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
     })
 }
 
-fn bind<'q>(
-    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    v: &Value,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+/// A key value bound the way SQLite compares it with what the column holds.
+fn bind(v: &Value) -> ToSqlOutput<'_> {
     match v {
-        Value::Null => q.bind(None::<i64>),
-        Value::Bool(b) => q.bind(*b as i64),
-        Value::Int(i) => q.bind(*i),
-        Value::Float(f) => q.bind(*f),
-        Value::Decimal(d) => q.bind(d.to_string()),
-        Value::Text(s) => q.bind(s.clone()),
-        Value::Bytes(b) => q.bind(b.clone()),
-        Value::Date(d) => q.bind(d.format("%Y-%m-%d").to_string()),
-        Value::Timestamp(t) => q.bind(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
-        Value::TimestampTz(t) => q.bind(t.to_rfc3339()),
+        Value::Null => ToSqlOutput::Owned(SqlValue::Null),
+        Value::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(*b as i64)),
+        Value::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
+        Value::Float(f) => ToSqlOutput::Owned(SqlValue::Real(*f)),
+        Value::Decimal(d) => ToSqlOutput::Owned(SqlValue::Text(d.to_string())),
+        Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(d.format("%Y-%m-%d").to_string())),
+        Value::Timestamp(t) => ToSqlOutput::Owned(SqlValue::Text(t.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
+        Value::TimestampTz(t) => ToSqlOutput::Owned(SqlValue::Text(t.to_rfc3339())),
+    }
+}
+
+impl SqliteSource {
+    /// Every row of a query without parameters, as values.
+    fn all(&self, sql: &str, what: &str) -> Result<Vec<Vec<Value>>, SourceError> {
+        let mut stmt = self.conn.prepare(sql).map_err(query_err(what))?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).map_err(query_err(what))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(query_err(what))? {
+            out.push(
+                (0..n)
+                    .map(|i| decode(r, i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(query_err(what))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Text(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.brief(),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        _ => 0,
     }
 }
 
@@ -89,27 +118,21 @@ impl Source for SqliteSource {
             "SELECT name, type, \"notnull\", pk FROM pragma_table_info({})",
             sql_string(table)
         );
-        let rows = self
-            .rt
-            .block_on(sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut self.conn))
-            .map_err(query_err(format!("describing table {table}")))?;
+        let rows = self.all(&sql, &format!("describing table {table}"))?;
         if rows.is_empty() {
             return Ok(None);
         }
         let mut pk: Vec<(i64, String)> = Vec::new();
         let mut columns = Vec::new();
         for r in rows {
-            let name: String = r.get(0);
-            let declared: String = r.get(1);
-            let notnull: i64 = r.get(2);
-            let pk_pos: i64 = r.get(3);
-            if pk_pos > 0 {
-                pk.push((pk_pos, name.clone()));
+            let name = text(&r[0]);
+            if int(&r[3]) > 0 {
+                pk.push((int(&r[3]), name.clone()));
             }
             columns.push(SourceColumn {
                 name,
-                declared_type: declared,
-                nullable: notnull == 0,
+                declared_type: text(&r[1]),
+                nullable: int(&r[2]) == 0,
             });
         }
         pk.sort();
@@ -127,14 +150,13 @@ impl Source for SqliteSource {
             });
         }
         let names: Vec<String> = self
-            .rt
-            .block_on(
-                sqlx::query_scalar(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
-                )
-                .fetch_all(&mut self.conn),
-            )
-            .map_err(query_err("listing tables"))?;
+            .all(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                "listing tables",
+            )?
+            .iter()
+            .map(|r| text(&r[0]))
+            .collect();
         let mut tables = Vec::with_capacity(names.len());
         for name in names {
             let Some(info) = self.table_info(&name)? else { continue };
@@ -142,30 +164,26 @@ impl Source for SqliteSource {
                 "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list({}) ORDER BY id, seq",
                 sql_string(&name)
             );
-            let rows = self
-                .rt
-                .block_on(sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut self.conn))
-                .map_err(query_err(format!("reading the foreign keys of {name}")))?;
+            let rows = self.all(&sql, &format!("reading the foreign keys of {name}"))?;
             let mut fks: Vec<(i64, ForeignKey)> = Vec::new();
             for r in rows {
-                let id: i64 = r.get(0);
-                let parent: String = r.get(1);
-                let from: String = r.get(2);
-                let to: Option<String> = r.get(3);
+                let id = int(&r[0]);
                 if fks.last().is_none_or(|(last, _)| *last != id) {
                     fks.push((
                         id,
                         ForeignKey {
                             name: format!("{}_fk{}", name.to_lowercase(), id + 1),
                             columns: vec![],
-                            ref_table: parent,
+                            ref_table: text(&r[1]),
                             ref_columns: vec![],
                         },
                     ));
                 }
                 let fk = &mut fks.last_mut().expect("pushed above").1;
-                fk.columns.push(from);
-                fk.ref_columns.extend(to);
+                fk.columns.push(text(&r[2]));
+                if !r[3].is_null() {
+                    fk.ref_columns.push(text(&r[3]));
+                }
             }
             let mut foreign_keys: Vec<ForeignKey> = fks.into_iter().map(|(_, f)| f).collect();
             // `REFERENCES parent` without columns means the parent's primary key.
@@ -189,20 +207,17 @@ impl Source for SqliteSource {
     fn query_columns(&mut self, query: &str) -> Result<Vec<String>, SourceError> {
         let sql = format!("SELECT * FROM ({}) q LIMIT 0", query.trim().trim_end_matches(';'));
         let stmt = self
-            .rt
-            .block_on(sqlx::Executor::prepare(
-                &mut self.conn,
-                AssertSqlSafe(sql).into_sql_str(),
-            ))
+            .conn
+            .prepare(&sql)
             .map_err(query_err("preparing the mapping's query"))?;
-        Ok(stmt.columns().iter().map(|c| c.name().to_string()).collect())
+        Ok(stmt.column_names().iter().map(|c| c.to_string()).collect())
     }
 
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError> {
         let sql = count_sql(relation, filter);
         let n: i64 = self
-            .rt
-            .block_on(sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut self.conn))
+            .conn
+            .query_row(&sql, [], |r| r.get(0))
             .map_err(query_err(format!("counting rows of {}", relation.describe())))?;
         Ok(n as u64)
     }
@@ -215,32 +230,31 @@ impl Source for SqliteSource {
         emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
         let param = |i: usize| format!("?{i}");
+        // One short query per batch (keyset paging): no read lock is held while the batch
+        // waits in the pipeline.
         let first = format!("{} LIMIT {batch_rows}", select_sql(spec, "rowid", false, &param));
         let next = format!("{} LIMIT {batch_rows}", select_sql(spec, "rowid", true, &param));
         let mut last: Option<Vec<Value>> = after.map(<[Value]>::to_vec);
         let what = format!("reading {}", spec.relation.describe());
+        let width = spec.columns.len();
         loop {
             let sql = if last.is_some() { &next } else { &first };
-            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
-            if let Some(k) = &last {
-                for v in k {
-                    q = bind(q, v);
-                }
-            }
-            let rows = self
-                .rt
-                .block_on(q.fetch_all(&mut self.conn))
+            let mut stmt = self.conn.prepare_cached(sql).map_err(query_err(what.clone()))?;
+            let binds: Vec<ToSqlOutput<'_>> = last.iter().flatten().map(bind).collect();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(binds.iter()))
                 .map_err(query_err(what.clone()))?;
-            let n = rows.len();
-            let mut batch = Vec::with_capacity(n);
-            for r in &rows {
-                let mut vals = Vec::with_capacity(spec.columns.len());
-                for i in 0..spec.columns.len() {
+            let mut batch = Vec::with_capacity(batch_rows);
+            while let Some(r) = rows.next().map_err(query_err(what.clone()))? {
+                let mut vals = Vec::with_capacity(width);
+                for i in 0..width {
                     vals.push(decode(r, i).map_err(query_err(what.clone()))?);
                 }
                 batch.push(vals);
             }
             drop(rows);
+            drop(stmt);
+            let n = batch.len();
             if let Some(row) = batch.last() {
                 last = Some(spec.key_of(row));
             }
