@@ -224,6 +224,40 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
     Ok(())
 }
 
+/// A batch as read, and as it goes to PostgreSQL: the encoded rows (with the source row each
+/// came from) and the rows that failed on the client.
+struct Prepared {
+    rows: Vec<Vec<Value>>,
+    enc: Encoded,
+    enc_src: Vec<usize>,
+    rejects: Vec<RejectRecord>,
+}
+
+fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
+    let mut enc = Encoded {
+        buf: Vec::with_capacity(rows.len() * 128),
+        rows: Vec::with_capacity(rows.len()),
+    };
+    let mut enc_src: Vec<usize> = Vec::with_capacity(rows.len());
+    let mut rejects = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let at = enc.buf.len();
+        match encode_row(b, row, &mut enc.buf) {
+            Ok(()) => {
+                enc.rows.push(at..enc.buf.len());
+                enc_src.push(i);
+            }
+            Err((col, reason)) => rejects.push(reject(b, names, row, Some(col), reason)),
+        }
+    }
+    Prepared {
+        rows,
+        enc,
+        enc_src,
+        rejects,
+    }
+}
+
 fn reject(b: &Bound, names: &[String], row: &[Value], column: Option<String>, reason: String) -> RejectRecord {
     let values = names
         .iter()
@@ -282,10 +316,7 @@ async fn commit_batch(
     checkpoint::save_rejects(conn, name, &rejects)
         .await
         .map_err(state_err)?;
-    checkpoint::save(conn, &next).await.map_err(state_err)?;
-    sink::execute(conn, "COMMIT", "committing a batch")
-        .await
-        .map_err(sink_err)?;
+    checkpoint::save_and_commit(conn, &next).await.map_err(state_err)?;
     Ok(next)
 }
 
@@ -313,21 +344,24 @@ pub async fn run_entity(
     let names = b.source_names();
     let dry = matches!(mode, Mode::DryRun);
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(QUEUE_DEPTH);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(QUEUE_DEPTH);
     let url = source_url.to_string();
-    let spec = b.spec.clone();
     let after = progress.last_key.clone();
     let read_plan = read_plan.clone();
+    let bound = b.clone();
+    // The reader thread also transforms and encodes, so all of that overlaps with the loader's
+    // round trips to PostgreSQL.
     let reader = std::thread::Builder::new()
         .name(format!("read-{name}"))
         .spawn(move || -> Result<source::resilient::ReadStats, SourceError> {
+            let names = bound.source_names();
             source::resilient::read_all(
                 &mut || source::open(&url),
-                &spec,
+                &bound.spec,
                 after,
                 batch_size,
                 &read_plan,
-                &mut |rows| tx.blocking_send(rows).is_ok(),
+                &mut |rows| tx.blocking_send(prepare(&bound, &names, rows)).is_ok(),
             )
         })
         .map_err(|e| PipelineError::Source {
@@ -360,26 +394,16 @@ pub async fn run_entity(
                 });
             }
             r = rx.recv() => match r {
-                Some(rows) => rows,
+                Some(p) => p,
                 None => break,
             },
         };
-        let mut enc = Encoded {
-            buf: Vec::with_capacity(rows.len() * 128),
-            rows: Vec::with_capacity(rows.len()),
-        };
-        let mut enc_src: Vec<usize> = Vec::with_capacity(rows.len());
-        let mut rejects = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            let at = enc.buf.len();
-            match encode_row(b, row, &mut enc.buf) {
-                Ok(()) => {
-                    enc.rows.push(at..enc.buf.len());
-                    enc_src.push(i);
-                }
-                Err((col, reason)) => rejects.push(reject(b, &names, row, Some(col), reason)),
-            }
-        }
+        let Prepared {
+            rows,
+            enc,
+            enc_src,
+            rejects,
+        } = rows;
         let n = rows.len() as u64;
         match &mut mode {
             Mode::DryRun => {
@@ -426,7 +450,7 @@ pub async fn run_entity(
                 let rejected = (committed.rows_rejected - progress.rows_rejected) as u64;
                 progress = committed;
                 state.insert(name.clone(), progress.clone());
-                mirror.write_soon(state).map_err(|cause| PipelineError::State {
+                mirror.write(state).map_err(|cause| PipelineError::State {
                     entity: name.clone(),
                     cause,
                 })?;

@@ -234,6 +234,41 @@ pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), Checkpoin
     Ok(())
 }
 
+/// Saves the progress and commits the open transaction in one round trip (one simple-query
+/// message, so the values are written as literals).
+pub async fn save_and_commit(conn: &mut PgConnection, p: &Progress) -> Result<(), CheckpointError> {
+    let key = match p.last_key.as_deref() {
+        Some(k) => format!("{}::jsonb", literal(&key_to_json(k).to_string())),
+        None => "NULL".into(),
+    };
+    let sql = format!(
+        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at)
+         VALUES ({entity}, {fp}, {table}, {key}, {read}, {loaded}, {rejected}, {status}, CASE WHEN {status} = 'done' THEN now() END)
+         ON CONFLICT (entity) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, target_table = EXCLUDED.target_table,
+           last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
+           rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status, updated_at = now(),
+           finished_at = EXCLUDED.finished_at;
+         COMMIT",
+        entity = literal(&p.entity),
+        fp = literal(&p.fingerprint),
+        table = literal(&p.target_table),
+        read = p.rows_read,
+        loaded = p.rows_loaded,
+        rejected = p.rows_rejected,
+        status = literal(&p.status),
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map_err(state_err("saving progress and committing"))?;
+    Ok(())
+}
+
+/// A string literal PostgreSQL reads the same whatever `standard_conforming_strings` says.
+pub fn literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// A rejected row as stored in `migrate.rejects`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RejectRecord {
@@ -276,20 +311,12 @@ pub async fn save_rejects(
 /// The JSON mirror of the state table.
 pub struct Mirror {
     path: PathBuf,
-    /// When the file was last written (writes after each batch are throttled).
-    last: std::sync::Mutex<Option<std::time::Instant>>,
 }
-
-/// The mirror is written at most this often while batches commit (each write is an fsync;
-/// one per batch cost ~2.5 ms, half the time of a 1000-row batch), and always at the end of an
-/// entity and on a stop.
-pub const MIRROR_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Mirror {
     pub fn new(path: &Path) -> Mirror {
         Mirror {
             path: path.to_path_buf(),
-            last: std::sync::Mutex::new(None),
         }
     }
 
@@ -297,19 +324,8 @@ impl Mirror {
         &self.path
     }
 
-    /// Writes unless the last write is less than [`MIRROR_EVERY`] old.
-    pub fn write_soon(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
-        let recent = self
-            .last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| t.elapsed() < MIRROR_EVERY);
-        if recent { Ok(()) } else { self.write(state) }
-    }
-
     /// Writes atomically: a temp file beside the target, fsync, rename, fsync of the directory.
     pub fn write(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         let err = |cause| CheckpointError::Mirror {
             path: self.path.clone(),
             cause,
@@ -346,6 +362,13 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal("plain"), "E'plain'");
+        assert_eq!(literal(r"it's a\b"), r"E'it''s a\\b'");
+        assert_eq!(literal("'; DROP TABLE x; --"), "E'''; DROP TABLE x; --'");
+    }
 
     #[test]
     fn mirror_writes_atomically_and_readably() {

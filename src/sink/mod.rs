@@ -478,10 +478,28 @@ pub struct Refused {
     pub column: Option<String>,
 }
 
-/// Loads the batch inside the caller's open transaction. Rows PostgreSQL refuses for their data
-/// (SQLSTATE classes 21, 22, 23) are isolated by halving under savepoints and returned; every
-/// other error aborts the batch.
+/// Loads the batch inside the caller's transaction, which it must open just before (BEGIN, and
+/// nothing else yet). The whole batch is tried first in one COPY, without a savepoint (two
+/// round trips fewer per batch). If PostgreSQL refuses rows for their data (SQLSTATE classes
+/// 21, 22, 23), the transaction is begun again and the refused rows are isolated by halving
+/// under savepoints and returned; every other error aborts the batch.
 pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Vec<Refused>, SinkError> {
+    if batch.rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    match copy_rows(conn, loader, batch, 0..batch.rows.len()).await {
+        Ok(()) => return Ok(Vec::new()),
+        Err(e) if data_error(&e).is_some() => {
+            execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
+            execute(conn, "BEGIN", "starting a transaction").await?;
+        }
+        Err(e) => {
+            return Err(SinkError::Query {
+                what: format!("loading into {}", loader.table.display()),
+                cause: e,
+            });
+        }
+    }
     let mut refused = Vec::new();
     let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
     todo.push(0..batch.rows.len());
