@@ -3,7 +3,7 @@
 use crate::checkpoint::{self, Mirror, Progress};
 use crate::cli::{Cli, Command, Common, RunArgs, ScaffoldArgs};
 use crate::error::{Failed, UsageError};
-use crate::pipeline::{self, EntityStats, Mode};
+use crate::pipeline::{self, EntityStats, Mode, Retry};
 use crate::plan::{self, Entity, Plan};
 use crate::report::{self, Report};
 use crate::sink;
@@ -11,8 +11,10 @@ use crate::source::resilient::ReadPlan;
 use crate::telemetry::{Bars, redact_url};
 use crate::validate::deep;
 use crate::validate::post::{self, Validation};
+use crate::validate::pre::Bound;
 use crate::validate::pre::{self, Preflight};
 use anyhow::{Context, Result};
+use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
@@ -350,97 +352,65 @@ async fn run(cli: &Cli) -> Result<u8> {
     let read_plan = read_plan(&cli.run);
     let retry = pipeline::Retry {
         target: target.clone(),
+        relock: true,
         attempts: cli.run.retries,
         base: std::time::Duration::from_secs_f64(cli.run.retry_wait.clamp(0.0, 3600.0)),
     };
+    let jobs = cli.run.jobs.map_or_else(default_jobs, |n| n as usize).max(1);
+    let mut ctx = LoadCtx {
+        source: &source,
+        dry,
+        state: pipeline::SharedState::new(state),
+        mirror: &mirror,
+        retry: Retry {
+            relock: false,
+            ..retry.clone()
+        },
+        read_plan: &read_plan,
+        batch_size: cli.run.batch_size.map(|b| b as usize),
+        bars: &bars,
+    };
     let mut stats: Vec<EntityStats> = Vec::new();
-    for b in &pf.bound {
-        let e = &b.entity;
-        let start = if dry { None } else { state.get(&e.name).cloned() }
-            .unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
-        if !dry {
-            crate::on_target!(
-                conn,
-                &retry,
-                &e.name,
-                sink::hold_self_references(&mut conn, &e.target, &e.name).await
-            )?;
+    if jobs == 1 {
+        // One session: the run's own, which holds the run lock and takes it again after a reconnection.
+        ctx.retry = retry.clone();
+        for b in &pf.bound {
+            stats.push(load_entity(&ctx, b, &mut conn).await?);
         }
-        if start.is_done() {
-            if !dry {
-                sink::restore_held(&mut conn, &e.name).await?;
+    } else {
+        // Entities whose dependencies are all loaded run side by side, each on its own session
+        // and reader thread, at most `jobs` at a time; the next level waits for this one.
+        let loads = async {
+            let mut all = Vec::new();
+            for level in dependency_levels(&pf.bound) {
+                let done: Vec<Result<EntityStats>> = futures_util::stream::iter(level.into_iter().map(|b| {
+                    let ctx = &ctx;
+                    let target = &target;
+                    async move {
+                        let mut own = sink::connect(target).await?;
+                        load_entity(ctx, b, &mut own).await
+                    }
+                }))
+                .buffered(jobs)
+                .collect()
+                .await;
+                for r in done {
+                    all.push(r?);
+                }
             }
-            tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
-            stats.push(EntityStats {
-                entity: e.name.clone(),
-                source_rows: b.rows_in_scope,
-                skipped_by_where: b.skipped_by_where,
-                read: start.rows_read as u64,
-                loaded: start.rows_loaded as u64,
-                rejected: start.rows_rejected as u64,
-                status: "already done".into(),
-                ..Default::default()
-            });
-            continue;
-        }
-        if start.rows_read > 0 {
-            tracing::info!("{}: resuming after {} rows read", e.name, start.rows_read);
-        }
-        let batch = cli
-            .run
-            .batch_size
-            .map(|b| b as usize)
-            .or(e.batch_size)
-            .unwrap_or(DEFAULT_BATCH);
-        let bar = bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);
-        let mode = if dry {
-            Mode::DryRun
-        } else {
-            Mode::Load {
-                conn: &mut conn,
-                mirror: &mirror,
-                state: &mut state,
-                retry: &retry,
+            Ok::<_, anyhow::Error>(all)
+        };
+        tokio::pin!(loads);
+        // The run's own session holds the run lock while the others load: if it is lost, it is
+        // replaced (and the lock taken again) within seconds, not at the end.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        stats = loop {
+            tokio::select! {
+                r = &mut loads => break r?,
+                _ = tick.tick() => keep_run_lock(&mut conn, &retry).await?,
             }
         };
-        let s = pipeline::run_entity(&source, b, start, batch, &read_plan, mode, &bar)
-            .await
-            .with_context(|| {
-                if dry {
-                    "dry run stopped".to_string()
-                } else {
-                    "migration stopped; every committed batch is kept: run the same command with --resume to continue"
-                        .to_string()
-                }
-            })?;
-        if !dry {
-            let moved = crate::on_target!(
-                conn,
-                &retry,
-                &e.name,
-                sink::advance_sequences(&mut conn, &e.target).await
-            )?;
-            for (seq, value) in moved {
-                tracing::info!("{}: sequence {seq} set to {value}, past the loaded keys", e.name);
-            }
-            let not_valid = crate::on_target!(conn, &retry, &e.name, sink::restore_held(&mut conn, &e.name).await)?;
-            if !not_valid.is_empty() {
-                tracing::warn!(
-                    "{}: foreign key(s) {} left NOT VALID: some rows have no parent",
-                    e.name,
-                    not_valid.join(", ")
-                );
-            }
-        }
-        tracing::info!(
-            "{}: {} read, {} loaded, {} rejected in {:.1}s",
-            s.entity,
-            s.read,
-            s.loaded,
-            s.rejected,
-            s.seconds
-        );
-        stats.push(s);
+        keep_run_lock(&mut conn, &retry).await?;
     }
     drop(bars);
     print!("{}", report::table(&stats));
@@ -641,4 +611,151 @@ async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
     } else {
         Err(Failed("validation failed: see the table above".into()).into())
     }
+}
+
+/// What every entity's load shares.
+struct LoadCtx<'a> {
+    source: &'a str,
+    dry: bool,
+    state: pipeline::SharedState,
+    mirror: &'a Mirror,
+    retry: Retry,
+    read_plan: &'a ReadPlan,
+    /// `--batch-size`, over the mapping's `batch_size`.
+    batch_size: Option<usize>,
+    bars: &'a Bars,
+}
+
+/// Checks that the run's own session (the holder of the run lock) is alive; replaces it and
+/// takes the lock again if it was lost.
+async fn keep_run_lock(conn: &mut sqlx::PgConnection, retry: &Retry) -> Result<()> {
+    if let Err(cause) = sink::execute(conn, "SELECT 1", "checking the run's session").await {
+        let lost = pipeline::PipelineError::Sink {
+            entity: "run lock".into(),
+            cause,
+        };
+        if !lost.is_connection_lost() {
+            return Err(lost.into());
+        }
+        let mut attempt = 0;
+        pipeline::reconnect(conn, retry, &mut attempt, "run lock", &lost).await?;
+    }
+    Ok(())
+}
+
+/// `--jobs` by default: the machine's cores.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The entities in groups that can load side by side: each group's dependencies (among the
+/// selected entities) are all in earlier groups. Order within a group follows the plan.
+fn dependency_levels(bound: &[Bound]) -> Vec<Vec<&Bound>> {
+    let mut level: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut levels: Vec<Vec<&Bound>> = Vec::new();
+    // `bound` is in dependency order, so every dependency's level is known when it is needed.
+    for b in bound {
+        let l = b
+            .entity
+            .depends_on
+            .iter()
+            .filter_map(|d| level.get(d.as_str()))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        level.insert(&b.entity.name, l);
+        if levels.len() <= l {
+            levels.resize_with(l + 1, Vec::new);
+        }
+        levels[l].push(b);
+    }
+    levels
+}
+
+/// Loads (or dry-runs) one entity on `conn`, from its committed progress.
+async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection) -> Result<EntityStats> {
+    let (dry, retry) = (ctx.dry, &ctx.retry);
+    let e = &b.entity;
+    let committed = if dry {
+        None
+    } else {
+        ctx.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&e.name)
+            .cloned()
+    };
+    let start = committed.unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
+    if !dry {
+        crate::on_target!(
+            conn,
+            retry,
+            &e.name,
+            sink::hold_self_references(conn, &e.target, &e.name).await
+        )?;
+    }
+    if start.is_done() {
+        if !dry {
+            sink::restore_held(conn, &e.name).await?;
+        }
+        tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
+        return Ok(EntityStats {
+            entity: e.name.clone(),
+            source_rows: b.rows_in_scope,
+            skipped_by_where: b.skipped_by_where,
+            read: start.rows_read as u64,
+            loaded: start.rows_loaded as u64,
+            rejected: start.rows_rejected as u64,
+            status: "already done".into(),
+            ..Default::default()
+        });
+    }
+    if start.rows_read > 0 {
+        tracing::info!("{}: resuming after {} rows read", e.name, start.rows_read);
+    }
+    let batch = ctx.batch_size.or(e.batch_size).unwrap_or(DEFAULT_BATCH);
+    let bar = ctx.bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);
+    let mode = if dry {
+        Mode::DryRun
+    } else {
+        Mode::Load {
+            conn: &mut *conn,
+            mirror: ctx.mirror,
+            state: &ctx.state,
+            retry,
+        }
+    };
+    let s = pipeline::run_entity(ctx.source, b, start, batch, ctx.read_plan, mode, &bar)
+        .await
+        .with_context(|| {
+            if dry {
+                "dry run stopped".to_string()
+            } else {
+                "migration stopped; every committed batch is kept: run the same command with --resume to continue"
+                    .to_string()
+            }
+        })?;
+    if !dry {
+        let moved = crate::on_target!(conn, retry, &e.name, sink::advance_sequences(conn, &e.target).await)?;
+        for (seq, value) in moved {
+            tracing::info!("{}: sequence {seq} set to {value}, past the loaded keys", e.name);
+        }
+        let not_valid = crate::on_target!(conn, retry, &e.name, sink::restore_held(conn, &e.name).await)?;
+        if !not_valid.is_empty() {
+            tracing::warn!(
+                "{}: foreign key(s) {} left NOT VALID: some rows have no parent",
+                e.name,
+                not_valid.join(", ")
+            );
+        }
+    }
+    tracing::info!(
+        "{}: {} read, {} loaded, {} rejected in {:.1}s",
+        s.entity,
+        s.read,
+        s.loaded,
+        s.rejected,
+        s.seconds
+    );
+    Ok(s)
 }

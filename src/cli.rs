@@ -111,6 +111,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub cursor_secs: u64,
 
+    /// Entities loaded side by side, each on its own PostgreSQL session and reader thread, once
+    /// the entities they depend on are loaded (default: the number of cores; 1 = one at a time)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: Option<u64>,
+
     /// Run the post-migration validation after the load
     #[arg(long)]
     pub validate: bool,

@@ -73,12 +73,29 @@ pub struct EntityStats {
     pub sample_rejects: Vec<RejectRecord>,
 }
 
+/// The progress of every entity of the run, as committed; entities loading at the same time
+/// share it (the checkpoint mirror is written from it).
+pub type SharedState = std::sync::Mutex<BTreeMap<String, Progress>>;
+
+/// Records an entity's committed progress and rewrites the checkpoint mirror.
+fn mirror_progress(
+    mirror: &Mirror,
+    state: &SharedState,
+    p: Option<&Progress>,
+) -> Result<(), checkpoint::CheckpointError> {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = p {
+        s.insert(p.entity.clone(), p.clone());
+    }
+    mirror.write(&s)
+}
+
 /// Where the rows go: the target (with state), or nowhere (dry run).
 pub enum Mode<'a> {
     Load {
         conn: &'a mut PgConnection,
         mirror: &'a Mirror,
-        state: &'a mut BTreeMap<String, Progress>,
+        state: &'a SharedState,
         retry: &'a Retry,
     },
     DryRun,
@@ -89,6 +106,9 @@ pub enum Mode<'a> {
 #[derive(Debug, Clone)]
 pub struct Retry {
     pub target: String,
+    /// Whether a new session takes the run lock again: the run's main session holds it; the
+    /// extra sessions of `--jobs` do not.
+    pub relock: bool,
     pub attempts: u32,
     pub base: Duration,
 }
@@ -115,6 +135,7 @@ impl PipelineError {
 #[macro_export]
 macro_rules! on_target {
     ($conn:ident, $retry:expr, $entity:expr, $call:expr) => {{
+        // `$conn` is a `&mut PgConnection` binding; `$call` uses it again after a reconnection.
         let mut attempt = 0;
         loop {
             match $call {
@@ -127,8 +148,7 @@ macro_rules! on_target {
                     if !e.is_connection_lost() {
                         break Err(e);
                     }
-                    if let Err(gone) = $crate::pipeline::reconnect(&mut $conn, $retry, &mut attempt, $entity, &e).await
-                    {
+                    if let Err(gone) = $crate::pipeline::reconnect($conn, $retry, &mut attempt, $entity, &e).await {
                         break Err(gone);
                     }
                 }
@@ -166,7 +186,12 @@ pub async fn reconnect(
         tokio::time::sleep(wait).await;
         match sink::connect(&retry.target).await {
             Ok(mut fresh) => {
-                match checkpoint::lock_run(&mut fresh).await {
+                let relocked = if retry.relock {
+                    checkpoint::lock_run(&mut fresh).await
+                } else {
+                    Ok(None)
+                };
+                match relocked {
                     Ok(None) => {}
                     Ok(Some(holder)) => {
                         return Err(PipelineError::Gone {
@@ -381,7 +406,7 @@ pub async fn run_entity(
                 drop(rx);
                 bar.finish();
                 if let Mode::Load { mirror, state, .. } = &mode {
-                    mirror.write(state).map_err(|cause| PipelineError::State {
+                    mirror_progress(mirror, state, None).map_err(|cause| PipelineError::State {
                         entity: name.clone(),
                         cause,
                     })?;
@@ -449,8 +474,7 @@ pub async fn run_entity(
                 let loaded = (committed.rows_loaded - progress.rows_loaded) as u64;
                 let rejected = (committed.rows_rejected - progress.rows_rejected) as u64;
                 progress = committed;
-                state.insert(name.clone(), progress.clone());
-                mirror.write(state).map_err(|cause| PipelineError::State {
+                mirror_progress(mirror, state, Some(&progress)).map_err(|cause| PipelineError::State {
                     entity: name.clone(),
                     cause,
                 })?;
@@ -505,8 +529,7 @@ pub async fn run_entity(
                 }
             }
         }
-        state.insert(name.clone(), progress.clone());
-        mirror.write(state).map_err(|cause| PipelineError::State {
+        mirror_progress(mirror, state, Some(&progress)).map_err(|cause| PipelineError::State {
             entity: name.clone(),
             cause,
         })?;

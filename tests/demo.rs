@@ -216,3 +216,38 @@ fn check_only_passes_on_the_demo_and_writes_nothing() {
         0
     );
 }
+
+#[test]
+fn entities_loaded_side_by_side_end_exactly_as_one_at_a_time() {
+    let (db1, db4) = (TestDb::new(), TestDb::new());
+    let (p1, p4) = (Project::new(), Project::new());
+    demo(&p1, &db1, "2");
+    demo(&p4, &db4, "2");
+    p1.run(&db1, &["--yes", "--jobs", "1", "--batch-size", "97"]).expect(0);
+    // Watch the sessions of the parallel run: independent entities load at the same time.
+    let mut child = p4
+        .command(&db4, &["--yes", "--jobs", "4", "--batch-size", "97", "--validate"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut most = 0;
+    while child.try_wait().unwrap().is_none() {
+        most =
+            most.max(db4.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate' AND query LIKE 'COPY%'",
+            ));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = Out(child.wait_with_output().unwrap()).expect(0);
+    assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
+    assert!(most >= 2, "at most {most} COPY at a time with --jobs 4");
+    for (_, table) in DEMO_TABLES {
+        assert_eq!(db1.digest(table, "id"), db4.digest(table, "id"), "{table}");
+    }
+    let rejects = "(SELECT entity, row_key, reason, column_name FROM migrate.rejects)";
+    assert_eq!(
+        db1.digest(rejects, "entity, row_key, reason"),
+        db4.digest(rejects, "entity, row_key, reason")
+    );
+    p1.run(&db1, &["--yes", "--jobs", "0"]).expect(2);
+}
