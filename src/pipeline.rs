@@ -397,9 +397,12 @@ pub async fn run_entity(
             },
         })?;
 
+    // Where the loader's time goes: waiting for the reader, or in PostgreSQL (logged at debug).
+    let (mut waited, mut in_db) = (Duration::ZERO, Duration::ZERO);
     loop {
         // A stop request is honoured between batches only: the batch in flight is committed
         // with its progress, or (second signal, process exit) not at all.
+        let wait_started = Instant::now();
         let rows = tokio::select! {
             biased;
             _ = crate::interrupt::wait() => {
@@ -423,6 +426,8 @@ pub async fn run_entity(
                 None => break,
             },
         };
+        waited += wait_started.elapsed();
+        let db_started = Instant::now();
         let Prepared {
             rows,
             enc,
@@ -482,6 +487,7 @@ pub async fn run_entity(
                 stats.rejected += rejected;
             }
         }
+        in_db += db_started.elapsed();
         stats.read += n;
         read_now += n;
         if dry && stats.sample_rejects.len() < 20 {
@@ -537,6 +543,11 @@ pub async fn run_entity(
         stats.loaded = progress.rows_loaded as u64;
         stats.rejected = progress.rows_rejected as u64;
     }
+    tracing::debug!(
+        "{name}: the loader waited {:.2}s for the reader and spent {:.2}s on PostgreSQL",
+        waited.as_secs_f64(),
+        in_db.as_secs_f64()
+    );
     stats.seconds = began.elapsed().as_secs_f64();
     stats.rows_per_sec = read_now as f64 / stats.seconds.max(1e-6);
     stats.status = if dry { "checked".into() } else { "done".into() };
