@@ -113,3 +113,59 @@ fn values_postgres_cannot_hold_are_rejected_and_the_rest_loads() {
     assert_eq!(r[3]["row_key"], "6");
     assert!(r[3]["reason"].as_str().unwrap().contains("check constraint"), "{r:?}");
 }
+
+#[test]
+fn rows_without_a_parent_are_found_at_once_and_other_refusals_still_isolated() {
+    let db = TestDb::new();
+    let p = Project::new();
+    let mut sql = String::from(
+        "CREATE TABLE PARENT (ID INTEGER PRIMARY KEY);\nCREATE TABLE CHILD (ID INTEGER PRIMARY KEY, PARENT_ID INTEGER, QTY INTEGER);\n",
+    );
+    for i in 1..=10 {
+        sql.push_str(&format!("INSERT INTO PARENT VALUES ({i});\n"));
+    }
+    let mut orphans = 0;
+    let mut negative = 0;
+    for i in 1..=600 {
+        // Every 7th row has no parent, every 50th breaks a CHECK, row 350 does both.
+        let parent = if i % 7 == 0 { 90 + i % 5 } else { i % 10 + 1 };
+        let qty = if i % 50 == 0 { -1 } else { i };
+        if i % 7 == 0 {
+            orphans += 1;
+        } else if qty < 0 {
+            negative += 1;
+        }
+        sql.push_str(&format!("INSERT INTO CHILD VALUES ({i}, {parent}, {qty});\n"));
+    }
+    p.sqlite(&sql);
+    db.exec(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id), qty int CHECK (qty >= 0))",
+    );
+    p.mapping(
+        "parent",
+        "source = \"PARENT\"\ntarget = \"parent\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n",
+    );
+    p.mapping(
+        "child",
+        "source = \"CHILD\"\ntarget = \"child\"\ndepends_on = [\"parent\"]\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"PARENT_ID\"\nto = \"parent_id\"\n[[fields]]\nfrom = \"QTY\"\nto = \"qty\"\n",
+    );
+    p.run(&db, &["--yes", "--batch-size", "100", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM child"), 600 - orphans - negative);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.rejects WHERE entity = 'child' AND column_name = 'parent_id'"),
+        orphans
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.rejects WHERE entity = 'child' AND reason LIKE '%check constraint%'"),
+        negative
+    );
+    let reason = db.rows("SELECT reason FROM migrate.rejects WHERE row_key = '7'")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        reason,
+        "insert or update on table \"child\" violates foreign key constraint \"child_parent_id_fkey\": Key (parent_id)=(92) is not present in table \"parent\". (SQLSTATE 23503)"
+    );
+}

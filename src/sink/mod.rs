@@ -408,6 +408,10 @@ pub struct Loader {
     pub table: TargetTable,
     copy_sql: String,
     staging: Option<Staging>,
+    /// The entity's position in the plan (names its temp tables).
+    index: usize,
+    /// The target columns, quoted, in the order rows are encoded.
+    cols: String,
 }
 
 #[derive(Debug, Clone)]
@@ -432,6 +436,8 @@ impl Loader {
                 table: table.clone(),
                 copy_sql: format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", table.sql()),
                 staging: None,
+                index: entity_index,
+                cols,
             };
         }
         let stage = quote_ident(&format!("migrate_stage_{entity_index}"));
@@ -459,6 +465,8 @@ impl Loader {
                     table.sql()
                 ),
             }),
+            index: entity_index,
+            cols,
         }
     }
 }
@@ -481,41 +489,56 @@ pub struct Refused {
 /// Loads the batch inside the caller's transaction, which it must open just before (BEGIN, and
 /// nothing else yet). The whole batch is tried first in one COPY, without a savepoint (two
 /// round trips fewer per batch). If PostgreSQL refuses rows for their data (SQLSTATE classes
-/// 21, 22, 23), the transaction is begun again and the refused rows are isolated by halving
-/// under savepoints and returned; every other error aborts the batch.
+/// 21, 22, 23), the transaction is begun again: rows without a parent (foreign keys) are
+/// found all at once by staging the batch and anti-joining the parents, and whatever PostgreSQL
+/// still refuses is isolated by halving under savepoints. Every other error aborts the batch.
 pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Vec<Refused>, SinkError> {
     if batch.rows.is_empty() {
         return Ok(Vec::new());
     }
-    match copy_rows(conn, loader, batch, 0..batch.rows.len()).await {
+    let load_err = |cause| SinkError::Query {
+        what: format!("loading into {}", loader.table.display()),
+        cause,
+    };
+    let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
+    match copy_rows(conn, loader, batch, &todo).await {
         Ok(()) => return Ok(Vec::new()),
-        Err(e) if data_error(&e).is_some() => {
-            execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
-            execute(conn, "BEGIN", "starting a transaction").await?;
-        }
-        Err(e) => {
-            return Err(SinkError::Query {
-                what: format!("loading into {}", loader.table.display()),
-                cause: e,
-            });
+        Err(e) if data_error(&e).is_some() => {}
+        Err(e) => return Err(load_err(e)),
+    }
+    execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
+    execute(conn, "BEGIN", "starting a transaction").await?;
+    let mut refused = Vec::new();
+    // Whatever the first refusal was, rows without a parent are the usual bulk of a legacy
+    // database's bad rows (PostgreSQL checks foreign keys last, so a CHECK can hide them).
+    if loader.staging.is_none() {
+        let orphans = without_parent(conn, loader, batch, &todo).await?;
+        if !orphans.is_empty() {
+            todo.retain(|i| !orphans.iter().any(|o| o.row == *i));
+            refused = orphans;
+            match copy_rows(conn, loader, batch, &todo).await {
+                Ok(()) => return Ok(refused),
+                Err(e) if data_error(&e).is_some() => {
+                    execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
+                    execute(conn, "BEGIN", "starting a transaction").await?;
+                }
+                Err(e) => return Err(load_err(e)),
+            }
         }
     }
-    let mut refused = Vec::new();
-    let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
-    todo.push(0..batch.rows.len());
-    while let Some(span) = todo.pop() {
+    // Spans are ranges of positions in `todo`.
+    let mut spans: Vec<Range<usize>> = Vec::with_capacity(16);
+    spans.push(0..todo.len());
+    while let Some(span) = spans.pop() {
         if span.is_empty() {
             continue;
         }
         execute(conn, "SAVEPOINT migrate_batch", "creating a savepoint").await?;
-        match copy_rows(conn, loader, batch, span.clone()).await {
+        match copy_rows(conn, loader, batch, &todo[span.clone()]).await {
             Ok(()) => execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?,
             Err(e) => {
                 let Some((reason, column)) = data_error(&e) else {
-                    return Err(SinkError::Query {
-                        what: format!("loading into {}", loader.table.display()),
-                        cause: e,
-                    });
+                    return Err(load_err(e));
                 };
                 execute(
                     conn,
@@ -526,14 +549,14 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
                 execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?;
                 if span.len() == 1 {
                     refused.push(Refused {
-                        row: span.start,
+                        row: todo[span.start],
                         reason,
                         column,
                     });
                 } else {
                     let mid = span.start + span.len() / 2;
-                    todo.push(mid..span.end);
-                    todo.push(span.start..mid);
+                    spans.push(mid..span.end);
+                    spans.push(span.start..mid);
                 }
             }
         }
@@ -542,34 +565,208 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
     Ok(refused)
 }
 
+/// A foreign key of a target table, from the catalog.
+#[derive(Debug, Clone)]
+pub struct ForeignKeyInfo {
+    pub name: String,
+    pub table: String,
+    /// The referenced table: quoted SQL, and its bare name as PostgreSQL's messages show it.
+    pub parent: String,
+    pub parent_name: String,
+    pub columns: Vec<String>,
+    pub ref_columns: Vec<String>,
+    /// The table references itself.
+    pub self_ref: bool,
+}
+
+impl ForeignKeyInfo {
+    /// The condition under which row `c` breaks this key (MATCH SIMPLE: a NULL in any of its
+    /// columns satisfies it).
+    pub fn orphan_condition(&self, c: &str) -> String {
+        let not_null = self
+            .columns
+            .iter()
+            .map(|col| format!("{c}.{} IS NOT NULL", quote_ident(col)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let join = self
+            .columns
+            .iter()
+            .zip(&self.ref_columns)
+            .map(|(col, r)| format!("p.{} = {c}.{}", quote_ident(r), quote_ident(col)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "{not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {join})",
+            self.parent
+        )
+    }
+
+    /// The key's values of row `c` as text, `, `-separated, as PostgreSQL shows them.
+    pub fn shown_values(&self, c: &str) -> String {
+        self.columns
+            .iter()
+            .map(|col| format!("{c}.{}::text", quote_ident(col)))
+            .collect::<Vec<_>>()
+            .join(" || ', ' || ")
+    }
+}
+
+/// Every foreign key of `table`, by name.
+pub async fn foreign_keys(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<ForeignKeyInfo>, SinkError> {
+    let rows = sqlx::query(
+        "SELECT c.conname::text, pn.nspname::text, p.relname::text,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
+                (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n),
+                c.confrelid = c.conrelid
+         FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+         WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) ORDER BY 1",
+    )
+    .bind(table.sql())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q_err(format!("reading foreign keys of {}", table.display())))?;
+    Ok(rows
+        .iter()
+        .map(|r| ForeignKeyInfo {
+            name: r.get(0),
+            table: table.name.clone(),
+            parent: format!(
+                "{}.{}",
+                quote_ident(&r.get::<String, _>(1)),
+                quote_ident(&r.get::<String, _>(2))
+            ),
+            parent_name: r.get(2),
+            columns: r.get(3),
+            ref_columns: r.get(4),
+            self_ref: r.get(5),
+        })
+        .collect())
+}
+
+/// The rows of `idx` whose foreign keys (to other tables) have no parent, found in one query:
+/// the rows are COPYed into a temp table numbered in order, then anti-joined with each parent.
+/// The reason reads like PostgreSQL's own. Runs in the caller's transaction.
+async fn without_parent(
+    conn: &mut PgConnection,
+    loader: &Loader,
+    batch: &Encoded,
+    idx: &[usize],
+) -> Result<Vec<Refused>, SinkError> {
+    let fks: Vec<ForeignKeyInfo> = foreign_keys(conn, &loader.table)
+        .await?
+        .into_iter()
+        .filter(|f| !f.self_ref)
+        .collect();
+    if fks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stage = format!("pg_temp.{}", quote_ident(&format!("migrate_fk_stage_{}", loader.index)));
+    let cols = &loader.cols;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {cols} FROM {} WITH NO DATA;
+         ALTER TABLE {stage} ADD COLUMN IF NOT EXISTS migrate_row_ordinal bigint GENERATED BY DEFAULT AS IDENTITY;
+         TRUNCATE {stage} RESTART IDENTITY",
+        quote_ident(&format!("migrate_fk_stage_{}", loader.index)),
+        loader.table.sql()
+    )))
+    .execute(&mut *conn)
+    .await
+    .map_err(q_err("preparing the foreign-key check"))?;
+    let copy_sql = format!("COPY {stage} ({cols}) FROM STDIN (FORMAT binary)");
+    send_rows(conn, &copy_sql, batch, idx)
+        .await
+        .map_err(q_err("staging the batch for the foreign-key check"))?;
+    let checks: Vec<String> = fks
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            format!(
+                "SELECT c.migrate_row_ordinal, {i}, {} FROM {stage} c WHERE {}",
+                f.shown_values("c"),
+                f.orphan_condition("c")
+            )
+        })
+        .collect();
+    let found: Vec<(i64, i32, Option<String>)> =
+        sqlx::query_as(AssertSqlSafe(format!("{} ORDER BY 1, 2", checks.join(" UNION ALL "))))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q_err("finding rows without a parent"))?;
+    let mut refused: Vec<Refused> = Vec::new();
+    for (ordinal, fk, values) in found {
+        let Some(&row) = usize::try_from(ordinal - 1).ok().and_then(|o| idx.get(o)) else {
+            continue;
+        };
+        // A row that breaks several keys is reported for the first (by constraint name).
+        if refused.last().is_some_and(|r| r.row == row) {
+            continue;
+        }
+        let f = &fks[fk as usize];
+        refused.push(Refused {
+            row,
+            reason: format!(
+                "insert or update on table \"{}\" violates foreign key constraint \"{}\": Key ({})=({}) is not present in table \"{}\". (SQLSTATE 23503)",
+                f.table,
+                f.name,
+                f.columns.join(", "),
+                values.unwrap_or_default(),
+                f.parent_name
+            ),
+            column: Some(f.columns.join(", ")),
+        });
+    }
+    Ok(refused)
+}
+
 async fn copy_rows(
     conn: &mut PgConnection,
     loader: &Loader,
     batch: &Encoded,
-    span: Range<usize>,
+    idx: &[usize],
 ) -> Result<(), sqlx::Error> {
     if let Some(st) = &loader.staging {
         sqlx::raw_sql(AssertSqlSafe(st.prepare_sql.clone()))
             .execute(&mut *conn)
             .await?;
     }
-    let mut copy = conn.copy_in_raw(&loader.copy_sql).await?;
+    send_rows(conn, &loader.copy_sql, batch, idx).await?;
+    if let Some(st) = &loader.staging {
+        sqlx::query(AssertSqlSafe(st.insert_sql.clone()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One COPY of the rows `idx` (positions in the batch, ascending). Runs of neighbouring rows
+/// are sent straight from the batch buffer, in pieces of about 1 MiB.
+async fn send_rows(conn: &mut PgConnection, copy_sql: &str, batch: &Encoded, idx: &[usize]) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(copy_sql).await?;
     let mut chunk = Vec::with_capacity(SEND_BYTES.min(batch.buf.len() + 64));
     chunk.extend_from_slice(COPY_HEADER);
-    let rows = &batch.rows[span.clone()];
-    // Contiguous rows are sent straight from the batch buffer, in pieces of about 1 MiB.
-    let (start, end) = (rows.first().map_or(0, |r| r.start), rows.last().map_or(0, |r| r.end));
-    let mut pos = start;
-    while pos < end {
-        let take = (end - pos).min(SEND_BYTES - chunk.len().min(SEND_BYTES - 1));
-        chunk.extend_from_slice(&batch.buf[pos..pos + take]);
-        pos += take;
-        if chunk.len() >= SEND_BYTES
-            && let Err(e) = copy.send(std::mem::take(&mut chunk)).await
-        {
-            let _ = copy.abort("send failed").await;
-            return Err(e);
+    let mut k = 0;
+    while k < idx.len() {
+        let mut j = k;
+        while j + 1 < idx.len() && idx[j + 1] == idx[j] + 1 {
+            j += 1;
         }
+        let (start, end) = (batch.rows[idx[k]].start, batch.rows[idx[j]].end);
+        let mut pos = start;
+        while pos < end {
+            let take = (end - pos).min(SEND_BYTES.saturating_sub(chunk.len()).max(1));
+            chunk.extend_from_slice(&batch.buf[pos..pos + take]);
+            pos += take;
+            if chunk.len() >= SEND_BYTES
+                && let Err(e) = copy.send(std::mem::take(&mut chunk)).await
+            {
+                let _ = copy.abort("send failed").await;
+                return Err(e);
+            }
+        }
+        k = j + 1;
     }
     chunk.extend_from_slice(&(-1i16).to_be_bytes());
     if let Err(e) = copy.send(chunk).await {
@@ -577,11 +774,6 @@ async fn copy_rows(
         return Err(e);
     }
     copy.finish().await?;
-    if let Some(st) = &loader.staging {
-        sqlx::query(AssertSqlSafe(st.insert_sql.clone()))
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(())
 }
 

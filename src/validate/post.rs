@@ -4,10 +4,10 @@
 
 use crate::checkpoint::Progress;
 use crate::config::OnConflict;
-use crate::plan::{Entity, TargetTable, quote_ident};
+use crate::plan::{Entity, TargetTable};
 use crate::sink::{self, SinkError};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,49 +152,11 @@ async fn orphans(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<Orp
         what: format!("reading foreign keys of {}", table.display()),
         cause,
     };
-    let rows = sqlx::query(
-        "SELECT c.conname::text, pn.nspname::text, p.relname::text,
-                (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
-                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
-                (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
-                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n)
-         FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
-         WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) ORDER BY 1",
-    )
-    .bind(table.sql())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(err)?;
     let mut out = Vec::new();
-    for r in rows {
-        let name: String = r.get(0);
-        let parent = format!(
-            "{}.{}",
-            quote_ident(&r.get::<String, _>(1)),
-            quote_ident(&r.get::<String, _>(2))
-        );
-        let child_cols: Vec<String> = r.get(3);
-        let parent_cols: Vec<String> = r.get(4);
-        let not_null = child_cols
-            .iter()
-            .map(|c| format!("c.{} IS NOT NULL", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let join = child_cols
-            .iter()
-            .zip(&parent_cols)
-            .map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let shown = child_cols
-            .iter()
-            .map(|c| format!("c.{}::text", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(" || '|' || ");
-        let from = format!(
-            "FROM {} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})",
-            table.sql()
-        );
+    for fk in sink::foreign_keys(conn, table).await? {
+        let name = fk.name.clone();
+        let shown = fk.shown_values("c");
+        let from = format!("FROM {} c WHERE {}", table.sql(), fk.orphan_condition("c"));
         let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {from}")))
             .fetch_one(&mut *conn)
             .await
