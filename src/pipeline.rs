@@ -77,17 +77,22 @@ pub struct EntityStats {
 /// share it (the checkpoint mirror is written from it).
 pub type SharedState = std::sync::Mutex<BTreeMap<String, Progress>>;
 
-/// Records an entity's committed progress and rewrites the checkpoint mirror.
+/// Records an entity's committed progress and hands it to the checkpoint mirror; with `sync`,
+/// returns once the file is on disk.
 fn mirror_progress(
     mirror: &Mirror,
     state: &SharedState,
     p: Option<&Progress>,
+    sync: bool,
 ) -> Result<(), checkpoint::CheckpointError> {
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = p {
-        s.insert(p.entity.clone(), p.clone());
+    {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = p {
+            s.insert(p.entity.clone(), p.clone());
+        }
+        mirror.write_behind(&s)?;
     }
-    mirror.write(&s)
+    if sync { mirror.flush() } else { Ok(()) }
 }
 
 /// Where the rows go: the target (with state), or nowhere (dry run).
@@ -409,7 +414,7 @@ pub async fn run_entity(
                 drop(rx);
                 bar.finish();
                 if let Mode::Load { mirror, state, .. } = &mode {
-                    mirror_progress(mirror, state, None).map_err(|cause| PipelineError::State {
+                    mirror_progress(mirror, state, None, true).map_err(|cause| PipelineError::State {
                         entity: name.clone(),
                         cause,
                     })?;
@@ -479,7 +484,7 @@ pub async fn run_entity(
                 let loaded = (committed.rows_loaded - progress.rows_loaded) as u64;
                 let rejected = (committed.rows_rejected - progress.rows_rejected) as u64;
                 progress = committed;
-                mirror_progress(mirror, state, Some(&progress)).map_err(|cause| PipelineError::State {
+                mirror_progress(mirror, state, Some(&progress), false).map_err(|cause| PipelineError::State {
                     entity: name.clone(),
                     cause,
                 })?;
@@ -535,7 +540,7 @@ pub async fn run_entity(
                 }
             }
         }
-        mirror_progress(mirror, state, Some(&progress)).map_err(|cause| PipelineError::State {
+        mirror_progress(mirror, state, Some(&progress), true).map_err(|cause| PipelineError::State {
             entity: name.clone(),
             cause,
         })?;

@@ -308,15 +308,38 @@ pub async fn save_rejects(
     Ok(())
 }
 
-/// The JSON mirror of the state table.
+/// The JSON mirror of the state table. Writes happen on a thread of their own, in order, so
+/// the loader never waits for an fsync: after every commit it hands over the new state
+/// ([`Mirror::write_behind`]); if the disk is slower than the commits, the writer goes straight
+/// to the newest state. [`Mirror::write`] returns once its state is on disk.
 pub struct Mirror {
     path: PathBuf,
+    shared: std::sync::Arc<(std::sync::Mutex<Pending>, std::sync::Condvar)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    doc: Option<String>,
+    /// Number of states handed over, and of those on disk.
+    queued: u64,
+    written: u64,
+    error: Option<std::io::Error>,
+    stop: bool,
 }
 
 impl Mirror {
     pub fn new(path: &Path) -> Mirror {
+        let shared = std::sync::Arc::new((std::sync::Mutex::new(Pending::default()), std::sync::Condvar::new()));
+        let (p, sh) = (path.to_path_buf(), shared.clone());
+        let writer = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || write_loop(&p, &sh))
+            .ok();
         Mirror {
             path: path.to_path_buf(),
+            shared,
+            writer,
         }
     }
 
@@ -324,39 +347,118 @@ impl Mirror {
         &self.path
     }
 
-    /// Writes atomically: a temp file beside the target, fsync, rename, fsync of the directory.
-    pub fn write(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
-        let err = |cause| CheckpointError::Mirror {
+    fn err(&self, cause: std::io::Error) -> CheckpointError {
+        CheckpointError::Mirror {
             path: self.path.clone(),
             cause,
-        };
+        }
+    }
+
+    /// Hands the state to the writer and returns at once; an earlier write's failure is
+    /// returned here.
+    pub fn write_behind(&self, state: &BTreeMap<String, Progress>) -> Result<u64, CheckpointError> {
         let doc = serde_json::json!({
             "note": "mirror of migrate.progress in the target database, which is the truth",
             "entities": state,
         });
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "checkpoint".into())
-        ));
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes())
-            .map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+        let doc = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        let (lock, cv) = &*self.shared;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = p.error.take() {
+            return Err(self.err(e));
         }
-        Ok(())
+        if self.writer.is_none() {
+            drop(p);
+            write_file(&self.path, &doc).map_err(|e| self.err(e))?;
+            return Ok(0);
+        }
+        p.doc = Some(doc);
+        p.queued += 1;
+        cv.notify_all();
+        Ok(p.queued)
     }
+
+    /// Waits until every state handed over is on disk.
+    pub fn flush(&self) -> Result<(), CheckpointError> {
+        let (lock, cv) = &*self.shared;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while p.written < p.queued && p.error.is_none() {
+            p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        match p.error.take() {
+            Some(e) => Err(self.err(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the state and returns once it is on disk (temp file, fsync, rename, fsync of the
+    /// directory).
+    pub fn write(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
+        self.write_behind(state)?;
+        self.flush()
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        {
+            let (lock, cv) = &*self.shared;
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            p.stop = true;
+            cv.notify_all();
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The writer thread: the newest pending state to disk, until told to stop (pending states
+/// are written first).
+fn write_loop(path: &Path, shared: &(std::sync::Mutex<Pending>, std::sync::Condvar)) {
+    let (lock, cv) = shared;
+    loop {
+        let (doc, generation) = {
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while p.doc.is_none() && !p.stop {
+                p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            match p.doc.take() {
+                Some(d) => (d, p.queued),
+                None => return,
+            }
+        };
+        let result = write_file(path, &doc);
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        p.written = generation;
+        if let Err(e) = result {
+            p.error = Some(e);
+        }
+        cv.notify_all();
+    }
+}
+
+/// Atomically: a temp file beside the target, fsync, rename, fsync of the directory.
+fn write_file(path: &Path, doc: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "checkpoint".into())
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(doc.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
