@@ -382,19 +382,26 @@ async fn run(cli: &Cli) -> Result<u8> {
         // and reader thread, at most `jobs` at a time; the next level waits for this one.
         let loads = async {
             let mut all = Vec::new();
-            for level in dependency_levels(&pf.bound) {
-                let done: Vec<Result<EntityStats>> = futures_util::stream::iter(level.into_iter().map(|b| {
-                    let ctx = &ctx;
-                    let target = &target;
-                    async move {
-                        let mut own = sink::connect(target).await?;
-                        load_entity(ctx, b, &mut own).await
-                    }
-                }))
-                .buffered(jobs)
-                .collect()
-                .await;
-                for r in done {
+            for mut level in dependency_levels(&pf.bound) {
+                // Largest first, so the biggest entity does not end up loading alone.
+                level.sort_by_key(|(_, b)| std::cmp::Reverse(b.rows_in_scope));
+                let mut done: Vec<(usize, Result<EntityStats>)> =
+                    futures_util::stream::iter(level.into_iter().map(|(i, b)| {
+                        let ctx = &ctx;
+                        let target = &target;
+                        async move {
+                            let r = async {
+                                let mut own = sink::connect(target).await?;
+                                load_entity(ctx, b, &mut own).await
+                            };
+                            (i, r.await)
+                        }
+                    }))
+                    .buffer_unordered(jobs)
+                    .collect()
+                    .await;
+                done.sort_by_key(|(i, _)| *i);
+                for (_, r) in done {
                     all.push(r?);
                 }
             }
@@ -649,12 +656,12 @@ fn default_jobs() -> usize {
 }
 
 /// The entities in groups that can load side by side: each group's dependencies (among the
-/// selected entities) are all in earlier groups. Order within a group follows the plan.
-fn dependency_levels(bound: &[Bound]) -> Vec<Vec<&Bound>> {
+/// selected entities) are all in earlier groups; each with its position in the plan.
+fn dependency_levels(bound: &[Bound]) -> Vec<Vec<(usize, &Bound)>> {
     let mut level: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    let mut levels: Vec<Vec<&Bound>> = Vec::new();
+    let mut levels: Vec<Vec<(usize, &Bound)>> = Vec::new();
     // `bound` is in dependency order, so every dependency's level is known when it is needed.
-    for b in bound {
+    for (i, b) in bound.iter().enumerate() {
         let l = b
             .entity
             .depends_on
@@ -667,7 +674,7 @@ fn dependency_levels(bound: &[Bound]) -> Vec<Vec<&Bound>> {
         if levels.len() <= l {
             levels.resize_with(l + 1, Vec::new);
         }
-        levels[l].push(b);
+        levels[l].push((i, b));
     }
     levels
 }
