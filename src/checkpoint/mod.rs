@@ -356,7 +356,7 @@ impl Mirror {
 
     /// Hands the state to the writer and returns at once; an earlier write's failure is
     /// returned here.
-    pub fn write_behind(&self, state: &BTreeMap<String, Progress>) -> Result<u64, CheckpointError> {
+    pub fn write_behind(&self, state: &BTreeMap<String, Progress>) -> Result<(), CheckpointError> {
         let doc = serde_json::json!({
             "note": "mirror of migrate.progress in the target database, which is the truth",
             "entities": state,
@@ -369,13 +369,12 @@ impl Mirror {
         }
         if self.writer.is_none() {
             drop(p);
-            write_file(&self.path, &doc).map_err(|e| self.err(e))?;
-            return Ok(0);
+            return write_file(&self.path, &doc).map_err(|e| self.err(e));
         }
         p.doc = Some(doc);
         p.queued += 1;
         cv.notify_all();
-        Ok(p.queued)
+        Ok(())
     }
 
     /// Waits until every state handed over is on disk.

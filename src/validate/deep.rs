@@ -73,8 +73,10 @@ pub struct DeepCheck {
 struct Layout {
     names: Vec<String>,
     types: Vec<PgType>,
-    /// Field positions of the key; `None`: the key is not mapped, the whole row is the key.
-    key: Option<Vec<usize>>,
+    /// Field positions rows are matched on: the key's, or every field when the key is not mapped.
+    match_on: Vec<usize>,
+    /// Whether `match_on` is the mapped key.
+    keyed: bool,
 }
 
 impl Layout {
@@ -90,10 +92,12 @@ impl Layout {
                     .position(|(i, p)| *p == Some(k) && b.entity.fields[i].constant.is_none())
             })
             .collect();
+        let key = key.filter(|k| !k.is_empty());
         Layout {
             names: b.targets.iter().map(|c| c.name.clone()).collect(),
             types: b.targets.iter().map(|c| c.ty.clone()).collect(),
-            key: key.filter(|k| !k.is_empty()),
+            keyed: key.is_some(),
+            match_on: key.unwrap_or_else(|| (0..b.targets.len()).collect()),
         }
     }
 }
@@ -351,11 +355,7 @@ impl Side {
             .collect();
         let mut key = DefaultHasher::new();
         let mut key_bytes = Vec::new();
-        let key_fields: Vec<usize> = match &layout.key {
-            Some(k) => k.clone(),
-            None => (0..canon.len()).collect(),
-        };
-        for &i in &key_fields {
+        for &i in &layout.match_on {
             hash_bytes(&mut key, canon[i].as_deref());
             if wanted.is_some() {
                 match canon[i].as_deref() {
@@ -368,14 +368,17 @@ impl Side {
             }
         }
         let range = (key.finish() as usize) % RANGES;
-        let mut columns = Vec::with_capacity(canon.len());
+        // Per-column hashes are kept only in pass 2, to name the columns that differ.
+        let mut columns = Vec::with_capacity(if wanted.is_some() { canon.len() } else { 0 });
         let mut row = DefaultHasher::new();
         for c in &canon {
             let mut h = DefaultHasher::new();
             hash_bytes(&mut h, c.as_deref());
             let ch = h.finish();
             row.write_u64(ch);
-            columns.push(ch);
+            if wanted.is_some() {
+                columns.push(ch);
+            }
         }
         let row = row.finish();
         self.rows += 1;
@@ -388,7 +391,8 @@ impl Side {
         {
             let shown_all: Vec<String> = fields.iter().zip(&layout.types).map(|(f, t)| shown(t, *f)).collect();
             self.key_shown.entry(key_bytes.clone()).or_insert_with(|| {
-                key_fields
+                layout
+                    .match_on
                     .iter()
                     .map(|&i| format!("{}={}", layout.names[i], shown_all[i]))
                     .collect::<Vec<_>>()
@@ -601,7 +605,7 @@ pub async fn check(
         rejected: src.rejected,
         target_rows: tgt.rows,
         ranges: RANGES,
-        keyed: layout.key.is_some(),
+        keyed: layout.keyed,
         ..Default::default()
     };
     if !c.keyed {
