@@ -6,7 +6,9 @@
 #   - psql \copy of CSV exported beforehand (the export is not timed), one stream;
 #   - the same, one stream per core (each table's CSV split into that many parts);
 #   - migrate with identity mappings (`migrate scaffold`), into the same tables;
-#   - migrate with the demo mappings and their real transforms, into the demo target schema.
+#   - migrate with the demo mappings and their real transforms, into the demo target schema
+#     (foreign keys in place), then the same with --defer-indexes (re-created and validated after;
+#     the time includes that).
 # Prints the median seconds and rows/s of each, the ratio to the fastest \copy, and migrate's
 # peak RSS (/usr/bin/time -v). Every load is checked for its row count afterwards.
 #
@@ -72,6 +74,8 @@ psql "$PG/postgres" -qXc "CREATE DATABASE bench_demo_tmpl" >/dev/null
 "$BIN" demo --out "$WORK/schema-only.db" --scale 0.001 --force --create-target -q \
     --target "$PG/bench_demo_tmpl" >/dev/null
 
+DEMO_FKS=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+
 fresh() { # fresh DB from template
     psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $1" >/dev/null
     psql "$PG/postgres" -qXc "CREATE DATABASE $1 TEMPLATE $2" >/dev/null
@@ -84,6 +88,27 @@ count_all() { # rows in the identity tables of database $1
 
 declare -A SECS RSS
 record() { SECS[$1]="${SECS[$1]:-} $2"; }
+
+demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo target
+    local key=$1 flags=$2 t0 t1 seen
+    fresh bench_demo bench_demo_tmpl
+    rm -f "$WORK/demo.json"
+    t0=$(now)
+    # shellcheck disable=SC2086
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/demo.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
+        --source "sqlite://$WORK/legacy.db" --target "$PG/bench_demo" \
+        --mappings "$OLDPWD/mappings" --checkpoint "$WORK/demo.json" --report "$WORK/demo-report.json" >/dev/null)
+    t1=$(now)
+    # Rows read plus rows the mappings' `where` leaves out: every source row.
+    seen=$(echo "SELECT sum((e->>'read')::bigint + (e->>'skipped_by_where')::bigint) FROM json_array_elements((:'r')::json->'entities') e" |
+        psql "$PG/bench_demo" -qXAt -v r="$(cat "$WORK/demo-report.json")")
+    [ "$seen" = "$TOTAL" ] || { say "migrate (demo $flags) read $seen rows, expected $TOTAL"; exit 1; }
+    # The end state counts: every foreign key back and validated, nothing left held.
+    [ "$(psql "$PG/bench_demo" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND connamespace = 'public'::regnamespace")" = "$DEMO_FKS" ] ||
+        { say "migrate (demo $flags) did not leave every foreign key validated"; exit 1; }
+    record "$key" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+    RSS[$key]="${RSS[$key]:-} $(awk '/Maximum resident/ { print $NF }' "$WORK/demo.time")"
+}
 
 for run in $(seq 1 "$RUNS"); do
     say "run $run of $RUNS"
@@ -130,21 +155,10 @@ for run in $(seq 1 "$RUNS"); do
     record ident "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
     RSS[ident]="${RSS[ident]:-} $(awk '/Maximum resident/ { print $NF }' "$WORK/ident.time")"
 
-    # migrate, demo mappings with their transforms (rows that break the target's rules are rejects).
-    fresh bench_demo bench_demo_tmpl
-    rm -f "$WORK/demo.json"
-    t0=$(now)
-    # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/demo.time" "$OLDPWD/$BIN" --yes -q $EXTRA \
-        --source "sqlite://$WORK/legacy.db" --target "$PG/bench_demo" \
-        --mappings "$OLDPWD/mappings" --checkpoint "$WORK/demo.json" --report "$WORK/demo-report.json" >/dev/null)
-    t1=$(now)
-    # Rows read plus rows the mappings' `where` leaves out: every source row.
-    seen=$(echo "SELECT sum((e->>'read')::bigint + (e->>'skipped_by_where')::bigint) FROM json_array_elements((:'r')::json->'entities') e" |
-        psql "$PG/bench_demo" -qXAt -v r="$(cat "$WORK/demo-report.json")")
-    [ "$seen" = "$TOTAL" ] || { say "migrate (demo) read $seen rows, expected $TOTAL"; exit 1; }
-    record demo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
-    RSS[demo]="${RSS[demo]:-} $(awk '/Maximum resident/ { print $NF }' "$WORK/demo.time")"
+    # migrate, demo mappings with their transforms (rows that break the target's rules are
+    # rejects), with the target's foreign keys in place, then with --defer-indexes.
+    demo_run demo ""
+    demo_run demodefer "--defer-indexes"
 done
 
 median() { echo "$@" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -168,6 +182,7 @@ line "psql \\copy CSV, 1 stream" copy1
 line "psql \\copy CSV, $JOBS streams" copyN
 line "migrate, identity mappings" ident
 line "migrate, demo mappings (transforms)" demo
+line "migrate, demo mappings, --defer-indexes" demodefer
 # pgloader 3.6.7 (Debian 12) stops on the demo's SQLite declared types ("varchar2(100)": its type
 # parser takes no digit in a type name), so it cannot be a reference for this data.
 echo "(pgloader: not measured; Debian's 3.6.7 cannot read the demo source, see docs/performance.md)"

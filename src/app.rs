@@ -368,6 +368,7 @@ async fn run(cli: &Cli) -> Result<u8> {
         },
         read_plan: &read_plan,
         batch_size: cli.run.batch_size.map(|b| b as usize),
+        defer: cli.run.defer_indexes,
         bars: &bars,
     };
     let mut stats: Vec<EntityStats> = Vec::new();
@@ -630,6 +631,8 @@ struct LoadCtx<'a> {
     read_plan: &'a ReadPlan,
     /// `--batch-size`, over the mapping's `batch_size`.
     batch_size: Option<usize>,
+    /// `--defer-indexes`.
+    defer: bool,
     bars: &'a Bars,
 }
 
@@ -680,6 +683,26 @@ fn dependency_levels(bound: &[Bound]) -> Vec<Vec<(usize, &Bound)>> {
 }
 
 /// Loads (or dry-runs) one entity on `conn`, from its committed progress.
+/// Puts back what was held for `entity`, saying what it took.
+async fn restore(conn: &mut sqlx::PgConnection, entity: &str) -> Result<sink::Restored, sink::SinkError> {
+    let r = sink::restore_held(conn, entity).await?;
+    if r.indexes + r.foreign_keys > 0 {
+        tracing::info!(
+            "{entity}: re-created {} index(es) and {} foreign key(s) in {:.2}s",
+            r.indexes,
+            r.foreign_keys,
+            r.seconds
+        );
+    }
+    if !r.not_valid.is_empty() {
+        tracing::warn!(
+            "{entity}: foreign key(s) {} left NOT VALID: some rows have no parent",
+            r.not_valid.join(", ")
+        );
+    }
+    Ok(r)
+}
+
 async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection) -> Result<EntityStats> {
     let (dry, retry) = (ctx.dry, &ctx.retry);
     let e = &b.entity;
@@ -693,17 +716,27 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
             .cloned()
     };
     let start = committed.unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
+    let mut checked = b;
+    let with_fks;
     if !dry {
         crate::on_target!(
             conn,
             retry,
             &e.name,
-            sink::hold_self_references(conn, &e.target, &e.name).await
+            sink::hold_for_load(conn, &e.target, &e.name, ctx.defer && !start.is_done()).await
         )?;
+        let fks = crate::on_target!(conn, retry, &e.name, sink::held_foreign_keys(conn, &e.name).await)?;
+        if !fks.is_empty() {
+            let mut b2 = b.clone();
+            b2.loader.checked_fks = fks;
+            with_fks = b2;
+            checked = &with_fks;
+        }
     }
     if start.is_done() {
+        let mut rebuild_seconds = 0.0;
         if !dry {
-            sink::restore_held(conn, &e.name).await?;
+            rebuild_seconds = restore(conn, &e.name).await?.seconds;
         }
         tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
         return Ok(EntityStats {
@@ -714,6 +747,7 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
             loaded: start.rows_loaded as u64,
             rejected: start.rows_rejected as u64,
             status: "already done".into(),
+            rebuild_seconds,
             ..Default::default()
         });
     }
@@ -732,29 +766,32 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
             retry,
         }
     };
-    let s = pipeline::run_entity(ctx.source, b, start, batch, ctx.read_plan, mode, &bar)
-        .await
-        .with_context(|| {
-            if dry {
-                "dry run stopped".to_string()
-            } else {
-                "migration stopped; every committed batch is kept: run the same command with --resume to continue"
-                    .to_string()
-            }
-        })?;
+    let loaded = pipeline::run_entity(ctx.source, checked, start, batch, ctx.read_plan, mode, &bar).await;
+    if loaded.is_err() && ctx.defer && !dry {
+        // Leave the target whole for whoever uses it next; a resume holds them again.
+        if let Err(err) = restore(conn, &e.name).await {
+            tracing::warn!(
+                "{}: could not put back its held foreign keys and indexes ({:#}); they stay recorded in migrate.held_constraints and the next run restores them",
+                e.name,
+                anyhow::Error::from(err)
+            );
+        }
+    }
+    let mut s = loaded.with_context(|| {
+        if dry {
+            "dry run stopped".to_string()
+        } else {
+            "migration stopped; every committed batch is kept: run the same command with --resume to continue"
+                .to_string()
+        }
+    })?;
     if !dry {
         let moved = crate::on_target!(conn, retry, &e.name, sink::advance_sequences(conn, &e.target).await)?;
         for (seq, value) in moved {
             tracing::info!("{}: sequence {seq} set to {value}, past the loaded keys", e.name);
         }
-        let not_valid = crate::on_target!(conn, retry, &e.name, sink::restore_held(conn, &e.name).await)?;
-        if !not_valid.is_empty() {
-            tracing::warn!(
-                "{}: foreign key(s) {} left NOT VALID: some rows have no parent",
-                e.name,
-                not_valid.join(", ")
-            );
-        }
+        let restored = crate::on_target!(conn, retry, &e.name, restore(conn, &e.name).await)?;
+        s.rebuild_seconds = restored.seconds;
     }
     tracing::info!(
         "{}: {} read, {} loaded, {} rejected in {:.1}s",

@@ -61,6 +61,8 @@ pub struct EntityStats {
     pub loaded: u64,
     pub rejected: u64,
     pub seconds: f64,
+    /// Seconds spent re-creating held indexes and foreign keys after the load (not in `seconds`).
+    pub rebuild_seconds: f64,
     /// Rows read per second in this run.
     pub rows_per_sec: f64,
     pub status: String,

@@ -280,3 +280,113 @@ fn independent_entities_really_load_at_the_same_time() {
         120_000
     );
 }
+
+/// Foreign keys and secondary indexes of the demo target, as (table, definition), sorted.
+fn schema_objects(db: &TestDb) -> String {
+    db.digest(
+        "(SELECT conrelid::regclass::text AS t, pg_get_constraintdef(oid) AS d, convalidated::text AS v
+          FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace
+          UNION ALL SELECT tablename, indexdef, '' FROM pg_indexes WHERE schemaname = 'public')",
+        "t, d",
+    )
+}
+
+#[test]
+fn deferred_indexes_end_exactly_as_a_plain_load_and_survive_a_kill() {
+    let (plain, deferred) = (TestDb::new(), TestDb::new());
+    let (pp, pd) = (Project::new(), Project::new());
+    demo(&pp, &plain, "4");
+    demo(&pd, &deferred, "4");
+    let before = schema_objects(&deferred);
+    let fks = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace";
+    assert!(deferred.scalar(fks) >= 8);
+    pp.run(&plain, &["--yes", "--batch-size", "200"]).expect(0);
+
+    // Killed in the middle: what was held is recorded, and gone from the tables.
+    let mut child = pd
+        .command(
+            &deferred,
+            &["--yes", "--defer-indexes", "--jobs", "1", "--batch-size", "200"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM migrate.held_constraints";
+    let mut seen_held = 0;
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed().as_secs() < 60 {
+        let ready = deferred
+            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'migrate' AND tablename = 'held_constraints'")
+            == 1;
+        if ready && deferred.scalar(&format!("{held} WHERE name LIKE 'index %'")) > 0 {
+            seen_held = deferred.scalar(held);
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.wait().unwrap();
+    assert!(seen_held > 0, "never saw an index held during the load");
+    assert_ne!(schema_objects(&deferred), before, "nothing was dropped for the load");
+
+    // The resume puts everything back, validated, and the data equals the plain load's.
+    let out = pd
+        .run(&deferred, &["--yes", "--resume", "--defer-indexes", "--validate"])
+        .expect(0);
+    assert!(out.stderr().contains("re-created"), "{}", out.stderr());
+    assert!(out.stdout().contains("re-created and validated in"), "{}", out.stdout());
+    assert_eq!(deferred.scalar(held), 0);
+    assert_eq!(schema_objects(&deferred), before);
+    assert_eq!(
+        deferred.scalar(&format!("{fks} AND NOT convalidated")),
+        0,
+        "every foreign key is back and validated"
+    );
+    for (_, table) in DEMO_TABLES {
+        assert_eq!(plain.digest(table, "id"), deferred.digest(table, "id"), "{table}");
+    }
+    // Rows without a parent were rejected by the per-batch check, in PostgreSQL's words.
+    let rejects = "(SELECT entity, row_key, reason, column_name FROM migrate.rejects)";
+    assert_eq!(
+        plain.digest(rejects, "entity, row_key, reason"),
+        deferred.digest(rejects, "entity, row_key, reason")
+    );
+    assert!(
+        deferred.scalar("SELECT count(*) FROM migrate.rejects WHERE reason LIKE '%violates foreign key constraint%'")
+            > 0
+    );
+}
+
+#[test]
+fn deferred_indexes_come_back_when_the_run_is_stopped() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "3");
+    let before = schema_objects(&db);
+    let mut child = p
+        .command(&db, &["--yes", "--defer-indexes", "--jobs", "1", "--batch-size", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stopped = false;
+    while child.try_wait().unwrap().is_none() {
+        let ready = db
+            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'migrate' AND tablename = 'held_constraints'")
+            == 1;
+        if ready && db.scalar("SELECT count(*) FROM migrate.held_constraints WHERE name LIKE 'index %'") > 0 {
+            // SAFETY: sends SIGTERM to our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = Out(child.wait_with_output().unwrap());
+    assert!(stopped, "the run ended before an index was held");
+    assert_eq!(out.code(), 143, "{}", out.stderr());
+    assert!(out.stderr().contains("re-created"), "{}", out.stderr());
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
+    assert_eq!(schema_objects(&db), before);
+}

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS migrate.held_constraints (
     definition      text NOT NULL,
     PRIMARY KEY (entity, name)
 );
+-- A held foreign key's columns and parent (JSON), for the set-wise parent check of --defer-indexes.
+ALTER TABLE migrate.held_constraints ADD COLUMN IF NOT EXISTS info jsonb;
 "#;
 
 #[derive(Debug, thiserror::Error)]

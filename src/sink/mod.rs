@@ -304,102 +304,199 @@ pub async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<(
     Ok(())
 }
 
-/// Drops the foreign keys of `table` that reference `table` itself (a manager_id, a parent_id),
-/// whose parent rows may come later in key order, after recording each definition in
-/// `migrate.held_constraints` in the same transaction, so no crash can lose one. Returns how
-/// many were held now (on a resume they are already held).
-pub async fn hold_self_references(
+/// What [`hold_for_load`] took off a table for its load.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Held {
+    pub self_references: usize,
+    pub foreign_keys: usize,
+    pub indexes: usize,
+}
+
+/// Takes constraints and indexes off `table` for its load, each recorded in
+/// `migrate.held_constraints` in the same transaction as its drop, so no crash can lose one:
+/// - always the foreign keys that reference the table itself (a manager_id, a parent_id), whose
+///   parent rows may come later in key order;
+/// - with `defer` (`--defer-indexes`), also the foreign keys to other tables (rows are then
+///   checked for their parents set-wise per batch, see [`load`]) and the secondary indexes that
+///   are neither unique nor behind a constraint (primary and unique keys stay: they keep the
+///   load honest and `on_conflict` needs them).
+///
+/// Returns what was held now (on a resume it is already held).
+pub async fn hold_for_load(
     conn: &mut PgConnection,
     table: &TargetTable,
     entity: &str,
-) -> Result<usize, SinkError> {
-    let err = |cause| SinkError::Query {
-        what: format!("holding self-referencing foreign keys of {}", table.display()),
-        cause,
-    };
-    let rows = sqlx::query(
-        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
-         WHERE contype = 'f' AND conrelid = to_regclass($1) AND confrelid = conrelid ORDER BY 1",
+    defer: bool,
+) -> Result<Held, SinkError> {
+    let what = format!("holding foreign keys and indexes of {}", table.display());
+    let mut held = Held::default();
+    let fks = foreign_keys(conn, table).await?;
+    for f in fks.iter().filter(|f| f.self_ref || defer) {
+        let info = serde_json::to_value(f).unwrap_or_default();
+        execute(conn, "BEGIN", "starting a transaction").await?;
+        sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(entity)
+            .bind(table.sql())
+            .bind(&f.name)
+            .bind(&f.definition)
+            .bind(info)
+            .execute(&mut *conn)
+            .await
+            .map_err(q_err(what.clone()))?;
+        execute(
+            conn,
+            &format!("ALTER TABLE {} DROP CONSTRAINT {}", table.sql(), quote_ident(&f.name)),
+            "dropping a foreign key",
+        )
+        .await?;
+        execute(conn, "COMMIT", "committing").await?;
+        if f.self_ref {
+            held.self_references += 1;
+            tracing::info!(
+                "{entity}: foreign key {} references its own table; it is held during the load and restored after",
+                f.name
+            );
+        } else {
+            held.foreign_keys += 1;
+        }
+    }
+    if !defer {
+        return Ok(held);
+    }
+    let indexes: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, format('%I.%I', n.nspname, c.relname), pg_get_indexdef(i.indexrelid)
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE i.indrelid = to_regclass($1) AND NOT i.indisunique AND NOT i.indisprimary
+           AND NOT i.indisexclusion AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+         ORDER BY 1",
     )
     .bind(table.sql())
     .fetch_all(&mut *conn)
     .await
-    .map_err(err)?;
-    for r in &rows {
-        let (name, definition): (String, String) = (r.get(0), r.get(1));
+    .map_err(q_err(what.clone()))?;
+    for (name, qualified, definition) in indexes {
         execute(conn, "BEGIN", "starting a transaction").await?;
         sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
             .bind(entity)
             .bind(table.sql())
-            .bind(&name)
+            .bind(format!("{INDEX_PREFIX}{name}"))
             .bind(&definition)
             .execute(&mut *conn)
             .await
-            .map_err(err)?;
-        execute(
-            conn,
-            &format!("ALTER TABLE {} DROP CONSTRAINT {}", table.sql(), quote_ident(&name)),
-            "dropping a constraint",
-        )
-        .await?;
+            .map_err(q_err(what.clone()))?;
+        execute(conn, &format!("DROP INDEX {qualified}"), "dropping an index").await?;
         execute(conn, "COMMIT", "committing").await?;
+        held.indexes += 1;
+    }
+    if held.foreign_keys + held.indexes > 0 {
         tracing::info!(
-            "{entity}: foreign key {name} references its own table; it is held during the load and restored after"
+            "{entity}: {} foreign key(s) and {} index(es) held for the load (--defer-indexes); rows are checked for their parents per batch",
+            held.foreign_keys,
+            held.indexes
         );
     }
-    Ok(rows.len())
+    Ok(held)
 }
 
-/// Re-adds the constraints held for `entity` and validates them. A constraint whose rows do not
-/// all have their parent stays NOT VALID (post-validation reports the orphans); its name is returned.
-pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Vec<String>, SinkError> {
-    let err = |cause| SinkError::Query {
-        what: format!("restoring held constraints of {entity}"),
-        cause,
-    };
-    let rows =
-        sqlx::query("SELECT table_sql, name, definition FROM migrate.held_constraints WHERE entity = $1 ORDER BY name")
-            .bind(entity)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(err)?;
-    let mut not_valid = Vec::new();
-    for r in &rows {
-        let (table_sql, name, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)",
-        )
-        .bind(&table_sql)
-        .bind(&name)
+/// Held indexes are recorded under this prefix (an index and a constraint may share a name).
+const INDEX_PREFIX: &str = "index ";
+
+/// The foreign keys to other tables held for `entity` (`--defer-indexes`): the parents each
+/// batch is checked against.
+pub async fn held_foreign_keys(conn: &mut PgConnection, entity: &str) -> Result<Vec<ForeignKeyInfo>, SinkError> {
+    let infos: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT info FROM migrate.held_constraints WHERE entity = $1 AND info IS NOT NULL ORDER BY name",
+    )
+    .bind(entity)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q_err(format!("reading the foreign keys held for {entity}")))?;
+    Ok(infos
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<ForeignKeyInfo>(v).ok())
+        .filter(|f| !f.self_ref)
+        .collect())
+}
+
+/// What [`restore_held`] put back.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Restored {
+    pub indexes: usize,
+    pub foreign_keys: usize,
+    /// Foreign keys some rows break: back, but NOT VALID (post-validation reports the orphans).
+    pub not_valid: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Re-adds the indexes and constraints held for `entity` and validates the constraints. Each
+/// comes back and leaves `migrate.held_constraints` in one transaction.
+pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Restored, SinkError> {
+    let t0 = std::time::Instant::now();
+    let err = q_err(format!("restoring held constraints of {entity}"));
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_sql, name, definition FROM migrate.held_constraints WHERE entity = $1 ORDER BY name",
+    )
+    .bind(entity)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    let mut done = Restored::default();
+    for (table_sql, name, definition) in &rows {
+        let err = q_err(format!("restoring {name} of {entity}"));
+        let index = name.strip_prefix(INDEX_PREFIX);
+        let exists: bool = match index {
+            Some(_) => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE i.indrelid = to_regclass($1) AND c.relname = $2)",
+            ),
+            None => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2)",
+            ),
+        }
+        .bind(table_sql)
+        .bind(index.unwrap_or(name))
         .fetch_one(&mut *conn)
         .await
         .map_err(err)?;
         execute(conn, "BEGIN", "starting a transaction").await?;
         if !exists {
-            execute(
-                conn,
-                &format!(
+            let sql = match index {
+                Some(_) => definition.clone(),
+                None => format!(
                     "ALTER TABLE {table_sql} ADD CONSTRAINT {} {definition} NOT VALID",
-                    quote_ident(&name)
+                    quote_ident(name)
                 ),
-                "re-adding a constraint",
-            )
-            .await?;
+            };
+            execute(conn, &sql, &format!("re-creating {name} on {table_sql}")).await?;
         }
         sqlx::query("DELETE FROM migrate.held_constraints WHERE entity = $1 AND name = $2")
             .bind(entity)
-            .bind(&name)
+            .bind(name)
             .execute(&mut *conn)
             .await
-            .map_err(err)?;
+            .map_err(q_err(format!("restoring {name} of {entity}")))?;
         execute(conn, "COMMIT", "committing").await?;
-        let validate = format!("ALTER TABLE {table_sql} VALIDATE CONSTRAINT {}", quote_ident(&name));
+        if index.is_some() {
+            done.indexes += 1;
+            continue;
+        }
+        done.foreign_keys += 1;
+        let validate = format!("ALTER TABLE {table_sql} VALIDATE CONSTRAINT {}", quote_ident(name));
         if let Err(e) = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await {
+            if connection_lost(&e) {
+                return Err(SinkError::Query {
+                    what: format!("validating {name} of {entity}"),
+                    cause: e,
+                });
+            }
             tracing::warn!("{entity}: foreign key {name} is back but NOT VALID: {e}");
-            not_valid.push(name);
+            done.not_valid.push(name.clone());
         }
     }
-    Ok(not_valid)
+    if !rows.is_empty() {
+        done.seconds = t0.elapsed().as_secs_f64();
+    }
+    Ok(done)
 }
 
 /// How one entity's rows get into its table.
@@ -412,6 +509,9 @@ pub struct Loader {
     index: usize,
     /// The target columns, quoted, in the order rows are encoded.
     cols: String,
+    /// Foreign keys held off the table (`--defer-indexes`): every batch is checked against their
+    /// parents before it is loaded.
+    pub checked_fks: Vec<ForeignKeyInfo>,
 }
 
 #[derive(Debug, Clone)]
@@ -438,6 +538,7 @@ impl Loader {
                 staging: None,
                 index: entity_index,
                 cols,
+                checked_fks: Vec::new(),
             };
         }
         let stage = quote_ident(&format!("migrate_stage_{entity_index}"));
@@ -467,6 +568,7 @@ impl Loader {
             }),
             index: entity_index,
             cols,
+            checked_fks: Vec::new(),
         }
     }
 }
@@ -492,6 +594,8 @@ pub struct Refused {
 /// 21, 22, 23), the transaction is begun again: rows without a parent (foreign keys) are
 /// found all at once by staging the batch and anti-joining the parents, and whatever PostgreSQL
 /// still refuses is isolated by halving under savepoints. Every other error aborts the batch.
+/// With foreign keys held off the table (`loader.checked_fks`), the parent check runs first,
+/// on every batch, in the same transaction.
 pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Vec<Refused>, SinkError> {
     if batch.rows.is_empty() {
         return Ok(Vec::new());
@@ -501,18 +605,27 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
         cause,
     };
     let mut todo: Vec<usize> = (0..batch.rows.len()).collect();
+    let mut refused = Vec::new();
+    if !loader.checked_fks.is_empty() {
+        refused = without_parent(conn, loader, batch, &todo, &loader.checked_fks).await?;
+        todo.retain(|i| !refused.iter().any(|o: &Refused| o.row == *i));
+    }
     match copy_rows(conn, loader, batch, &todo).await {
-        Ok(()) => return Ok(Vec::new()),
+        Ok(()) => return Ok(refused),
         Err(e) if data_error(&e).is_some() => {}
         Err(e) => return Err(load_err(e)),
     }
     execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
     execute(conn, "BEGIN", "starting a transaction").await?;
-    let mut refused = Vec::new();
     // Whatever the first refusal was, rows without a parent are the usual bulk of a legacy
     // database's bad rows (PostgreSQL checks foreign keys last, so a CHECK can hide them).
-    if loader.staging.is_none() {
-        let orphans = without_parent(conn, loader, batch, &todo).await?;
+    if loader.staging.is_none() && loader.checked_fks.is_empty() {
+        let fks: Vec<ForeignKeyInfo> = foreign_keys(conn, &loader.table)
+            .await?
+            .into_iter()
+            .filter(|f| !f.self_ref)
+            .collect();
+        let orphans = without_parent(conn, loader, batch, &todo, &fks).await?;
         if !orphans.is_empty() {
             todo.retain(|i| !orphans.iter().any(|o| o.row == *i));
             refused = orphans;
@@ -566,9 +679,11 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
 }
 
 /// A foreign key of a target table, from the catalog.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ForeignKeyInfo {
     pub name: String,
+    /// As `pg_get_constraintdef` gives it: `FOREIGN KEY (a) REFERENCES p(id) ...`.
+    pub definition: String,
     pub table: String,
     /// The referenced table: quoted SQL, and its bare name as PostgreSQL's messages show it.
     pub parent: String,
@@ -620,7 +735,7 @@ pub async fn foreign_keys(conn: &mut PgConnection, table: &TargetTable) -> Resul
                    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
                 (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
                    JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n),
-                c.confrelid = c.conrelid
+                c.confrelid = c.conrelid, pg_get_constraintdef(c.oid)
          FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
          WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) ORDER BY 1",
     )
@@ -632,6 +747,7 @@ pub async fn foreign_keys(conn: &mut PgConnection, table: &TargetTable) -> Resul
         .iter()
         .map(|r| ForeignKeyInfo {
             name: r.get(0),
+            definition: r.get(6),
             table: table.name.clone(),
             parent: format!(
                 "{}.{}",
@@ -654,13 +770,9 @@ async fn without_parent(
     loader: &Loader,
     batch: &Encoded,
     idx: &[usize],
+    fks: &[ForeignKeyInfo],
 ) -> Result<Vec<Refused>, SinkError> {
-    let fks: Vec<ForeignKeyInfo> = foreign_keys(conn, &loader.table)
-        .await?
-        .into_iter()
-        .filter(|f| !f.self_ref)
-        .collect();
-    if fks.is_empty() {
+    if fks.is_empty() || idx.is_empty() {
         return Ok(Vec::new());
     }
     let stage = format!("pg_temp.{}", quote_ident(&format!("migrate_fk_stage_{}", loader.index)));
