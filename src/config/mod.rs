@@ -23,9 +23,28 @@ pub struct Mapping {
     #[serde(default)]
     pub on_conflict: OnConflict,
     pub incremental: Option<Spanned<String>>,
+    /// `migrate sync`: how target rows whose source row is gone are handled.
+    #[serde(default)]
+    pub deletes: Deletes,
+    /// With `deletes = "soft"`: the target column flagged (true, or the time for a timestamp column).
+    pub soft_delete_column: Option<Spanned<String>>,
+    /// `migrate sync`: how far below the stored watermark a pass starts reading (seconds for a
+    /// date/time watermark, units for a number); default `--overlap`.
+    pub overlap: Option<Spanned<u64>>,
     pub batch_size: Option<Spanned<usize>>,
     #[serde(default)]
     pub fields: Vec<Spanned<Field>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Deletes {
+    #[default]
+    Off,
+    /// Delete target rows whose source row is gone.
+    Detect,
+    /// Flag them in `soft_delete_column` instead.
+    Soft,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

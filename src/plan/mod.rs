@@ -2,7 +2,7 @@
 //! compiled transform chains, and the dependency order. Unknown `depends_on` entries and cycles
 //! are errors that name the entities involved.
 
-use crate::config::{MappingErrors, MappingFile, OnConflict, Problem};
+use crate::config::{Deletes, MappingErrors, MappingFile, OnConflict, Problem};
 use crate::transform::{Chain, Step, toml_to_value};
 use crate::value::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,6 +89,9 @@ pub struct Entity {
     pub filter: Option<String>,
     pub on_conflict: OnConflict,
     pub incremental: Option<String>,
+    pub deletes: Deletes,
+    pub soft_delete_column: Option<String>,
+    pub overlap: Option<u64>,
     pub batch_size: Option<usize>,
     pub fields: Vec<FieldPlan>,
 }
@@ -224,6 +227,30 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
     if m.fields.is_empty() {
         problems.push(f.problem(0, "no [[fields]]: a mapping needs at least one field"));
     }
+    if let Some(i) = &m.incremental {
+        if i.get_ref().trim().is_empty() {
+            problems.push(f.problem(i.span().start, "'incremental' is empty: name the source column that grows when a row changes"));
+        } else if m.on_conflict != OnConflict::Update {
+            problems.push(f.problem(
+                i.span().start,
+                "an 'incremental' entity needs on_conflict = \"update\": `migrate sync` upserts changed rows by key",
+            ));
+        }
+    }
+    if m.deletes != Deletes::Off && m.incremental.is_none() {
+        problems.push(f.problem(0, "'deletes' is for incremental entities: add incremental = \"<column>\""));
+    }
+    match (&m.deletes, &m.soft_delete_column) {
+        (Deletes::Soft, None) => problems.push(f.problem(
+            0,
+            "deletes = \"soft\" needs soft_delete_column = \"<target column>\" (a boolean or timestamp column to flag)",
+        )),
+        (Deletes::Off | Deletes::Detect, Some(c)) => problems.push(f.problem(
+            c.span().start,
+            "'soft_delete_column' is only used with deletes = \"soft\"",
+        )),
+        _ => {}
+    }
     let mut fields = Vec::new();
     let mut targets = BTreeSet::new();
     for sf in &m.fields {
@@ -295,6 +322,9 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
         filter: m.filter.as_ref().map(|w| w.get_ref().clone()),
         on_conflict: m.on_conflict,
         incremental: m.incremental.as_ref().map(|i| i.get_ref().clone()),
+        deletes: m.deletes,
+        soft_delete_column: m.soft_delete_column.as_ref().map(|c| c.get_ref().clone()),
+        overlap: m.overlap.as_ref().map(|o| *o.get_ref()),
         batch_size: m.batch_size.as_ref().map(|b| *b.get_ref()),
         fields,
     })

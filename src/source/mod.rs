@@ -96,6 +96,66 @@ pub struct ReadSpec {
     /// Positions in `columns` of the key, in order.
     pub key: Vec<usize>,
     pub filter: Option<String>,
+    /// `migrate sync`: only rows whose watermark column is in this window.
+    pub window: Option<Window>,
+}
+
+/// What kind of value a watermark column holds, which decides how it is compared, stored and
+/// moved back by the overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WmKind {
+    Number,
+    Date,
+    Timestamp,
+    /// Text compared as text (SQLite keeps date/times as text).
+    Text,
+}
+
+impl WmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WmKind::Number => "number",
+            WmKind::Date => "date",
+            WmKind::Timestamp => "timestamp",
+            WmKind::Text => "text",
+        }
+    }
+    pub fn parse(s: &str) -> Option<WmKind> {
+        [WmKind::Number, WmKind::Date, WmKind::Timestamp, WmKind::Text]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Rows with `above < column <= upto` (each bound optional), the bounds kept as lossless text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub column: String,
+    pub kind: WmKind,
+    pub above: Option<String>,
+    pub upto: Option<String>,
+}
+
+impl Window {
+    /// The bound values in parameter order (after the key's): `above`, then `upto`.
+    pub fn binds(&self) -> Vec<&str> {
+        self.above.iter().chain(self.upto.iter()).map(String::as_str).collect()
+    }
+}
+
+/// A bound of the window as the dialect compares it: Oracle converts the text exactly
+/// (TO_TIMESTAMP with nine fractional digits, TO_NUMBER), SQLite compares as bound.
+fn window_param(kind: WmKind, p: String, oracle: bool) -> String {
+    if !oracle {
+        return p;
+    }
+    match kind {
+        WmKind::Number => format!("TO_NUMBER({p})"),
+        WmKind::Date => format!("TO_DATE({p}, 'YYYY-MM-DD HH24:MI:SS')"),
+        WmKind::Timestamp => format!("TO_TIMESTAMP({p}, 'YYYY-MM-DD HH24:MI:SS.FF9')"),
+        WmKind::Text => p,
+    }
 }
 
 impl ReadSpec {
@@ -117,6 +177,14 @@ pub trait Source: Send {
     }
     /// Rows of the relation passing `filter`.
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError>;
+    /// The newest value of the watermark `column` among the rows passing `filter`, as lossless
+    /// text with its kind; `None` when there is no row (or every value is NULL).
+    fn newest(
+        &mut self,
+        relation: &Relation,
+        filter: Option<&str>,
+        column: &str,
+    ) -> Result<Option<(String, WmKind)>, SourceError>;
     /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time, until
     /// the end or until `emit` returns false.
     fn read(
@@ -166,6 +234,20 @@ pub fn select_sql(spec: &ReadSpec, row_id: &str, resume: bool, param: &dyn Fn(us
     let mut conds = Vec::new();
     if let Some(f) = &spec.filter {
         conds.push(format!("({f})"));
+    }
+    if let Some(w) = &spec.window {
+        // Parameters after the key's: `above`, then `upto`, each only when set.
+        let oracle = row_id == "ROWID";
+        let col = quote_ident(&w.column);
+        let mut n = spec.key.len();
+        if w.above.is_some() {
+            n += 1;
+            conds.push(format!("{col} > {}", window_param(w.kind, param(n), oracle)));
+        }
+        if w.upto.is_some() {
+            n += 1;
+            conds.push(format!("{col} <= {}", window_param(w.kind, param(n), oracle)));
+        }
     }
     if resume {
         conds.push(format!("({})", keyset_predicate(&keys, param)));
@@ -260,6 +342,7 @@ mod tests {
             ],
             key: vec![1, 0],
             filter: Some("STATUS <> 'D'".into()),
+            window: None,
         };
         assert_eq!(
             select_sql(&spec, "rowid", true, &q),
@@ -279,6 +362,7 @@ mod tests {
             columns: vec![Column::Named("X".into())],
             key: vec![0],
             filter: None,
+            window: None,
         };
         assert_eq!(
             select_sql(&query, "ROWID", false, &q),

@@ -207,6 +207,14 @@ mod tests {
         fn query_columns(&mut self, _: &str) -> Result<Vec<String>, SourceError> {
             unimplemented!()
         }
+        fn newest(
+            &mut self,
+            _: &Relation,
+            _: Option<&str>,
+            _: &str,
+        ) -> Result<Option<(String, crate::source::WmKind)>, SourceError> {
+            Ok(None)
+        }
         fn count(&mut self, _: &Relation, _: Option<&str>) -> Result<u64, SourceError> {
             unimplemented!()
         }
@@ -255,6 +263,7 @@ mod tests {
             columns: vec![Column::Named("ID".into()), Column::Named("V".into())],
             key: vec![0],
             filter: None,
+            window: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! an identity load, see docs/performance.md.) The `Source` contract is blocking, and this
 //! source always lives in its own thread.
 
-use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, count_sql, select_sql};
+use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind, count_sql, select_sql};
 use crate::plan::Relation;
 use crate::value::Value;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
@@ -23,6 +23,19 @@ fn query_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> SourceE
         what,
         cause: Box::new(e),
     }
+}
+
+/// A window bound as SQLite compares it with the column: numbers as numbers, the rest as text.
+fn window_bind(kind: WmKind, text: &str) -> ToSqlOutput<'static> {
+    let v = match kind {
+        WmKind::Number => match (text.parse::<i64>(), text.parse::<f64>()) {
+            (Ok(i), _) => SqlValue::Integer(i),
+            (_, Ok(f)) => SqlValue::Real(f),
+            _ => SqlValue::Text(text.to_string()),
+        },
+        _ => SqlValue::Text(text.to_string()),
+    };
+    ToSqlOutput::Owned(v)
 }
 
 impl SqliteSource {
@@ -222,6 +235,39 @@ impl Source for SqliteSource {
         Ok(n as u64)
     }
 
+    fn newest(
+        &mut self,
+        relation: &Relation,
+        filter: Option<&str>,
+        column: &str,
+    ) -> Result<Option<(String, WmKind)>, SourceError> {
+        let col = crate::plan::quote_ident(column);
+        let mut sql = format!(
+            "SELECT CAST(MAX({col}) AS TEXT), typeof(MAX({col})) FROM {}",
+            crate::source::from_clause(relation)
+        );
+        if let Some(f) = filter {
+            sql.push_str(&format!(" WHERE ({f})"));
+        }
+        let what = format!("finding the newest {column} of {}", relation.describe());
+        let (text, kind): (Option<String>, String) = self
+            .conn
+            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(query_err(what.clone()))?;
+        let kind = match kind.as_str() {
+            "null" => return Ok(None),
+            "integer" | "real" => WmKind::Number,
+            "text" => WmKind::Text,
+            other => {
+                return Err(SourceError::Query {
+                    what,
+                    cause: format!("the watermark column holds {other} values; it must hold numbers or date/time text").into(),
+                });
+            }
+        };
+        Ok(text.map(|t| (t, kind)))
+    }
+
     fn read(
         &mut self,
         spec: &ReadSpec,
@@ -240,7 +286,14 @@ impl Source for SqliteSource {
         loop {
             let sql = if last.is_some() { &next } else { &first };
             let mut stmt = self.conn.prepare_cached(sql).map_err(query_err(what.clone()))?;
-            let binds: Vec<ToSqlOutput<'_>> = last.iter().flatten().map(bind).collect();
+            let mut binds: Vec<ToSqlOutput<'_>> = last.iter().flatten().map(bind).collect();
+            if let Some(w) = &spec.window {
+                // The key's parameters come first; the first query leaves them unused.
+                if last.is_none() {
+                    binds.extend(spec.key.iter().map(|_| ToSqlOutput::Owned(SqlValue::Null)));
+                }
+                binds.extend(w.binds().into_iter().map(|t| window_bind(w.kind, t)));
+            }
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(binds.iter()))
                 .map_err(query_err(what.clone()))?;

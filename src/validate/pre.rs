@@ -334,6 +334,7 @@ fn bind_one(
         columns,
         key,
         filter: e.filter.clone(),
+        window: None,
     };
     let names: Vec<String> = targets.iter().map(|c: &PgColumn| c.name.clone()).collect();
     Some(Bound {

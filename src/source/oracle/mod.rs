@@ -9,10 +9,11 @@ pub mod sql;
 pub mod types;
 pub mod url;
 
-use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, count_sql};
+use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind, count_sql};
 use crate::plan::{Relation, TargetTable};
 use crate::value::Value;
 use convert::{Fetched, ora_type, to_value};
+use types::OraType;
 use oracle::sql_type::{InnerValue, Timestamp, ToSql};
 use oracle::{Connection, Connector, Row, RowValue, SqlValue};
 use std::borrow::Cow;
@@ -286,6 +287,42 @@ impl Source for OracleSource {
             .map_err(|e| classify(e, &format!("counting rows of {}", relation.describe())))
     }
 
+    fn newest(
+        &mut self,
+        relation: &Relation,
+        filter: Option<&str>,
+        column: &str,
+    ) -> Result<Option<(String, WmKind)>, SourceError> {
+        let what = format!("finding the newest {column} of {}", relation.describe());
+        // The column's type decides how its maximum is turned into exact text.
+        let probe = self
+            .conn
+            .query(&sql::newest_sql(relation, Some("1 = 0"), column, None), &[])
+            .map_err(|e| classify(e, &what))?;
+        let t = probe.column_info().first().map(|c| ora_type(c.oracle_type()));
+        drop(probe);
+        let kind = match t {
+            Some(OraType::Number { .. } | OraType::Float | OraType::BinaryFloat | OraType::BinaryDouble) => WmKind::Number,
+            Some(OraType::Date) => WmKind::Date,
+            Some(OraType::Timestamp(_)) => WmKind::Timestamp,
+            Some(OraType::Char(_) | OraType::Varchar(_)) => WmKind::Text,
+            other => {
+                return Err(SourceError::Query {
+                    what,
+                    cause: format!(
+                        "a watermark column must be NUMBER, DATE, TIMESTAMP or text, not {other:?} (for TIMESTAMP WITH TIME ZONE, use a query with SYS_EXTRACT_UTC)"
+                    )
+                    .into(),
+                });
+            }
+        };
+        let text: Option<String> = self
+            .conn
+            .query_row_as::<Option<String>>(&sql::newest_sql(relation, filter, column, Some(kind)), &[])
+            .map_err(|e| classify(e, &what))?;
+        Ok(text.map(|t| (t, kind)))
+    }
+
     fn read(
         &mut self,
         spec: &ReadSpec,
@@ -339,6 +376,12 @@ impl Source for OracleSource {
                 })?,
             None => vec![],
         };
+        let mut binds = binds;
+        if let Some(w) = &spec.window {
+            for (i, text) in w.binds().into_iter().enumerate() {
+                binds.push((sql::bind_name(spec.key.len() + i + 1), Box::new(text.to_string())));
+            }
+        }
         let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
         let rows = stmt.query_as_named::<Cells>(&named).map_err(|e| classify(e, &what))?;
         let mut batch = Vec::with_capacity(batch_rows);

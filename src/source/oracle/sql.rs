@@ -1,7 +1,8 @@
 //! The SQL text the Oracle source sends, all of it 11g-compatible (no OFFSET/FETCH FIRST, no
 //! row-value comparison, ANSI joins only where 9i already had them). Pure and unit-tested.
 
-use crate::source::{ReadSpec, select_sql};
+use crate::plan::{Relation, quote_ident};
+use crate::source::{ReadSpec, WmKind, from_clause, select_sql};
 
 /// Run once per session, before anything is read.
 /// - NLS_SORT/NLS_COMP BINARY: ORDER BY and the keyset `>` must agree on one order, or a
@@ -27,6 +28,22 @@ pub fn read_sql(spec: &ReadSpec, resume: bool) -> String {
     select_sql(spec, "ROWID", resume, &|i| format!(":{}", bind_name(i)))
 }
 
+/// The newest watermark as exact text: `kind` None only describes the column's type.
+pub fn newest_sql(relation: &Relation, filter: Option<&str>, column: &str, kind: Option<WmKind>) -> String {
+    let col = quote_ident(column);
+    let max = match kind {
+        None | Some(WmKind::Text) => format!("MAX({col})"),
+        Some(WmKind::Number) => format!("TO_CHAR(MAX({col}), 'TM9')"),
+        Some(WmKind::Date) => format!("TO_CHAR(MAX({col}), 'YYYY-MM-DD HH24:MI:SS')"),
+        Some(WmKind::Timestamp) => format!("TO_CHAR(MAX({col}), 'YYYY-MM-DD HH24:MI:SS.FF9')"),
+    };
+    let mut sql = format!("SELECT {max} FROM {}", from_clause(relation));
+    if let Some(f) = filter {
+        sql.push_str(&format!(" WHERE ({f})"));
+    }
+    sql
+}
+
 /// The same columns with no rows: describes the result's types before the real read, so that a
 /// column of an unsupported type is named before anything is fetched, and LOB tables get their
 /// own fetch sizes.
@@ -36,6 +53,7 @@ pub fn probe_sql(spec: &ReadSpec) -> String {
         filter: Some("1 = 0".into()),
         columns: spec.columns.clone(),
         relation: spec.relation.clone(),
+        window: None,
     };
     select_sql(&probe, "ROWID", false, &|i| format!(":{}", bind_name(i)))
 }
@@ -90,7 +108,30 @@ mod tests {
             key: (0..keys.len()).collect(),
             columns,
             filter: filter.map(str::to_string),
+            window: None,
         }
+    }
+
+    #[test]
+    fn sync_windows_convert_their_text_bounds_exactly() {
+        let mut s = spec(&["ID"], Some("STATUS <> 'D'"));
+        s.window = Some(crate::source::Window {
+            column: "LAST_MODIFIED".into(),
+            kind: crate::source::WmKind::Timestamp,
+            above: Some("2026-01-02 03:04:05.123456789".into()),
+            upto: Some("2026-01-02 03:09:00.000000001".into()),
+        });
+        assert_eq!(
+            read_sql(&s, true),
+            "SELECT \"ID\", \"NAME\" FROM \"ABIS\".\"AB_COIL\" WHERE (STATUS <> 'D') AND \"LAST_MODIFIED\" > TO_TIMESTAMP(:k2, 'YYYY-MM-DD HH24:MI:SS.FF9') AND \"LAST_MODIFIED\" <= TO_TIMESTAMP(:k3, 'YYYY-MM-DD HH24:MI:SS.FF9') AND (\"ID\" > :k1) ORDER BY \"ID\""
+        );
+        s.window = Some(crate::source::Window {
+            column: "SCN".into(),
+            kind: crate::source::WmKind::Number,
+            above: None,
+            upto: Some("12345678901234567890123456789012345678".into()),
+        });
+        assert!(read_sql(&s, false).contains("\"SCN\" <= TO_NUMBER(:k2)"));
     }
 
     #[test]
@@ -135,6 +176,7 @@ mod tests {
             columns: vec![Column::Named("TXT".into()), Column::RowId],
             key: vec![1],
             filter: None,
+            window: None,
         };
         assert_eq!(
             read_sql(&by_rowid, true),
