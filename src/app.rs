@@ -18,19 +18,21 @@ use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
-const DEFAULT_BATCH: usize = 1000;
+pub(crate) const DEFAULT_BATCH: usize = 1000;
 
 pub async fn main(cli: Cli) -> Result<u8> {
     match &cli.command {
         Some(Command::Demo(args)) => crate::demo::run(args, cli.common.target.as_deref()).await.map(|()| 0),
         Some(Command::Validate(args)) => validate_only(&cli, args.deep).await,
         Some(Command::Scaffold(args)) => scaffold(&cli.common, args).await,
+        Some(Command::Sync(args)) => crate::sync::sync(&cli, args).await,
+        Some(Command::Status(args)) => crate::sync::status(&cli, args).await,
         None if cli.run.check_only => check_only(&cli).await,
         None => run(&cli).await,
     }
 }
 
-fn load_plan(common: &Common) -> Result<Plan> {
+pub(crate) fn load_plan(common: &Common) -> Result<Plan> {
     let files = crate::config::load_dir(&common.mappings)?;
     Ok(plan::compile(&files)?)
 }
@@ -118,14 +120,14 @@ async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn target_url(common: &Common) -> Result<String> {
+pub(crate) fn target_url(common: &Common) -> Result<String> {
     common.target.clone().ok_or_else(|| {
         UsageError("no target database: pass --target URL or set DATABASE_URL in the environment or .env".into()).into()
     })
 }
 
 /// The entities to work on: all, or the `--entity` ones (in dependency order).
-fn select<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a Entity>> {
+pub(crate) fn select<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a Entity>> {
     if names.is_empty() {
         return Ok(plan.entities.iter().collect());
     }
@@ -138,7 +140,7 @@ fn select<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a Entity>> {
     Ok(plan.entities.iter().filter(|e| names.contains(&e.name)).collect())
 }
 
-async fn preflight(
+pub(crate) async fn preflight(
     source: &str,
     conn: &mut sqlx::PgConnection,
     plan: &Plan,
@@ -149,7 +151,7 @@ async fn preflight(
     Ok(pre::bind_all(conn, plan, selected, facts).await?)
 }
 
-fn problems_error(pf: &Preflight) -> anyhow::Error {
+pub(crate) fn problems_error(pf: &Preflight) -> anyhow::Error {
     let mut msg = format!("the pre-migration check found {} problem(s):", pf.problems.len());
     for (entity, p) in &pf.problems {
         msg.push_str(&format!("\n  {entity}: {p}"));
@@ -185,7 +187,7 @@ async fn check_only(cli: &Cli) -> Result<u8> {
 }
 
 /// Takes the run lock, waiting up to `wait_secs` for a holder to go away; `Some(holder)` on refusal.
-async fn lock_run(conn: &mut sqlx::PgConnection, wait_secs: u64) -> Result<Option<String>> {
+pub(crate) async fn lock_run(conn: &mut sqlx::PgConnection, wait_secs: u64) -> Result<Option<String>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
     let mut told = false;
     loop {
@@ -622,23 +624,23 @@ async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
 }
 
 /// What every entity's load shares.
-struct LoadCtx<'a> {
-    source: &'a str,
-    dry: bool,
-    state: pipeline::SharedState,
-    mirror: &'a Mirror,
-    retry: Retry,
-    read_plan: &'a ReadPlan,
+pub(crate) struct LoadCtx<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) dry: bool,
+    pub(crate) state: pipeline::SharedState,
+    pub(crate) mirror: &'a Mirror,
+    pub(crate) retry: Retry,
+    pub(crate) read_plan: &'a ReadPlan,
     /// `--batch-size`, over the mapping's `batch_size`.
-    batch_size: Option<usize>,
+    pub(crate) batch_size: Option<usize>,
     /// `--defer-indexes`.
-    defer: bool,
-    bars: &'a Bars,
+    pub(crate) defer: bool,
+    pub(crate) bars: &'a Bars,
 }
 
 /// Checks that the run's own session (the holder of the run lock) is alive; replaces it and
 /// takes the lock again if it was lost.
-async fn keep_run_lock(conn: &mut sqlx::PgConnection, retry: &Retry) -> Result<()> {
+pub(crate) async fn keep_run_lock(conn: &mut sqlx::PgConnection, retry: &Retry) -> Result<()> {
     if let Err(cause) = sink::execute(conn, "SELECT 1", "checking the run's session").await {
         let lost = pipeline::PipelineError::Sink {
             entity: "run lock".into(),
@@ -753,6 +755,8 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
     }
     if start.rows_read > 0 {
         tracing::info!("{}: resuming after {} rows read", e.name, start.rows_read);
+    } else if !dry && e.incremental.is_some() {
+        crate::sync::record_start(ctx.source, conn, e).await?;
     }
     let batch = ctx.batch_size.or(e.batch_size).unwrap_or(DEFAULT_BATCH);
     let bar = ctx.bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);

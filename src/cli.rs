@@ -147,6 +147,48 @@ pub enum Command {
     /// Write one mapping per source table (key from the primary key, depends_on from foreign
     /// keys, lower-cased target names) and, with --ddl, the PostgreSQL CREATE TABLE statements
     Scaffold(ScaffoldArgs),
+    /// Trickle sync: move the rows of incremental entities changed since the last pass
+    /// (upserted by key; deletes found when the mapping asks), once or --every interval
+    Sync(SyncArgs),
+    /// Per entity: mode, full-load state, rows loaded and synced, rejects, watermark, lag, last pass
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Run a pass every interval (30s, 5m, 1h) until stopped; Ctrl-C or SIGTERM finishes the
+    /// batch in flight. Without it: one pass
+    #[arg(long, value_name = "INTERVAL")]
+    pub every: Option<String>,
+
+    /// How far below the stored watermark each pass starts reading: seconds for a date/time
+    /// watermark, units for a number (rows committed late in the source are not missed; reading
+    /// a row twice is harmless). A mapping's `overlap` wins
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub overlap: u64,
+
+    /// Rows per batch (default 1000, or the mapping's batch_size)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+
+    /// Reconnection attempts when a connection is lost mid-pass
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub retries: u32,
+
+    /// Seconds before the first reconnection, doubling up to 30 s
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub retry_wait: f64,
+
+    /// Wait this long for another run's lock on the target before refusing
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// JSON for monitoring
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub mod report;
 pub mod scaffold;
 pub mod sink;
 pub mod source;
+pub mod sync;
 pub mod telemetry;
 pub mod transform;
 pub mod validate;

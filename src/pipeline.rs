@@ -345,6 +345,12 @@ async fn commit_batch(
     next.rows_loaded += (enc.rows.len() - refused.len()) as i64;
     next.rows_rejected += rejects.len() as i64;
     next.last_key = rows.last().map(|r| b.spec.key_of(r));
+    if before.is_sync() {
+        let keys: Vec<Vec<Value>> = rows.iter().map(|r| b.spec.key_of(r)).collect();
+        checkpoint::forget_rejects_of(conn, name, &keys)
+            .await
+            .map_err(state_err)?;
+    }
     checkpoint::save_rejects(conn, name, &rejects)
         .await
         .map_err(state_err)?;

@@ -81,6 +81,17 @@ pub fn table(stats: &[EntityStats]) -> String {
     out
 }
 
+/// Writes any JSON document where `--report` says (`-` for stdout).
+pub fn write_json(path: &str, doc: &serde_json::Value) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+    if path == "-" {
+        println!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text + "\n")
+    }
+}
+
 pub fn write(path: &str, report: &Report) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(report).unwrap_or_default();
     if path == "-" {

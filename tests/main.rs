@@ -13,3 +13,4 @@ mod keys;
 mod oracle_client;
 mod oracle_live;
 mod scaffold;
+mod sync;

@@ -44,6 +44,34 @@ CREATE TABLE IF NOT EXISTS migrate.held_constraints (
 );
 -- A held foreign key's columns and parent (JSON), for the set-wise parent check of --defer-indexes.
 ALTER TABLE migrate.held_constraints ADD COLUMN IF NOT EXISTS info jsonb;
+-- `migrate sync`: per incremental entity, the watermark after the last finished pass (exact
+-- text), and the pass in flight, whose window a resume reuses.
+CREATE TABLE IF NOT EXISTS migrate.sync_state (
+    entity          text PRIMARY KEY,
+    watermark       text,
+    watermark_kind  text,
+    pass_id         bigint,
+    pass_above      text,
+    pass_upto       text,
+    last_pass_at    timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE SEQUENCE IF NOT EXISTS migrate.pass_seq;
+-- The audit trail of sync passes: one row per pass and entity.
+CREATE TABLE IF NOT EXISTS migrate.runs (
+    pass_id          bigint NOT NULL,
+    entity           text NOT NULL,
+    started          timestamptz NOT NULL DEFAULT now(),
+    finished         timestamptz,
+    rows_read        bigint NOT NULL DEFAULT 0,
+    rows_upserted    bigint NOT NULL DEFAULT 0,
+    rows_deleted     bigint NOT NULL DEFAULT 0,
+    rows_rejected    bigint NOT NULL DEFAULT 0,
+    watermark_before text,
+    watermark_after  text,
+    error            text,
+    PRIMARY KEY (pass_id, entity)
+);
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +130,35 @@ impl Progress {
     pub fn is_done(&self) -> bool {
         self.status == "done"
     }
+
+    /// The progress of a `migrate sync` pass, not of a full load.
+    pub fn is_sync(&self) -> bool {
+        self.entity.ends_with(SYNC_SUFFIX)
+    }
+}
+
+const SYNC_SUFFIX: &str = "@sync";
+
+/// The progress row of an entity's sync pass in flight (`customer@sync`).
+pub fn sync_progress_name(entity: &str) -> String {
+    format!("{entity}{SYNC_SUFFIX}")
+}
+
+/// Forgets the rejects of rows a sync pass reads again, in the batch's transaction: each row's
+/// fate is decided anew (loaded now, or rejected again with today's reason).
+pub async fn forget_rejects_of(
+    conn: &mut PgConnection,
+    entity: &str,
+    keys: &[Vec<Value>],
+) -> Result<(), CheckpointError> {
+    let keys: Vec<String> = keys.iter().map(|k| key_to_json(k).to_string()).collect();
+    sqlx::query("DELETE FROM migrate.rejects WHERE entity = $1 AND key_json = ANY($2::text[]::jsonb[])")
+        .bind(entity)
+        .bind(keys)
+        .execute(conn)
+        .await
+        .map_err(state_err("forgetting the rejects of rows read again"))?;
+    Ok(())
 }
 
 fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
@@ -157,9 +214,14 @@ pub async fn forget(conn: &mut PgConnection, entities: &[String]) -> Result<(), 
         .execute(&mut *conn)
         .await
         .map_err(state_err("forgetting progress"))?;
-    for table in ["migrate.progress", "migrate.rejects"] {
+    let with_sync: Vec<String> = entities
+        .iter()
+        .cloned()
+        .chain(entities.iter().map(|e| sync_progress_name(e)))
+        .collect();
+    for table in ["migrate.progress", "migrate.rejects", "migrate.sync_state"] {
         sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE entity = ANY($1)")))
-            .bind(entities)
+            .bind(&with_sync)
             .execute(&mut *conn)
             .await
             .map_err(state_err("forgetting progress"))?;

@@ -229,7 +229,10 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
     }
     if let Some(i) = &m.incremental {
         if i.get_ref().trim().is_empty() {
-            problems.push(f.problem(i.span().start, "'incremental' is empty: name the source column that grows when a row changes"));
+            problems.push(f.problem(
+                i.span().start,
+                "'incremental' is empty: name the source column that grows when a row changes",
+            ));
         } else if m.on_conflict != OnConflict::Update {
             problems.push(f.problem(
                 i.span().start,
@@ -238,7 +241,10 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
         }
     }
     if m.deletes != Deletes::Off && m.incremental.is_none() {
-        problems.push(f.problem(0, "'deletes' is for incremental entities: add incremental = \"<column>\""));
+        problems.push(f.problem(
+            0,
+            "'deletes' is for incremental entities: add incremental = \"<column>\"",
+        ));
     }
     match (&m.deletes, &m.soft_delete_column) {
         (Deletes::Soft, None) => problems.push(f.problem(

@@ -4,7 +4,9 @@
 //! an identity load, see docs/performance.md.) The `Source` contract is blocking, and this
 //! source always lives in its own thread.
 
-use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind, count_sql, select_sql};
+use super::{
+    CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind, count_sql, select_sql,
+};
 use crate::plan::Relation;
 use crate::value::Value;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
@@ -261,7 +263,8 @@ impl Source for SqliteSource {
             other => {
                 return Err(SourceError::Query {
                     what,
-                    cause: format!("the watermark column holds {other} values; it must hold numbers or date/time text").into(),
+                    cause: format!("the watermark column holds {other} values; it must hold numbers or date/time text")
+                        .into(),
                 });
             }
         };

@@ -474,12 +474,14 @@ async fn read_target(
     layout: &Layout,
     wanted: &Wanted,
     bar: &EntityBar,
+    filter: Option<&str>,
 ) -> Result<Side, String> {
     let cols: Vec<String> = layout.names.iter().map(|n| quote_ident(n)).collect();
     let sql = format!(
-        "COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
         cols.join(", "),
-        b.entity.target.sql()
+        b.entity.target.sql(),
+        filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
     );
     let mut stream = conn
         .copy_out_raw(&sql)
@@ -545,6 +547,8 @@ struct Job {
     layout: Layout,
     rejects: Arc<HashSet<String>>,
     plan: ReadPlan,
+    /// Target rows compared: all, or those passing this condition (soft-deleted rows left out).
+    target_filter: Option<String>,
 }
 
 async fn pass(job: &Job, conn: &mut PgConnection, wanted: Wanted, bar: &EntityBar) -> anyhow::Result<(Side, Side)> {
@@ -553,7 +557,7 @@ async fn pass(job: &Job, conn: &mut PgConnection, wanted: Wanted, bar: &EntityBa
         .name(format!("deep-{}", job.b.entity.name))
         .spawn(move || read_source(&j.url, &j.b, &j.layout, &j.rejects, &w, &j.plan))?;
     let name = &job.b.entity.name;
-    let target = read_target(conn, &job.b, &job.layout, &wanted, bar).await;
+    let target = read_target(conn, &job.b, &job.layout, &wanted, bar, job.target_filter.as_deref()).await;
     let source = tokio::task::spawn_blocking(move || reader.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the source reader of {name} panicked"))?;
@@ -596,6 +600,7 @@ pub async fn check(
         layout: layout.clone(),
         rejects: Arc::new(rejected_keys(conn, &b.entity.name).await?),
         plan: plan.clone(),
+        target_filter: soft_delete_filter(conn, &b.entity).await?,
     };
     let bar = bars.entity(&format!("{} (compare)", b.entity.name), b.rows_in_scope, 0);
     let (src, tgt) = pass(&job, conn, None, &bar).await?;
@@ -668,6 +673,86 @@ pub async fn check(
     }
     c.ok = c.missing == 0 && c.extra == 0 && c.differing == 0;
     Ok(c)
+}
+
+/// For `deletes = "soft"`: the condition that leaves the flagged target rows out, by the
+/// flag column's type (a boolean is flagged when true, anything else when set).
+pub async fn soft_delete_filter(conn: &mut PgConnection, e: &crate::plan::Entity) -> anyhow::Result<Option<String>> {
+    let Some(col) = e.soft_delete_column.as_deref() else {
+        return Ok(None);
+    };
+    if e.deletes != crate::config::Deletes::Soft {
+        return Ok(None);
+    }
+    let ty: Option<String> = sqlx::query_scalar(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+    )
+    .bind(e.target.sql())
+    .bind(col)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(ty) = ty else {
+        anyhow::bail!(
+            "{}: soft_delete_column {col} is not a column of {}",
+            e.name,
+            e.target.display()
+        );
+    };
+    let c = quote_ident(col);
+    Ok(Some(if ty == "boolean" {
+        format!("{c} IS NOT TRUE")
+    } else {
+        format!("{c} IS NULL")
+    }))
+}
+
+/// The keys of target rows whose source row is gone (for `deletes`), as binary COPY tuples of
+/// the mapped key columns, with those columns' names and types. The key sets are compared by
+/// hash ranges like [`check`]; only the ranges that differ are read a second time and held
+/// (their keys, not their rows), so memory follows the number of changes, not the table.
+pub async fn gone_keys(
+    url: &str,
+    conn: &mut PgConnection,
+    b: &Bound,
+    plan: &ReadPlan,
+    bars: &Bars,
+) -> anyhow::Result<(Vec<String>, Vec<PgType>, Vec<Vec<u8>>)> {
+    let full = Layout::of(b);
+    if !full.keyed {
+        anyhow::bail!(
+            "{}: deletes need the key's columns among the mapped fields (rows are matched by key)",
+            b.entity.name
+        );
+    }
+    // The same entity with only its key fields.
+    let mut k = b.clone();
+    k.entity.fields = full.match_on.iter().map(|&i| b.entity.fields[i].clone()).collect();
+    k.field_pos = full.match_on.iter().map(|&i| b.field_pos[i]).collect();
+    k.targets = full.match_on.iter().map(|&i| b.targets[i].clone()).collect();
+    let layout = Layout::of(&k);
+    let job = Job {
+        url: url.to_string(),
+        b: k,
+        layout: layout.clone(),
+        rejects: Arc::new(HashSet::new()),
+        plan: plan.clone(),
+        target_filter: soft_delete_filter(conn, &b.entity).await?,
+    };
+    let bar = bars.entity(&format!("{} (deletes)", b.entity.name), b.rows_in_scope, 0);
+    let (src, tgt) = pass(&job, conn, None, &bar).await?;
+    let differing: HashSet<usize> = (0..RANGES).filter(|&i| src.ranges[i] != tgt.ranges[i]).collect();
+    if differing.is_empty() {
+        return Ok((layout.names, layout.types, vec![]));
+    }
+    let (src2, tgt2) = pass(&job, conn, Some(Arc::new(differing)), &bar).await?;
+    let fields = (layout.names.len() as i16).to_be_bytes();
+    let gone = tgt2
+        .detail
+        .into_keys()
+        .filter(|key| !src2.detail.contains_key(key))
+        .map(|key| [fields.as_slice(), key.as_slice()].concat())
+        .collect();
+    Ok((layout.names, layout.types, gone))
 }
 
 /// Pass 2: matches the kept rows of both sides key by key.

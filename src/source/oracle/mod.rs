@@ -13,10 +13,10 @@ use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceErro
 use crate::plan::{Relation, TargetTable};
 use crate::value::Value;
 use convert::{Fetched, ora_type, to_value};
-use types::OraType;
 use oracle::sql_type::{InnerValue, Timestamp, ToSql};
 use oracle::{Connection, Connector, Row, RowValue, SqlValue};
 use std::borrow::Cow;
+use types::OraType;
 use url::{ConnectSpec, LobFetch};
 
 pub struct OracleSource {
@@ -302,7 +302,9 @@ impl Source for OracleSource {
         let t = probe.column_info().first().map(|c| ora_type(c.oracle_type()));
         drop(probe);
         let kind = match t {
-            Some(OraType::Number { .. } | OraType::Float | OraType::BinaryFloat | OraType::BinaryDouble) => WmKind::Number,
+            Some(OraType::Number { .. } | OraType::Float | OraType::BinaryFloat | OraType::BinaryDouble) => {
+                WmKind::Number
+            }
             Some(OraType::Date) => WmKind::Date,
             Some(OraType::Timestamp(_)) => WmKind::Timestamp,
             Some(OraType::Char(_) | OraType::Varchar(_)) => WmKind::Text,
