@@ -15,7 +15,8 @@ use std::ops::Range;
 use std::str::FromStr;
 
 const SEND_BYTES: usize = 1 << 20;
-const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary COPY header: signature, flags, no extension.
+pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -608,7 +609,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
     let mut refused = Vec::new();
     if !loader.checked_fks.is_empty() {
         refused = without_parent(conn, loader, batch, &todo, &loader.checked_fks).await?;
-        todo.retain(|i| !refused.iter().any(|o: &Refused| o.row == *i));
+        todo.retain(|i| refused.binary_search_by_key(i, |o: &Refused| o.row).is_err());
     }
     match copy_rows(conn, loader, batch, &todo).await {
         Ok(()) => return Ok(refused),
@@ -627,7 +628,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
             .collect();
         let orphans = without_parent(conn, loader, batch, &todo, &fks).await?;
         if !orphans.is_empty() {
-            todo.retain(|i| !orphans.iter().any(|o| o.row == *i));
+            todo.retain(|i| orphans.binary_search_by_key(i, |o| o.row).is_err());
             refused = orphans;
             match copy_rows(conn, loader, batch, &todo).await {
                 Ok(()) => return Ok(refused),
@@ -807,6 +808,7 @@ async fn without_parent(
             .fetch_all(&mut *conn)
             .await
             .map_err(q_err("finding rows without a parent"))?;
+    // In batch order (the query sorts by ordinal): callers look rows up by binary search.
     let mut refused: Vec<Refused> = Vec::new();
     for (ordinal, fk, values) in found {
         let Some(&row) = usize::try_from(ordinal - 1).ok().and_then(|o| idx.get(o)) else {

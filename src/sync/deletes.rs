@@ -8,8 +8,6 @@ use crate::validate::pre::Bound;
 use anyhow::{Context, Result};
 use sqlx::{AssertSqlSafe, PgConnection};
 
-const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-
 /// Finds the gone rows (key sets compared by hash ranges) and deletes or flags them in one
 /// transaction. Returns how many.
 pub async fn apply(source: &str, conn: &mut PgConnection, b: &Bound, plan: &ReadPlan, bars: &Bars) -> Result<u64> {
@@ -18,7 +16,7 @@ pub async fn apply(source: &str, conn: &mut PgConnection, b: &Bound, plan: &Read
     if gone.is_empty() {
         return Ok(0);
     }
-    let stage = format!("migrate_gone_{}", e.name.len());
+    let stage = "migrate_gone".to_string();
     let cols: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
     // The keys come in their comparable form: numeric keys as decimal text.
     let mut prepare = format!(
@@ -66,7 +64,7 @@ pub async fn apply(source: &str, conn: &mut PgConnection, b: &Bound, plan: &Read
         .execute(&mut *conn)
         .await
         .with_context(|| what.clone())?;
-    let mut data = COPY_HEADER.to_vec();
+    let mut data = sink::COPY_HEADER.to_vec();
     for t in &gone {
         data.extend_from_slice(t);
     }

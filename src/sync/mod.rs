@@ -309,6 +309,21 @@ async fn one_pass(
     Ok((pass_id, out))
 }
 
+/// Opens the pass's row in `migrate.runs` (kept if it is already there).
+async fn record_pass(conn: &mut PgConnection, pass_id: i64, entity: &str, watermark: Option<&str>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO migrate.runs (pass_id, entity, watermark_before) VALUES ($1, $2, $3)
+         ON CONFLICT (pass_id, entity) DO NOTHING",
+    )
+    .bind(pass_id)
+    .bind(entity)
+    .bind(watermark)
+    .execute(&mut *conn)
+    .await
+    .context("recording the pass")?;
+    Ok(())
+}
+
 async fn pass_entity(
     ctx: &LoadCtx<'_>,
     conn: &mut PgConnection,
@@ -352,16 +367,7 @@ async fn pass_entity(
         let p = Progress::new(&key, &e.fingerprint, &e.target.display());
         // The pass, its window and its fresh progress start in one transaction.
         sink::execute(conn, "BEGIN", "starting a transaction").await?;
-        sqlx::query(
-            "INSERT INTO migrate.runs (pass_id, entity, watermark_before) VALUES ($1, $2, $3)
-             ON CONFLICT (pass_id, entity) DO NOTHING",
-        )
-        .bind(pass_id)
-        .bind(&e.name)
-        .bind(&st.watermark)
-        .execute(&mut *conn)
-        .await
-        .context("recording the pass")?;
+        record_pass(conn, pass_id, &e.name, st.watermark.as_deref()).await?;
         sqlx::query(
             "INSERT INTO migrate.sync_state (entity, watermark, watermark_kind, pass_id, pass_above, pass_upto)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -382,16 +388,7 @@ async fn pass_entity(
         (above, upto, kind, p)
     };
     if resumed {
-        sqlx::query(
-            "INSERT INTO migrate.runs (pass_id, entity, watermark_before) VALUES ($1, $2, $3)
-             ON CONFLICT (pass_id, entity) DO NOTHING",
-        )
-        .bind(pass_id)
-        .bind(&e.name)
-        .bind(&st.watermark)
-        .execute(&mut *conn)
-        .await
-        .context("recording the pass")?;
+        record_pass(conn, pass_id, &e.name, st.watermark.as_deref()).await?;
     }
     let mut windowed = b.clone();
     windowed.spec.window = Some(Window {
