@@ -140,14 +140,17 @@ pub(crate) fn select<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a Ent
     Ok(plan.entities.iter().filter(|e| names.contains(&e.name)).collect())
 }
 
+/// Binds the selected entities to the source and the target; with `count`, also counts the
+/// source rows in scope (a full scan of each table).
 pub(crate) async fn preflight(
     source: &str,
     conn: &mut sqlx::PgConnection,
     plan: &Plan,
     selected: &[&Entity],
+    count: bool,
 ) -> Result<Preflight> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
-    let facts = pre::source_facts(source, owned).await?;
+    let facts = pre::source_facts(source, owned, count).await?;
     Ok(pre::bind_all(conn, plan, selected, facts).await?)
 }
 
@@ -164,7 +167,7 @@ async fn check_only(cli: &Cli) -> Result<u8> {
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
-    let pf = preflight(&source, &mut conn, &plan, &selected).await?;
+    let pf = preflight(&source, &mut conn, &plan, &selected, true).await?;
     println!(
         "{:<16} {:<24} {:>10}  {:<28} check",
         "entity", "source", "rows", "target"
@@ -286,7 +289,7 @@ async fn run(cli: &Cli) -> Result<u8> {
         }
     }
 
-    let pf = preflight(&source, &mut conn, &plan, &selected).await?;
+    let pf = preflight(&source, &mut conn, &plan, &selected, true).await?;
     if !pf.problems.is_empty() {
         return Err(problems_error(&pf));
     }
@@ -486,7 +489,7 @@ async fn post_validate(
     read: &ReadPlan,
 ) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
-    let facts = pre::source_facts(source, owned).await?;
+    let facts = pre::source_facts(source, owned, true).await?;
     if let Some(p) = facts
         .iter()
         .zip(selected)
@@ -502,7 +505,13 @@ async fn post_validate(
     let state = checkpoint::load_all(conn).await?;
     let mut v = post::validate(conn, &counted, &state).await?;
     if deep {
-        let pf = preflight(source, conn, plan, selected).await?;
+        // Counted just above.
+        let mut pf = preflight(source, conn, plan, selected, false).await?;
+        for b in pf.bound.iter_mut() {
+            if let Some((_, n)) = counted.iter().find(|(e, _)| e.name == b.entity.name) {
+                b.rows_in_scope = *n;
+            }
+        }
         if !pf.problems.is_empty() {
             return Err(problems_error(&pf).context("cannot run the deep validation"));
         }

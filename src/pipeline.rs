@@ -263,6 +263,8 @@ struct Prepared {
     enc: Encoded,
     enc_src: Vec<usize>,
     rejects: Vec<RejectRecord>,
+    /// The source row of each of `rejects`.
+    reject_src: Vec<usize>,
 }
 
 fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
@@ -272,6 +274,7 @@ fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
     };
     let mut enc_src: Vec<usize> = Vec::with_capacity(rows.len());
     let mut rejects = Vec::new();
+    let mut reject_src = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let at = enc.buf.len();
         match encode_row(b, row, &mut enc.buf) {
@@ -279,7 +282,10 @@ fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
                 enc.rows.push(at..enc.buf.len());
                 enc_src.push(i);
             }
-            Err((col, reason)) => rejects.push(reject(b, names, row, Some(col), reason)),
+            Err((col, reason)) => {
+                rejects.push(reject(b, names, row, Some(col), reason));
+                reject_src.push(i);
+            }
         }
     }
     Prepared {
@@ -287,6 +293,7 @@ fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
         enc,
         enc_src,
         rejects,
+        reject_src,
     }
 }
 
@@ -315,6 +322,7 @@ async fn commit_batch(
     enc: &Encoded,
     enc_src: &[usize],
     client_rejects: &[RejectRecord],
+    client_reject_src: &[usize],
     before: &Progress,
 ) -> Result<Progress, PipelineError> {
     let name = &b.entity.name;
@@ -331,6 +339,7 @@ async fn commit_batch(
         .map_err(sink_err)?;
     let refused = sink::load(conn, &b.loader, enc).await.map_err(sink_err)?;
     let mut rejects = client_rejects.to_vec();
+    let mut reject_src = client_reject_src.to_vec();
     for r in &refused {
         rejects.push(reject(
             b,
@@ -339,6 +348,7 @@ async fn commit_batch(
             r.column.clone(),
             r.reason.clone(),
         ));
+        reject_src.push(enc_src[r.row]);
     }
     let mut next = before.clone();
     next.rows_read += rows.len() as i64;
@@ -350,12 +360,57 @@ async fn commit_batch(
         checkpoint::forget_rejects_of(conn, name, &keys)
             .await
             .map_err(state_err)?;
+        if !rejects.is_empty() {
+            remove_previous_versions(conn, b, rows, &reject_src, &mut rejects)
+                .await
+                .map_err(sink_err)?;
+        }
     }
     checkpoint::save_rejects(conn, name, &rejects)
         .await
         .map_err(state_err)?;
     checkpoint::save_and_commit(conn, &next).await.map_err(state_err)?;
     Ok(next)
+}
+
+/// In a sync pass, a changed row that is rejected must not leave its earlier version in the
+/// target as if it were current: that version is deleted in the batch's transaction, unless
+/// other rows need it. Each reject's reason says which.
+async fn remove_previous_versions(
+    conn: &mut PgConnection,
+    b: &Bound,
+    rows: &[Vec<Value>],
+    reject_src: &[usize],
+    rejects: &mut [RejectRecord],
+) -> Result<(), SinkError> {
+    let Some(fields) = b.key_fields() else {
+        return Ok(());
+    };
+    let k = b.with_fields(&fields);
+    let key_cols: Vec<String> = k.targets.iter().map(|c| c.name.clone()).collect();
+    let (mut keys, mut of) = (Vec::new(), Vec::new());
+    for (i, &src) in reject_src.iter().enumerate() {
+        let mut buf = Vec::new();
+        // A key that does not encode now cannot have been loaded either.
+        if encode_row(&k, &rows[src], &mut buf).is_ok() {
+            keys.push(buf);
+            of.push(i);
+        }
+    }
+    let outcome = sink::remove_previous(conn, &b.entity.target, &key_cols, &keys).await?;
+    for (i, o) in of.into_iter().zip(outcome) {
+        let r = &mut rejects[i];
+        match o {
+            sink::Previous::None => {}
+            sink::Previous::Removed => r
+                .reason
+                .push_str("; its earlier version was deleted from the target, so the row stands only here"),
+            sink::Previous::Kept(why) => r.reason.push_str(&format!(
+                "; the target keeps its earlier version, which could not be deleted: {why}"
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// Runs one entity from `start` (its progress so far) to the end of its rows.
@@ -446,6 +501,7 @@ pub async fn run_entity(
             enc,
             enc_src,
             rejects,
+            reject_src,
         } = rows;
         let n = rows.len() as u64;
         match &mut mode {
@@ -461,11 +517,14 @@ pub async fn run_entity(
             } => {
                 let mut attempt = 0;
                 let committed = loop {
-                    let lost = match commit_batch(conn, b, &names, &rows, &enc, &enc_src, &rejects, &progress).await {
-                        Ok(p) => break p,
-                        Err(e) if e.is_connection_lost() => e,
-                        Err(e) => return Err(e),
-                    };
+                    let lost =
+                        match commit_batch(conn, b, &names, &rows, &enc, &enc_src, &rejects, &reject_src, &progress)
+                            .await
+                        {
+                            Ok(p) => break p,
+                            Err(e) if e.is_connection_lost() => e,
+                            Err(e) => return Err(e),
+                        };
                     stats.retries += 1;
                     reconnect(conn, retry, &mut attempt, &name, &lost).await?;
                     // The database decides whether the COMMIT went through before the loss.

@@ -334,3 +334,84 @@ fn two_syncs_at_once_are_refused_and_every_stops_cleanly() {
         bad.stderr()
     );
 }
+
+#[test]
+fn a_rejected_change_leaves_no_stale_version_and_gone_rejects_are_forgotten() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE ITEM (ID INTEGER PRIMARY KEY, NAME TEXT, QTY INTEGER, LAST_MODIFIED TEXT);
+         CREATE TABLE NOTE (NOTE_ID INTEGER PRIMARY KEY, ITEM_ID INTEGER, BODY TEXT, VERSION INTEGER);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 10)
+         INSERT INTO ITEM SELECT i, 'item ' || i, i, '2026-01-01 00:00:0' || (i - 1) || '.000001' FROM c;
+         INSERT INTO NOTE VALUES (1, 1, 'on item 1', 1), (2, 2, 'on item 2', 2);",
+    );
+    db.exec(
+        "CREATE TABLE item (id int PRIMARY KEY, name text, qty int CHECK (qty >= 0), last_modified text);
+         CREATE TABLE note (id int PRIMARY KEY, item_id int REFERENCES item (id), body text, is_deleted boolean NOT NULL DEFAULT false)",
+    );
+    p.mapping("item", ITEM);
+    p.mapping(
+        "note",
+        &NOTE
+            .replace("deletes = \"soft\"", "deletes = \"detect\"")
+            .replace("soft_delete_column = \"is_deleted\"\n", ""),
+    );
+    p.run(&db, &["--yes"]).expect(0);
+    // Changes PostgreSQL refuses: item 5 and item 7 (nothing references them) and item 1
+    // (note 1 references it) break the CHECK; note 2 now points at no item.
+    p.sqlite(
+        "UPDATE ITEM SET QTY = -1, LAST_MODIFIED = '2026-01-02 00:00:00.000001' WHERE ID IN (1, 5, 7);
+         UPDATE NOTE SET ITEM_ID = 999, VERSION = 10 WHERE NOTE_ID = 2;",
+    );
+    p.run(&db, &["sync"]).expect(0);
+    let reason = |entity: &str, key: i64| -> String {
+        db.rows(&format!(
+            r#"SELECT reason FROM migrate.rejects WHERE entity = '{entity}' AND key_json = '[{{"int": "{key}"}}]'::jsonb"#
+        ))
+        .first()
+        .map(|r| r["reason"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+    };
+    // Refused rows stand only in the rejects: their earlier version left the target.
+    assert_eq!(db.scalar("SELECT count(*) FROM item WHERE id IN (5, 7)"), 0);
+    assert!(reason("item", 5).contains("check constraint"), "{}", reason("item", 5));
+    assert!(reason("item", 5).contains("earlier version was deleted from the target"));
+    assert_eq!(db.scalar("SELECT count(*) FROM note WHERE id = 2"), 0);
+    assert!(reason("note", 2).contains("foreign key"), "{}", reason("note", 2));
+    assert!(reason("note", 2).contains("earlier version was deleted"));
+    // Item 1 cannot go (note 1 references it): it stays, the reject says so, and the deep
+    // validation does not call the target equal.
+    assert_eq!(db.scalar("SELECT qty::bigint FROM item WHERE id = 1"), 1);
+    assert!(
+        reason("item", 1).contains("the target keeps its earlier version"),
+        "{}",
+        reason("item", 1)
+    );
+    assert!(reason("item", 1).contains("note"), "{}", reason("item", 1));
+    let out = p.run(&db, &["validate", "--deep"]).expect(1);
+    assert!(out.stdout().contains("id=1"), "{}", out.stdout());
+
+    // Item 1 is fixed at the source, item 7 deleted there: its reject goes with it.
+    p.sqlite(
+        "UPDATE ITEM SET QTY = 3, LAST_MODIFIED = '2026-01-03 00:00:00.000001' WHERE ID = 1;
+         DELETE FROM ITEM WHERE ID = 7;",
+    );
+    let out = p.run(&db, &["sync"]).expect(0);
+    assert!(
+        out.stderr()
+            .contains("1 reject(s) of rows gone from the source forgotten"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(db.scalar("SELECT qty::bigint FROM item WHERE id = 1"), 3);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.rejects WHERE entity = 'item'"),
+        1,
+        "only item 5 is still rejected"
+    );
+    assert!(!reason("item", 5).is_empty());
+    // 9 source items = 8 in the target + 1 rejected; 2 notes = 1 + 1.
+    let out = p.run(&db, &["validate", "--deep"]);
+    assert_eq!(out.code(), 0, "{}\n{}", out.stdout(), out.stderr());
+}

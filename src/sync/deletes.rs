@@ -1,37 +1,61 @@
-//! `deletes = "detect" | "soft"`: target rows whose source row is gone are deleted, or flagged.
+//! `deletes = "detect" | "soft"`: target rows whose source row is gone are deleted, or flagged,
+//! and the rejects of rows gone from the source are forgotten.
 
 use crate::plan::quote_ident;
 use crate::sink::{self, pgtype::PgType};
 use crate::source::resilient::ReadPlan;
 use crate::telemetry::Bars;
+use crate::validate::deep::Gone;
 use crate::validate::pre::Bound;
 use anyhow::{Context, Result};
 use sqlx::{AssertSqlSafe, PgConnection};
 
-/// Finds the gone rows (key sets compared by hash ranges) and deletes or flags them in one
-/// transaction. Returns how many.
-pub async fn apply(source: &str, conn: &mut PgConnection, b: &Bound, plan: &ReadPlan, bars: &Bars) -> Result<u64> {
+/// Finds the gone rows and rejects (key sets compared by hash ranges). Reads only; runs
+/// outside a transaction.
+pub async fn find(source: &str, conn: &mut PgConnection, b: &Bound, plan: &ReadPlan, bars: &Bars) -> Result<Gone> {
+    crate::validate::deep::gone_keys(source, conn, b, plan, bars).await
+}
+
+/// What [`apply`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Applied {
+    /// Target rows deleted or flagged.
+    pub rows: u64,
+    /// Rejects forgotten because their source row is gone.
+    pub rejects: u64,
+}
+
+/// Deletes or flags the gone rows and forgets the gone rejects, inside the caller's transaction
+/// (the one that closes the pass, so its record counts exactly what was deleted).
+pub async fn apply(conn: &mut PgConnection, b: &Bound, gone: &Gone) -> Result<Applied> {
     let e = &b.entity;
-    let (names, types, gone) = crate::validate::deep::gone_keys(source, conn, b, plan, bars).await?;
-    if gone.is_empty() {
-        return Ok(0);
+    let what = format!("{}: applying deletes", e.name);
+    let mut applied = Applied::default();
+    if !gone.stale_rejects.is_empty() {
+        applied.rejects =
+            sqlx::query("DELETE FROM migrate.rejects WHERE entity = $1 AND key_json = ANY($2::text[]::jsonb[])")
+                .bind(&e.name)
+                .bind(&gone.stale_rejects)
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("{}: forgetting the rejects of rows gone from the source", e.name))?
+                .rows_affected();
     }
-    let stage = "migrate_gone".to_string();
-    let cols: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+    if gone.keys.is_empty() {
+        return Ok(applied);
+    }
+    let stage = quote_ident("migrate_gone");
+    let cols: Vec<String> = gone.names.iter().map(|n| quote_ident(n)).collect();
     // The keys come in their comparable form: numeric keys as decimal text.
     let mut prepare = format!(
-        "DROP TABLE IF EXISTS pg_temp.{0}; CREATE TEMP TABLE {0} AS SELECT {1} FROM {2} WITH NO DATA;",
-        quote_ident(&stage),
+        "DROP TABLE IF EXISTS pg_temp.{stage}; CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA;",
         cols.join(", "),
         e.target.sql()
     );
     let mut join = Vec::new();
-    for (c, t) in cols.iter().zip(&types) {
+    for (c, t) in cols.iter().zip(&gone.types) {
         if matches!(t, PgType::Numeric(_)) {
-            prepare.push_str(&format!(
-                " ALTER TABLE pg_temp.{} ALTER COLUMN {c} TYPE text;",
-                quote_ident(&stage)
-            ));
+            prepare.push_str(&format!(" ALTER TABLE pg_temp.{stage} ALTER COLUMN {c} TYPE text;"));
             join.push(format!("t.{c} = d.{c}::numeric"));
         } else {
             join.push(format!("t.{c} = d.{c}"));
@@ -45,54 +69,36 @@ pub async fn apply(source: &str, conn: &mut PgConnection, b: &Bound, plan: &Read
             };
             let c = quote_ident(col);
             format!(
-                "UPDATE {} t SET {c} = {flag} FROM pg_temp.{} d WHERE {}",
+                "UPDATE {} t SET {c} = {flag} FROM pg_temp.{stage} d WHERE {}",
                 e.target.sql(),
-                quote_ident(&stage),
                 join.join(" AND ")
             )
         }
         _ => format!(
-            "DELETE FROM {} t USING pg_temp.{} d WHERE {}",
+            "DELETE FROM {} t USING pg_temp.{stage} d WHERE {}",
             e.target.sql(),
-            quote_ident(&stage),
             join.join(" AND ")
         ),
     };
-    let what = format!("{}: applying deletes", e.name);
-    sink::execute(conn, "BEGIN", "starting a transaction").await?;
     sqlx::raw_sql(AssertSqlSafe(prepare))
         .execute(&mut *conn)
         .await
         .with_context(|| what.clone())?;
     let mut data = sink::COPY_HEADER.to_vec();
-    for t in &gone {
+    for t in &gone.keys {
         data.extend_from_slice(t);
     }
     data.extend_from_slice(&(-1i16).to_be_bytes());
     let mut copy = conn
-        .copy_in_raw(&format!(
-            "COPY pg_temp.{} FROM STDIN (FORMAT binary)",
-            quote_ident(&stage)
-        ))
+        .copy_in_raw(&format!("COPY pg_temp.{stage} FROM STDIN (FORMAT binary)"))
         .await
         .with_context(|| what.clone())?;
     copy.send(data).await.with_context(|| what.clone())?;
     copy.finish().await.with_context(|| what.clone())?;
-    let n = sqlx::raw_sql(AssertSqlSafe(change))
+    applied.rows = sqlx::raw_sql(AssertSqlSafe(change))
         .execute(&mut *conn)
         .await
         .with_context(|| what.clone())?
         .rows_affected();
-    sink::execute(conn, "COMMIT", "committing").await?;
-    tracing::info!(
-        "{}: {n} row(s) gone from the source {} in {}",
-        e.name,
-        if e.deletes == crate::config::Deletes::Soft {
-            "flagged"
-        } else {
-            "deleted"
-        },
-        e.target.display()
-    );
-    Ok(n)
+    Ok(applied)
 }

@@ -167,8 +167,9 @@ pub async fn sync(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         ))
         .into());
     }
-    // Bound once: the --every loop reuses it (binding counts the source rows).
-    let pf = app::preflight(&source, &mut conn, &plan, &incremental).await?;
+    // Bound once, without counting the source rows (a full scan each): the --every loop
+    // reuses it.
+    let pf = app::preflight(&source, &mut conn, &plan, &incremental, false).await?;
     if !pf.problems.is_empty() {
         return Err(app::problems_error(&pf));
     }
@@ -417,12 +418,19 @@ async fn pass_entity(
         &bar,
     )
     .await?;
-    let deleted = match e.deletes {
-        crate::config::Deletes::Off => 0,
-        _ => deletes::apply(ctx.source, conn, b, ctx.read_plan, ctx.bars).await?,
+    // Gone rows are found before, and deleted in, the transaction that closes the pass, so its
+    // record in migrate.runs counts exactly what it deleted, crash or not.
+    let gone = match e.deletes {
+        crate::config::Deletes::Off => None,
+        _ => Some(deletes::find(ctx.source, conn, b, ctx.read_plan, ctx.bars).await?),
     };
     // The pass ends, and the watermark moves, in one transaction.
     sink::execute(conn, "BEGIN", "starting a transaction").await?;
+    let applied = match &gone {
+        Some(g) => deletes::apply(conn, b, g).await?,
+        None => deletes::Applied::default(),
+    };
+    let deleted = applied.rows;
     sqlx::query(
         "UPDATE migrate.runs SET finished = now(), rows_read = $3, rows_upserted = $4, rows_rejected = $5,
            rows_deleted = $6, watermark_after = $7, error = NULL
@@ -449,6 +457,23 @@ async fn pass_entity(
     .await
     .context("storing the new watermark")?;
     sink::execute(conn, "COMMIT", "committing").await?;
+    if gone.is_some() {
+        tracing::info!(
+            "{}: {deleted} row(s) gone from the source {} in {}{}",
+            e.name,
+            if e.deletes == crate::config::Deletes::Soft {
+                "flagged"
+            } else {
+                "deleted"
+            },
+            e.target.display(),
+            if applied.rejects > 0 {
+                format!("; {} reject(s) of rows gone from the source forgotten", applied.rejects)
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(PassStats {
         entity: e.name.clone(),
         read: s.read,

@@ -81,18 +81,7 @@ struct Layout {
 
 impl Layout {
     fn of(b: &Bound) -> Layout {
-        let key: Option<Vec<usize>> = b
-            .spec
-            .key
-            .iter()
-            .map(|&k| {
-                b.field_pos
-                    .iter()
-                    .enumerate()
-                    .position(|(i, p)| *p == Some(k) && b.entity.fields[i].constant.is_none())
-            })
-            .collect();
-        let key = key.filter(|k| !k.is_empty());
+        let key = b.key_fields();
         Layout {
             names: b.targets.iter().map(|c| c.name.clone()).collect(),
             types: b.targets.iter().map(|c| c.ty.clone()).collect(),
@@ -309,6 +298,9 @@ struct Side {
     /// Source rows that cannot be encoded now and are not in the rejects (key, problem).
     unencodable: Vec<(String, String)>,
     unencodable_count: u64,
+    /// Keys (`key_to_json` text) of rejects whose source row is still there, when the rejected
+    /// rows are compared rather than skipped.
+    rejects_seen: HashSet<String>,
 }
 
 /// Which ranges pass 2 itemises (`None` in pass 1).
@@ -409,11 +401,14 @@ impl Side {
 }
 
 /// The source side of one pass: every row in scope through the transforms and the encoder.
+/// Rows whose key is in `rejects` are skipped and counted as rejected, or, without
+/// `skip_rejected`, compared like the others and noted in `rejects_seen`.
 fn read_source(
     url: &str,
     b: &Bound,
     layout: &Layout,
     rejects: &HashSet<String>,
+    skip_rejected: bool,
     wanted: &Wanted,
     plan: &ReadPlan,
 ) -> Result<Side, SourceError> {
@@ -422,9 +417,15 @@ fn read_source(
     let mut failure: Option<String> = None;
     read_all(&mut || source::open(url), &b.spec, None, 1000, plan, &mut |rows| {
         for row in &rows {
-            if !rejects.is_empty() && rejects.contains(&key_to_json(&b.spec.key_of(row)).to_string()) {
-                side.rejected += 1;
-                continue;
+            if !rejects.is_empty() {
+                let key = key_to_json(&b.spec.key_of(row)).to_string();
+                if rejects.contains(&key) {
+                    if skip_rejected {
+                        side.rejected += 1;
+                        continue;
+                    }
+                    side.rejects_seen.insert(key);
+                }
             }
             buf.clear();
             match crate::pipeline::encode_row(b, row, &mut buf) {
@@ -546,6 +547,8 @@ struct Job {
     b: Bound,
     layout: Layout,
     rejects: Arc<HashSet<String>>,
+    /// Rejected rows are left out of the comparison (they are not in the target).
+    skip_rejected: bool,
     plan: ReadPlan,
     /// Target rows compared: all, or those passing this condition (soft-deleted rows left out).
     target_filter: Option<String>,
@@ -555,7 +558,7 @@ async fn pass(job: &Job, conn: &mut PgConnection, wanted: Wanted, bar: &EntityBa
     let (j, w) = (job.clone(), wanted.clone());
     let reader = std::thread::Builder::new()
         .name(format!("deep-{}", job.b.entity.name))
-        .spawn(move || read_source(&j.url, &j.b, &j.layout, &j.rejects, &w, &j.plan))?;
+        .spawn(move || read_source(&j.url, &j.b, &j.layout, &j.rejects, j.skip_rejected, &w, &j.plan))?;
     let name = &job.b.entity.name;
     let target = read_target(conn, &job.b, &job.layout, &wanted, bar, job.target_filter.as_deref()).await;
     let source = tokio::task::spawn_blocking(move || reader.join())
@@ -599,6 +602,7 @@ pub async fn check(
         b: b.clone(),
         layout: layout.clone(),
         rejects: Arc::new(rejected_keys(conn, &b.entity.name).await?),
+        skip_rejected: true,
         plan: plan.clone(),
         target_filter: soft_delete_filter(conn, &b.entity).await?,
     };
@@ -706,17 +710,31 @@ pub async fn soft_delete_filter(conn: &mut PgConnection, e: &crate::plan::Entity
     }))
 }
 
-/// The keys of target rows whose source row is gone (for `deletes`), as binary COPY tuples of
-/// the mapped key columns, with those columns' names and types. The key sets are compared by
-/// hash ranges like [`check`]; only the ranges that differ are read a second time and held
-/// (their keys, not their rows), so memory follows the number of changes, not the table.
+/// What [`gone_keys`] found for `deletes`.
+#[derive(Debug, Default)]
+pub struct Gone {
+    /// The mapped key columns of the target, and their types.
+    pub names: Vec<String>,
+    pub types: Vec<PgType>,
+    /// Target keys whose source row is gone, as binary COPY tuples of those columns (numeric
+    /// columns as decimal text: their comparable form).
+    pub keys: Vec<Vec<u8>>,
+    /// Rejects (`key_to_json` text) whose source row is gone too.
+    pub stale_rejects: Vec<String>,
+}
+
+/// The keys of target rows whose source row is gone (for `deletes`), and the rejects whose
+/// source row is gone. The key sets are compared by hash ranges like [`check`]; only the
+/// ranges that differ are read a second time and held (their keys, not their rows), so memory
+/// follows the number of changes, not the table. A rejected source row still counts as there:
+/// a target row that kept its key (its later version was rejected) is not gone.
 pub async fn gone_keys(
     url: &str,
     conn: &mut PgConnection,
     b: &Bound,
     plan: &ReadPlan,
     bars: &Bars,
-) -> anyhow::Result<(Vec<String>, Vec<PgType>, Vec<Vec<u8>>)> {
+) -> anyhow::Result<Gone> {
     let full = Layout::of(b);
     if !full.keyed {
         anyhow::bail!(
@@ -725,34 +743,45 @@ pub async fn gone_keys(
         );
     }
     // The same entity with only its key fields.
-    let mut k = b.clone();
-    k.entity.fields = full.match_on.iter().map(|&i| b.entity.fields[i].clone()).collect();
-    k.field_pos = full.match_on.iter().map(|&i| b.field_pos[i]).collect();
-    k.targets = full.match_on.iter().map(|&i| b.targets[i].clone()).collect();
+    let k = b.with_fields(&full.match_on);
     let layout = Layout::of(&k);
+    let rejects = Arc::new(rejected_keys(conn, &b.entity.name).await?);
     let job = Job {
         url: url.to_string(),
         b: k,
         layout: layout.clone(),
-        rejects: Arc::new(HashSet::new()),
+        rejects: rejects.clone(),
+        skip_rejected: false,
         plan: plan.clone(),
         target_filter: soft_delete_filter(conn, &b.entity).await?,
     };
     let bar = bars.entity(&format!("{} (deletes)", b.entity.name), b.rows_in_scope, 0);
     let (src, tgt) = pass(&job, conn, None, &bar).await?;
+    let mut stale_rejects: Vec<String> = rejects
+        .iter()
+        .filter(|k| !src.rejects_seen.contains(*k))
+        .cloned()
+        .collect();
+    stale_rejects.sort();
+    let mut gone = Gone {
+        names: layout.names.clone(),
+        types: layout.types.clone(),
+        keys: vec![],
+        stale_rejects,
+    };
     let differing: HashSet<usize> = (0..RANGES).filter(|&i| src.ranges[i] != tgt.ranges[i]).collect();
     if differing.is_empty() {
-        return Ok((layout.names, layout.types, vec![]));
+        return Ok(gone);
     }
     let (src2, tgt2) = pass(&job, conn, Some(Arc::new(differing)), &bar).await?;
     let fields = (layout.names.len() as i16).to_be_bytes();
-    let gone = tgt2
+    gone.keys = tgt2
         .detail
         .into_keys()
         .filter(|key| !src2.detail.contains_key(key))
         .map(|key| [fields.as_slice(), key.as_slice()].concat())
         .collect();
-    Ok((layout.names, layout.types, gone))
+    Ok(gone)
 }
 
 /// Pass 2: matches the kept rows of both sides key by key.

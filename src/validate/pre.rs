@@ -40,6 +40,32 @@ impl Bound {
     pub fn source_names(&self) -> Vec<String> {
         self.spec.columns.iter().map(|c| c.to_string()).collect()
     }
+
+    /// The fields (positions in `entity.fields`) that carry the key's source columns into the
+    /// target, in key order; `None` when some key column is not mapped.
+    pub fn key_fields(&self) -> Option<Vec<usize>> {
+        let key: Option<Vec<usize>> = self
+            .spec
+            .key
+            .iter()
+            .map(|&k| {
+                self.field_pos
+                    .iter()
+                    .enumerate()
+                    .position(|(i, p)| *p == Some(k) && self.entity.fields[i].constant.is_none())
+            })
+            .collect();
+        key.filter(|k| !k.is_empty())
+    }
+
+    /// The same entity with only the fields of `fields`: what encodes a row's target key.
+    pub fn with_fields(&self, fields: &[usize]) -> Bound {
+        let mut k = self.clone();
+        k.entity.fields = fields.iter().map(|&i| self.entity.fields[i].clone()).collect();
+        k.field_pos = fields.iter().map(|&i| self.field_pos[i]).collect();
+        k.targets = fields.iter().map(|&i| self.targets[i].clone()).collect();
+        k
+    }
 }
 
 /// The result of the pre-flight for every entity.
@@ -53,7 +79,10 @@ pub struct Preflight {
 }
 
 /// Gathers source facts for the entities in one source session (in the source's thread).
-pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<SourceFacts>, SourceError> {
+/// Without `count`, the rows in scope are not counted and keys are not checked for NULLs (each
+/// is a full scan of the table): for `migrate sync`, which reads only what changed, and for a
+/// deep validation, which has just counted.
+pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Result<Vec<SourceFacts>, SourceError> {
     source::with_source(url, move |src| {
         let mut all = Vec::new();
         for e in &entities {
@@ -113,8 +142,10 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                         f.problems.push(format!("source column {from}: {why}"));
                     }
                 }
-                match src.count(&e.relation, e.filter.as_deref()) {
-                    Ok(n) => {
+                let counted = count.then(|| src.count(&e.relation, e.filter.as_deref()));
+                match counted {
+                    None => {}
+                    Some(Ok(n)) => {
                         f.rows_in_scope = Some(n);
                         if e.filter.is_some()
                             && let Ok(all) = src.count(&e.relation, None)
@@ -122,7 +153,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                             f.skipped_by_where = all.saturating_sub(n);
                         }
                     }
-                    Err(err) => f.problems.push(format!(
+                    Some(Err(err)) => f.problems.push(format!(
                         "counting source rows{}: {}",
                         if e.filter.is_some() { " (check 'where')" } else { "" },
                         crate::error::chain(&err)
@@ -139,7 +170,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>) -> Result<Vec<Source
                         }
                     })
                     .collect();
-                if f.problems.is_empty() && !named.is_empty() {
+                if count && f.problems.is_empty() && !named.is_empty() {
                     let nulls = named
                         .iter()
                         .map(|n| format!("{} IS NULL", crate::plan::quote_ident(n)))
