@@ -13,8 +13,11 @@ use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Batches in flight between the reader thread and the loader.
+/// Chunks in flight between the reader thread and the loader.
 const QUEUE_DEPTH: usize = 4;
+/// Rows per chunk (and per source query): what the reader hands over at a time, and the size
+/// of a careful batch (committed on its own, every refused row isolated).
+pub const CHUNK_ROWS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -173,6 +176,17 @@ pub async fn reconnect(
     entity: &str,
     lost: &PipelineError,
 ) -> Result<(), PipelineError> {
+    *conn = connect_again(retry, attempt, entity, lost).await?;
+    Ok(())
+}
+
+/// A new session after `lost`, waiting between attempts (see [`reconnect`]).
+async fn connect_again(
+    retry: &Retry,
+    attempt: &mut u32,
+    entity: &str,
+    lost: &PipelineError,
+) -> Result<PgConnection, PipelineError> {
     let mut why = crate::error::chain(lost);
     loop {
         if *attempt >= retry.attempts {
@@ -212,9 +226,8 @@ pub async fn reconnect(
                         continue;
                     }
                 }
-                *conn = fresh;
                 tracing::info!("{entity}: reconnected to the target");
-                return Ok(());
+                return Ok(fresh);
             }
             Err(e) => why = crate::error::chain(&e),
         }
@@ -265,6 +278,9 @@ struct Prepared {
     rejects: Vec<RejectRecord>,
     /// The source row of each of `rejects`.
     reject_src: Vec<usize>,
+    /// Loaded as a batch of its own, every refused row isolated (after a refused fast batch,
+    /// and in sync passes).
+    careful: bool,
 }
 
 fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
@@ -294,6 +310,7 @@ fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
         enc_src,
         rejects,
         reject_src,
+        careful: false,
     }
 }
 
@@ -413,6 +430,345 @@ async fn remove_previous_versions(
     Ok(())
 }
 
+/// Where a running entity's batches come from: the reader thread (which also transforms and
+/// encodes), and, when the target has foreign keys, the task that checks every chunk for its
+/// parents on a session of its own before the loader sees it.
+struct Feed {
+    rx: tokio::sync::mpsc::Receiver<Prepared>,
+    reader: std::thread::JoinHandle<Result<source::resilient::ReadStats, SourceError>>,
+    checker: Option<tokio::task::JoinHandle<(PgConnection, Result<(), SinkError>)>>,
+}
+
+/// How the chunks of one entity are read and checked.
+struct FeedPlan<'a> {
+    url: &'a str,
+    bound: &'a Bound,
+    read_plan: &'a source::resilient::ReadPlan,
+    chunk_rows: usize,
+    parents: Option<&'a sink::ParentCheck>,
+}
+
+impl FeedPlan<'_> {
+    /// Starts reading after `after`; the first `careful` rows come as careful chunks (each
+    /// committed on its own, with every refused row isolated), the rest as fast ones.
+    fn start(
+        &self,
+        after: Option<Vec<Value>>,
+        careful: u64,
+        checker_conn: Option<PgConnection>,
+    ) -> Result<Feed, PipelineError> {
+        let name = self.bound.entity.name.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Prepared>(QUEUE_DEPTH);
+        let (reader_tx, checker) = match (self.parents, checker_conn) {
+            (Some(check), Some(mut conn)) => {
+                let (ctx, mut crx) = tokio::sync::mpsc::channel::<Prepared>(2);
+                let check = check.clone();
+                let bound = self.bound.clone();
+                let handle = tokio::spawn(async move {
+                    let names = bound.source_names();
+                    let mut fresh = true;
+                    while let Some(mut p) = crx.recv().await {
+                        match check.check(&mut conn, &p.enc, &mut fresh).await {
+                            Ok(orphans) => drop_orphans(&bound, &names, &mut p, orphans),
+                            Err(e) => return (conn, Err(e)),
+                        }
+                        if tx.send(p).await.is_err() {
+                            break;
+                        }
+                    }
+                    (conn, Ok(()))
+                });
+                (ctx, Some(handle))
+            }
+            _ => (tx, None),
+        };
+        let url = self.url.to_string();
+        let read_plan = self.read_plan.clone();
+        let bound = self.bound.clone();
+        let chunk_rows = self.chunk_rows;
+        let reader = std::thread::Builder::new()
+            .name(format!("read-{name}"))
+            .spawn(move || -> Result<source::resilient::ReadStats, SourceError> {
+                let names = bound.source_names();
+                let mut careful_left = careful;
+                source::resilient::read_all(
+                    &mut || source::open(&url),
+                    &bound.spec,
+                    after,
+                    chunk_rows,
+                    &read_plan,
+                    &mut |rows| {
+                        let n = rows.len() as u64;
+                        let mut p = prepare(&bound, &names, rows);
+                        p.careful = careful_left > 0;
+                        careful_left = careful_left.saturating_sub(n);
+                        reader_tx.blocking_send(p).is_ok()
+                    },
+                )
+            })
+            .map_err(|e| PipelineError::Source {
+                entity: name.clone(),
+                cause: SourceError::Query {
+                    what: "starting the reader thread".into(),
+                    cause: Box::new(e),
+                },
+            })?;
+        Ok(Feed { rx, reader, checker })
+    }
+}
+
+/// Rows without a parent leave the encoded batch and become rejects.
+fn drop_orphans(b: &Bound, names: &[String], p: &mut Prepared, orphans: Vec<sink::Refused>) {
+    if orphans.is_empty() {
+        return;
+    }
+    for o in &orphans {
+        let src = p.enc_src[o.row];
+        p.rejects
+            .push(reject(b, names, &p.rows[src], o.column.clone(), o.reason.clone()));
+        p.reject_src.push(src);
+    }
+    let mut gone = orphans.iter().map(|o| o.row).peekable();
+    let mut keep_rows = Vec::with_capacity(p.enc.rows.len() - orphans.len());
+    let mut keep_src = Vec::with_capacity(keep_rows.capacity());
+    for (i, (r, src)) in p.enc.rows.drain(..).zip(p.enc_src.drain(..)).enumerate() {
+        if gone.peek() == Some(&i) {
+            gone.next();
+        } else {
+            keep_rows.push(r);
+            keep_src.push(src);
+        }
+    }
+    p.enc.rows = keep_rows;
+    p.enc_src = keep_src;
+}
+
+impl Feed {
+    /// Stops the reader and the checker (the chunks still queued are dropped; they are read
+    /// again from the last committed key) and gives the checker's session back.
+    async fn stop(self) -> (Option<PgConnection>, u64) {
+        let Feed { rx, reader, checker } = self;
+        drop(rx);
+        // A checker that failed may have left its session mid-transaction: not reused.
+        let conn = match checker {
+            Some(h) => h.await.ok().and_then(|(c, r)| r.ok().map(|()| c)),
+            None => None,
+        };
+        let reconnects = tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|r| r.ok())
+            .map_or(0, |s| s.reconnects);
+        (conn, reconnects)
+    }
+
+    /// After the last chunk: how the read went. A checker that lost its session gives it
+    /// back as `Err((lost, None))`, so the feed can start again on a new one.
+    async fn finish(self, entity: &str) -> Result<u64, (PipelineError, Option<u64>)> {
+        let Feed { rx, reader, checker } = self;
+        drop(rx);
+        let read = tokio::task::spawn_blocking(move || reader.join()).await;
+        let reconnects = match read {
+            Ok(Ok(Ok(read))) => read.reconnects,
+            Ok(Ok(Err(cause))) => {
+                return Err((
+                    PipelineError::Source {
+                        entity: entity.to_string(),
+                        cause,
+                    },
+                    None,
+                ));
+            }
+            _ => {
+                return Err((
+                    PipelineError::Source {
+                        entity: entity.to_string(),
+                        cause: SourceError::Query {
+                            what: "reader thread".into(),
+                            cause: "the reader thread panicked".into(),
+                        },
+                    },
+                    None,
+                ));
+            }
+        };
+        if let Some(h) = checker {
+            match h.await {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(cause))) => {
+                    return Err((
+                        PipelineError::Sink {
+                            entity: entity.to_string(),
+                            cause,
+                        },
+                        Some(reconnects),
+                    ));
+                }
+                Err(_) => {
+                    return Err((
+                        PipelineError::Source {
+                            entity: entity.to_string(),
+                            cause: SourceError::Query {
+                                what: "parent check".into(),
+                                cause: "the parent check task stopped unexpectedly".into(),
+                            },
+                        },
+                        None,
+                    ));
+                }
+            }
+        }
+        Ok(reconnects)
+    }
+}
+
+/// A fast batch ends at this many bytes of COPY data even before its row count (large LOBs),
+const BATCH_BYTES: usize = 64 << 20;
+/// ... or at this many rejects, which wait in memory for the batch's commit.
+const BATCH_REJECTS: usize = 10_000;
+
+/// How a fast batch ended.
+struct FastDone {
+    committed: Progress,
+    /// A careful chunk that came after the batch: the next one to load.
+    held: Option<Prepared>,
+    /// A stop was requested while the batch loaded; it was committed.
+    stop: bool,
+}
+
+/// Why a fast batch did not commit.
+enum FastFail {
+    /// PostgreSQL refused some row: the batch's rows are read again as careful chunks.
+    Refused {
+        rows: u64,
+    },
+    /// The connection went away; the batch may or may not have committed.
+    Lost {
+        rows: u64,
+        error: PipelineError,
+    },
+    Other(PipelineError),
+}
+
+/// Many chunks in one transaction with one COPY, streamed as they come: the fast path. The
+/// chunks are not kept, so the batch's memory is one chunk's; if PostgreSQL refuses a row,
+/// the caller reads the batch again as careful chunks.
+#[allow(clippy::too_many_arguments)]
+async fn fast_batch(
+    conn: &mut PgConnection,
+    b: &Bound,
+    first: Prepared,
+    rx: &mut tokio::sync::mpsc::Receiver<Prepared>,
+    before: &Progress,
+    batch_rows: usize,
+    bar: &EntityBar,
+) -> Result<FastDone, FastFail> {
+    let name = &b.entity.name;
+    let mut rows = 0u64;
+    let fail = |rows: u64, cause: SinkError| {
+        let error = PipelineError::Sink {
+            entity: name.clone(),
+            cause,
+        };
+        if error.is_connection_lost() {
+            FastFail::Lost { rows, error }
+        } else {
+            FastFail::Other(error)
+        }
+    };
+    let begin = match b.loader.prepare_sql() {
+        Some(prepare) => format!("BEGIN; {prepare}"),
+        None => "BEGIN".to_string(),
+    };
+    sink::execute(conn, &begin, "starting a transaction")
+        .await
+        .map_err(|e| fail(0, e))?;
+    let mut next = before.clone();
+    let mut rejects: Vec<RejectRecord> = Vec::new();
+    let (mut bytes, mut held, mut ended, mut stop) = (0usize, None, false, false);
+    let result: Result<(), sqlx::Error> = async {
+        let mut copy = conn.copy_in_raw(b.loader.copy_sql()).await?;
+        let sent: Result<(), sqlx::Error> = async {
+            copy.send(sink::COPY_HEADER).await?;
+            let mut chunk = Some(first);
+            while let Some(p) = chunk.take() {
+                let n = p.rows.len() as u64;
+                rows += n;
+                next.rows_read += n as i64;
+                next.rows_loaded += p.enc.rows.len() as i64;
+                next.rows_rejected += p.rejects.len() as i64;
+                next.last_key = p.rows.last().map(|r| b.spec.key_of(r));
+                rejects.extend(p.rejects);
+                let data = p.enc.into_copy_data();
+                bytes += data.len();
+                if !data.is_empty() {
+                    copy.send(data).await?;
+                }
+                bar.inc(n);
+                if rows >= batch_rows as u64 || bytes >= BATCH_BYTES || rejects.len() >= BATCH_REJECTS {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    _ = crate::interrupt::wait() => stop = true,
+                    r = rx.recv() => match r {
+                        Some(p) if p.careful => held = Some(p),
+                        Some(p) => chunk = Some(p),
+                        None => ended = true,
+                    },
+                }
+            }
+            copy.send(&(-1i16).to_be_bytes()[..]).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = sent {
+            let _ = copy.abort("send failed").await;
+            return Err(e);
+        }
+        copy.finish().await?;
+        if let Some(insert) = b.loader.insert_sql() {
+            sqlx::query(sqlx::AssertSqlSafe(insert.to_string()))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if sink::is_data_error(&e) {
+            let _ = sink::execute(conn, "ROLLBACK", "rolling back a refused batch").await;
+            return Err(FastFail::Refused { rows });
+        }
+        return Err(fail(
+            rows,
+            SinkError::Query {
+                what: format!("loading into {}", b.loader.table.display()),
+                cause: e,
+            },
+        ));
+    }
+    let state = |cause: checkpoint::CheckpointError| {
+        let error = PipelineError::State {
+            entity: name.clone(),
+            cause,
+        };
+        if error.is_connection_lost() {
+            FastFail::Lost { rows, error }
+        } else {
+            FastFail::Other(error)
+        }
+    };
+    checkpoint::save_rejects(conn, name, &rejects).await.map_err(state)?;
+    checkpoint::save_and_commit(conn, &next).await.map_err(state)?;
+    Ok(FastDone {
+        committed: next,
+        held,
+        stop,
+    })
+}
+
 /// Runs one entity from `start` (its progress so far) to the end of its rows.
 pub async fn run_entity(
     source_url: &str,
@@ -425,6 +781,7 @@ pub async fn run_entity(
 ) -> Result<EntityStats, PipelineError> {
     let name = b.entity.name.clone();
     let began = Instant::now();
+    let read_before = start.rows_read;
     let mut progress = start;
     let mut read_now = 0u64;
     let mut stats = EntityStats {
@@ -436,51 +793,75 @@ pub async fn run_entity(
     };
     let names = b.source_names();
     let dry = matches!(mode, Mode::DryRun);
+    let state_err = |cause| PipelineError::State {
+        entity: name.clone(),
+        cause,
+    };
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(QUEUE_DEPTH);
-    let url = source_url.to_string();
-    let after = progress.last_key.clone();
-    let read_plan = read_plan.clone();
-    let bound = b.clone();
-    // The reader thread also transforms and encodes, so all of that overlaps with the loader's
-    // round trips to PostgreSQL.
-    let reader = std::thread::Builder::new()
-        .name(format!("read-{name}"))
-        .spawn(move || -> Result<source::resilient::ReadStats, SourceError> {
-            let names = bound.source_names();
-            source::resilient::read_all(
-                &mut || source::open(&url),
-                &bound.spec,
-                after,
-                batch_size,
-                &read_plan,
-                &mut |rows| tx.blocking_send(prepare(&bound, &names, rows)).is_ok(),
-            )
-        })
-        .map_err(|e| PipelineError::Source {
-            entity: name.clone(),
-            cause: SourceError::Query {
-                what: "starting the reader thread".into(),
-                cause: Box::new(e),
-            },
-        })?;
+    // Foreign keys to other tables (in the catalog, or held off the table for the load) are
+    // checked per chunk before loading, on a session of its own.
+    let mut parents = None;
+    let mut checker_conn = None;
+    let mut careful_bound = None;
+    if let Mode::Load { conn, retry, .. } = &mut mode {
+        let mut fks = crate::on_target!(conn, retry, &name, sink::foreign_keys(conn, &b.loader.table).await)?;
+        fks.extend(b.loader.checked_fks.iter().cloned());
+        parents = sink::ParentCheck::new(b.loader.index(), &b.loader.table, &b.targets, &fks);
+        if parents.is_some() {
+            checker_conn = Some(crate::on_target!(
+                conn,
+                retry,
+                &name,
+                sink::connect(&retry.target).await
+            )?);
+            // The check covers the held keys: careful batches need not stage them again.
+            let mut c = b.clone();
+            c.loader.checked_fks.clear();
+            careful_bound = Some(c);
+        }
+    }
+    let careful_b = careful_bound.as_ref().unwrap_or(b);
+    let chunk_rows = batch_size.clamp(1, CHUNK_ROWS);
+    let plan = FeedPlan {
+        url: source_url,
+        bound: b,
+        read_plan,
+        chunk_rows,
+        parents: parents.as_ref(),
+    };
+    // Sync passes are small, and each of their rows needs its earlier rejects and versions
+    // handled: every batch is careful.
+    let all_careful = progress.is_sync();
+    let mut feed = plan.start(
+        progress.last_key.clone(),
+        if all_careful { u64::MAX } else { 0 },
+        checker_conn.take(),
+    )?;
 
     // Where the loader's time goes: waiting for the reader, or in PostgreSQL (logged at debug).
     let (mut waited, mut in_db) = (Duration::ZERO, Duration::ZERO);
-    loop {
+    let mut held: Option<Prepared> = None;
+    let mut stopping = false;
+    'feed: loop {
         // A stop request is honoured between batches only: the batch in flight is committed
         // with its progress, or (second signal, process exit) not at all.
         let wait_started = Instant::now();
-        let rows = tokio::select! {
-            biased;
-            _ = crate::interrupt::wait() => {
-                drop(rx);
+        let chunk = match held.take() {
+            Some(p) => Some(p),
+            None if stopping => None,
+            None => tokio::select! {
+                biased;
+                _ = crate::interrupt::wait() => { stopping = true; None }
+                r = feed.rx.recv() => r,
+            },
+        };
+        waited += wait_started.elapsed();
+        let Some(chunk) = chunk else {
+            if stopping {
+                feed.stop().await;
                 bar.finish();
                 if let Mode::Load { mirror, state, .. } = &mode {
-                    mirror_progress(mirror, state, None, true).map_err(|cause| PipelineError::State {
-                        entity: name.clone(),
-                        cause,
-                    })?;
+                    mirror_progress(mirror, state, None, true).map_err(state_err)?;
                 }
                 return Err(PipelineError::Interrupted {
                     entity: name,
@@ -489,25 +870,123 @@ pub async fn run_entity(
                     },
                 });
             }
-            r = rx.recv() => match r {
-                Some(p) => p,
-                None => break,
-            },
+            match feed.finish(&name).await {
+                Ok(reconnects) => {
+                    stats.retries += reconnects;
+                    break;
+                }
+                // The parent check lost its session: everything it passed on is committed;
+                // the rest is read again on a new one.
+                Err((lost, Some(reconnects))) if lost.is_connection_lost() => {
+                    stats.retries += reconnects + 1;
+                    let Mode::Load { retry, .. } = &mode else {
+                        return Err(lost);
+                    };
+                    let plain = Retry {
+                        relock: false,
+                        ..(*retry).clone()
+                    };
+                    let checker = Some(connect_again(&plain, &mut 0, &name, &lost).await?);
+                    bar.set_position(progress.rows_read as u64);
+                    feed = plan.start(
+                        progress.last_key.clone(),
+                        if all_careful { u64::MAX } else { 0 },
+                        checker,
+                    )?;
+                    continue 'feed;
+                }
+                Err((e, _)) => return Err(e),
+            }
         };
-        waited += wait_started.elapsed();
         let db_started = Instant::now();
-        let Prepared {
-            rows,
-            enc,
-            enc_src,
-            rejects,
-            reject_src,
-        } = rows;
-        let n = rows.len() as u64;
         match &mut mode {
             Mode::DryRun => {
-                stats.loaded += enc.rows.len() as u64;
-                stats.rejected += rejects.len() as u64;
+                let n = chunk.rows.len() as u64;
+                stats.loaded += chunk.enc.rows.len() as u64;
+                stats.rejected += chunk.rejects.len() as u64;
+                if stats.sample_rejects.len() < 20 {
+                    let room = 20 - stats.sample_rejects.len();
+                    stats.sample_rejects.extend(chunk.rejects.into_iter().take(room));
+                }
+                stats.read += n;
+                read_now += n;
+                bar.inc(n);
+            }
+            Mode::Load {
+                conn,
+                mirror,
+                state,
+                retry,
+            } if !chunk.careful => {
+                let mut attempt = 0;
+                match fast_batch(conn, b, chunk, &mut feed.rx, &progress, batch_size, bar).await {
+                    Ok(done) => {
+                        progress = done.committed;
+                        held = done.held;
+                        stopping |= done.stop;
+                    }
+                    Err(fail) => {
+                        let (after_rows, careful) = match fail {
+                            FastFail::Refused { rows } => (None, rows),
+                            FastFail::Lost { rows, error } => {
+                                stats.retries += 1;
+                                reconnect(conn, retry, &mut attempt, &name, &error).await?;
+                                (Some(rows), 0)
+                            }
+                            FastFail::Other(e) => {
+                                feed.stop().await;
+                                return Err(e);
+                            }
+                        };
+                        let (checker, reconnects) = feed.stop().await;
+                        stats.retries += reconnects;
+                        // The database decides what was committed: the batch, or nothing of it.
+                        let now = checkpoint::load_all(conn).await.map_err(state_err)?;
+                        let stored = now.get(&name).cloned().unwrap_or_else(|| progress.clone());
+                        let expected = after_rows.map(|r| progress.rows_read + r as i64);
+                        if stored.rows_read != progress.rows_read && Some(stored.rows_read) != expected {
+                            return Err(PipelineError::Gone {
+                                entity: name.clone(),
+                                attempts: attempt,
+                                last: format!(
+                                    "after reconnecting, migrate.progress says {} rows read, expected {}{}",
+                                    stored.rows_read,
+                                    progress.rows_read,
+                                    expected.map(|e| format!(" or {e}")).unwrap_or_default()
+                                ),
+                            });
+                        }
+                        if careful > 0 {
+                            tracing::debug!(
+                                "{name}: PostgreSQL refused a row of the {careful} rows after {} read; reading them again batch by batch to isolate it",
+                                progress.rows_read
+                            );
+                        }
+                        progress = stored;
+                        bar.set_position(progress.rows_read as u64);
+                        let checker = match (checker, &parents) {
+                            (Some(c), _) => Some(c),
+                            (None, Some(_)) => {
+                                Some(
+                                    sink::connect(&retry.target)
+                                        .await
+                                        .map_err(|cause| PipelineError::Sink {
+                                            entity: name.clone(),
+                                            cause,
+                                        })?,
+                                )
+                            }
+                            (None, None) => None,
+                        };
+                        feed = plan.start(
+                            progress.last_key.clone(),
+                            if all_careful { u64::MAX } else { careful },
+                            checker,
+                        )?;
+                        continue 'feed;
+                    }
+                }
+                mirror_progress(mirror, state, Some(&progress), false).map_err(state_err)?;
             }
             Mode::Load {
                 conn,
@@ -515,23 +994,38 @@ pub async fn run_entity(
                 state,
                 retry,
             } => {
+                let Prepared {
+                    rows,
+                    enc,
+                    enc_src,
+                    rejects,
+                    reject_src,
+                    ..
+                } = chunk;
+                let n = rows.len() as u64;
                 let mut attempt = 0;
                 let committed = loop {
-                    let lost =
-                        match commit_batch(conn, b, &names, &rows, &enc, &enc_src, &rejects, &reject_src, &progress)
-                            .await
-                        {
-                            Ok(p) => break p,
-                            Err(e) if e.is_connection_lost() => e,
-                            Err(e) => return Err(e),
-                        };
+                    let lost = match commit_batch(
+                        conn,
+                        careful_b,
+                        &names,
+                        &rows,
+                        &enc,
+                        &enc_src,
+                        &rejects,
+                        &reject_src,
+                        &progress,
+                    )
+                    .await
+                    {
+                        Ok(p) => break p,
+                        Err(e) if e.is_connection_lost() => e,
+                        Err(e) => return Err(e),
+                    };
                     stats.retries += 1;
                     reconnect(conn, retry, &mut attempt, &name, &lost).await?;
                     // The database decides whether the COMMIT went through before the loss.
-                    let now = checkpoint::load_all(conn).await.map_err(|cause| PipelineError::State {
-                        entity: name.clone(),
-                        cause,
-                    })?;
+                    let now = checkpoint::load_all(conn).await.map_err(state_err)?;
                     let stored_read = now.get(&name).map(|p| p.rows_read).unwrap_or(0);
                     if stored_read == progress.rows_read + n as i64 {
                         break now.get(&name).cloned().expect("it has a row");
@@ -548,39 +1042,12 @@ pub async fn run_entity(
                         });
                     }
                 };
-                let loaded = (committed.rows_loaded - progress.rows_loaded) as u64;
-                let rejected = (committed.rows_rejected - progress.rows_rejected) as u64;
                 progress = committed;
-                mirror_progress(mirror, state, Some(&progress), false).map_err(|cause| PipelineError::State {
-                    entity: name.clone(),
-                    cause,
-                })?;
-                stats.loaded += loaded;
-                stats.rejected += rejected;
+                mirror_progress(mirror, state, Some(&progress), false).map_err(state_err)?;
+                bar.inc(n);
             }
         }
         in_db += db_started.elapsed();
-        stats.read += n;
-        read_now += n;
-        if dry && stats.sample_rejects.len() < 20 {
-            let room = 20 - stats.sample_rejects.len();
-            stats.sample_rejects.extend(rejects.into_iter().take(room));
-        }
-        bar.inc(n);
-    }
-    let read_result = tokio::task::spawn_blocking(move || reader.join()).await;
-    match read_result {
-        Ok(Ok(Ok(read))) => stats.retries += read.reconnects,
-        Ok(Ok(Err(cause))) => return Err(PipelineError::Source { entity: name, cause }),
-        _ => {
-            return Err(PipelineError::Source {
-                entity: name,
-                cause: SourceError::Query {
-                    what: "reader thread".into(),
-                    cause: "the reader thread panicked".into(),
-                },
-            });
-        }
     }
     if let Mode::Load {
         conn,
@@ -607,10 +1074,8 @@ pub async fn run_entity(
                 }
             }
         }
-        mirror_progress(mirror, state, Some(&progress), true).map_err(|cause| PipelineError::State {
-            entity: name.clone(),
-            cause,
-        })?;
+        mirror_progress(mirror, state, Some(&progress), true).map_err(state_err)?;
+        read_now = (progress.rows_read - read_before) as u64;
         stats.read = progress.rows_read as u64;
         stats.loaded = progress.rows_loaded as u64;
         stats.rejected = progress.rows_rejected as u64;

@@ -164,7 +164,7 @@ impl EntityBar {
             if last.elapsed() >= LOG_EVERY {
                 *last = Instant::now();
                 let pos = self.bar.position();
-                let rate = (pos - self.start_pos) as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+                let rate = pos.saturating_sub(self.start_pos) as f64 / self.started.elapsed().as_secs_f64().max(0.001);
                 let pct = if self.total > 0 {
                     pos as f64 * 100.0 / self.total as f64
                 } else {
@@ -173,6 +173,11 @@ impl EntityBar {
                 tracing::info!("{}: {pos}/{} rows ({pct:.0}%), {rate:.0} rows/s", self.name, self.total);
             }
         }
+    }
+
+    /// Back to `pos` rows: rows shown that a refused or lost batch will read again.
+    pub fn set_position(&self, pos: u64) {
+        self.bar.set_position(pos);
     }
 
     pub fn finish(&self) {

@@ -243,6 +243,15 @@ pub enum Value {
 }
 
 impl Value {
+    /// Bytes of text or binary data the value holds (what bounds a batch's memory).
+    pub fn data_len(&self) -> usize {
+        match self {
+            Value::Text(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            _ => 8,
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }

@@ -522,6 +522,28 @@ struct Staging {
 }
 
 impl Loader {
+    /// The entity's position in the plan (names its temp tables).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The COPY that takes the encoded rows (into the table, or into its staging table).
+    pub fn copy_sql(&self) -> &str {
+        &self.copy_sql
+    }
+
+    /// What prepares the staging table for a batch (`on_conflict = skip|update`).
+    pub fn prepare_sql(&self) -> Option<&str> {
+        self.staging.as_ref().map(|s| s.prepare_sql.as_str())
+    }
+
+    /// What moves a staged batch into the table (`on_conflict = skip|update`).
+    pub fn insert_sql(&self) -> Option<&str> {
+        self.staging.as_ref().map(|s| s.insert_sql.as_str())
+    }
+}
+
+impl Loader {
     /// `columns` are the target columns in the order rows are encoded; `conflict` the target
     /// columns ON CONFLICT uses (for skip/update).
     pub fn new(
@@ -579,6 +601,22 @@ impl Loader {
 pub struct Encoded {
     pub buf: Vec<u8>,
     pub rows: Vec<Range<usize>>,
+}
+
+impl Encoded {
+    /// The tuples of `rows` back to back, ready for a COPY (the buffer itself when no row was
+    /// taken out).
+    pub fn into_copy_data(self) -> Vec<u8> {
+        let kept: usize = self.rows.iter().map(|r| r.len()).sum();
+        if kept == self.buf.len() {
+            return self.buf;
+        }
+        let mut out = Vec::with_capacity(kept);
+        for r in &self.rows {
+            out.extend_from_slice(&self.buf[r.clone()]);
+        }
+        out
+    }
 }
 
 /// A row PostgreSQL refused: its index in the [`Encoded`] batch, the reason, the column if known.
@@ -963,7 +1001,13 @@ async fn without_parent(
             .fetch_all(&mut *conn)
             .await
             .map_err(q_err("finding rows without a parent"))?;
-    // In batch order (the query sorts by ordinal): callers look rows up by binary search.
+    Ok(refusals(found, idx, fks))
+}
+
+/// The rows an anti-join found without a parent, as (1-based ordinal in `idx`, foreign key,
+/// the key's values as text), in PostgreSQL's own words; in batch order (callers look rows up
+/// by binary search).
+fn refusals(found: Vec<(i64, i32, Option<String>)>, idx: &[usize], fks: &[ForeignKeyInfo]) -> Vec<Refused> {
     let mut refused: Vec<Refused> = Vec::new();
     for (ordinal, fk, values) in found {
         let Some(&row) = usize::try_from(ordinal - 1).ok().and_then(|o| idx.get(o)) else {
@@ -973,7 +1017,9 @@ async fn without_parent(
         if refused.last().is_some_and(|r| r.row == row) {
             continue;
         }
-        let f = &fks[fk as usize];
+        let Some(f) = usize::try_from(fk).ok().and_then(|i| fks.get(i)) else {
+            continue;
+        };
         refused.push(Refused {
             row,
             reason: format!(
@@ -987,7 +1033,245 @@ async fn without_parent(
             column: Some(f.columns.join(", ")),
         });
     }
-    Ok(refused)
+    refused
+}
+
+/// Checks batches for rows without a parent before they are loaded, on a session of its own
+/// (the parents are other entities' tables, loaded and committed before this one starts), in
+/// one query per batch: only the key columns go to the server, and every parent's key index
+/// is probed once per row. Integer and text keys go as array parameters; keys of other types
+/// are staged (with each row's ordinal) in a temp table that empties at each commit.
+#[derive(Debug, Clone)]
+pub struct ParentCheck {
+    fks: Vec<ForeignKeyInfo>,
+    /// Positions, in the encoded rows, of the key columns sent, and their types.
+    fields: Vec<usize>,
+    types: Vec<PgType>,
+    /// Arrays, or the staged path.
+    arrays: bool,
+    create_sql: String,
+    copy_sql: String,
+    query_sql: String,
+}
+
+impl ParentCheck {
+    /// For the foreign keys (to other tables) whose columns are all among `cols`, the target
+    /// columns in the order rows are encoded; `None` when there is none.
+    pub fn new(index: usize, table: &TargetTable, cols: &[PgColumn], fks: &[ForeignKeyInfo]) -> Option<ParentCheck> {
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        let fks: Vec<ForeignKeyInfo> = fks
+            .iter()
+            .filter(|f| !f.self_ref && f.columns.iter().all(|c| names.contains(&c.as_str())))
+            .cloned()
+            .collect();
+        if fks.is_empty() {
+            return None;
+        }
+        let mut fields: Vec<usize> = fks
+            .iter()
+            .flat_map(|f| f.columns.iter())
+            .filter_map(|c| names.iter().position(|x| x == c))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let types: Vec<PgType> = fields.iter().map(|&i| cols[i].ty.clone()).collect();
+        let arrays = types.iter().all(|t| {
+            matches!(
+                t,
+                PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Text | PgType::Varchar(_) | PgType::Bpchar(_)
+            )
+        });
+        let quoted: Vec<String> = fields.iter().map(|&i| quote_ident(&cols[i].name)).collect();
+        let stage = quote_ident(&format!("migrate_parent_check_{index}"));
+        let from = if arrays {
+            let params: Vec<String> = fields
+                .iter()
+                .zip(&types)
+                .enumerate()
+                .map(|(n, (&i, t))| match t {
+                    PgType::Int2 => format!("${}::int2[]", n + 1),
+                    PgType::Int4 => format!("${}::int4[]", n + 1),
+                    PgType::Int8 => format!("${}::int8[]", n + 1),
+                    _ => format!("${}::text[]::{}[]", n + 1, cols[i].formatted),
+                })
+                .collect();
+            format!(
+                "unnest({}) WITH ORDINALITY AS c({}, migrate_row_ordinal)",
+                params.join(", "),
+                quoted.join(", ")
+            )
+        } else {
+            format!("pg_temp.{stage} c")
+        };
+        let checks: Vec<String> = fks
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    "SELECT c.migrate_row_ordinal::bigint, {i}, {} FROM {from} WHERE {}",
+                    f.shown_values("c"),
+                    f.orphan_condition("c")
+                )
+            })
+            .collect();
+        Some(ParentCheck {
+            create_sql: format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS
+                   SELECT 0::int AS migrate_row_ordinal, {} FROM {} WITH NO DATA",
+                quoted.join(", "),
+                table.sql()
+            ),
+            copy_sql: format!(
+                "COPY pg_temp.{stage} (migrate_row_ordinal, {}) FROM STDIN (FORMAT binary)",
+                quoted.join(", ")
+            ),
+            query_sql: format!("{} ORDER BY 1, 2", checks.join(" UNION ALL ")),
+            fks,
+            fields,
+            types,
+            arrays,
+        })
+    }
+
+    /// The foreign keys checked.
+    pub fn foreign_keys(&self) -> &[ForeignKeyInfo] {
+        &self.fks
+    }
+
+    /// The rows of `batch` (positions in it) that have no parent. `fresh`: nothing was run on
+    /// `conn` for this check yet.
+    pub async fn check(
+        &self,
+        conn: &mut PgConnection,
+        batch: &Encoded,
+        fresh: &mut bool,
+    ) -> Result<Vec<Refused>, SinkError> {
+        if batch.rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = "checking rows for their parents";
+        let malformed = |e: String| SinkError::Query {
+            what: what.into(),
+            cause: sqlx::Error::Protocol(e),
+        };
+        if *fresh {
+            // The anti-join must probe each parent's key index per row; a hash of a whole
+            // parent table per batch is what the planner may choose for an unanalysed stage.
+            // This session runs nothing else.
+            execute(conn, "SET enable_hashjoin = off; SET enable_mergejoin = off", what).await?;
+        }
+        let found: Vec<(i64, i32, Option<String>)> = if self.arrays {
+            *fresh = false;
+            let mut q = sqlx::query_as(AssertSqlSafe(self.query_sql.clone()));
+            let mut values: Vec<Vec<Option<&[u8]>>> = vec![Vec::with_capacity(batch.rows.len()); self.fields.len()];
+            for r in &batch.rows {
+                let mut fields = Vec::with_capacity(self.fields.len());
+                fields_at(&batch.buf[r.clone()], &self.fields, &mut fields).map_err(malformed)?;
+                for (v, f) in values.iter_mut().zip(fields) {
+                    v.push(f);
+                }
+            }
+            for (t, v) in self.types.iter().zip(&values) {
+                q = match t {
+                    PgType::Int2 => q.bind(
+                        v.iter()
+                            .map(|f| f.and_then(|b| b.try_into().ok()).map(i16::from_be_bytes))
+                            .collect::<Vec<_>>(),
+                    ),
+                    PgType::Int4 => q.bind(
+                        v.iter()
+                            .map(|f| f.and_then(|b| b.try_into().ok()).map(i32::from_be_bytes))
+                            .collect::<Vec<_>>(),
+                    ),
+                    PgType::Int8 => q.bind(
+                        v.iter()
+                            .map(|f| f.and_then(|b| b.try_into().ok()).map(i64::from_be_bytes))
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => q.bind(
+                        v.iter()
+                            .map(|f| f.map(|b| String::from_utf8_lossy(b).into_owned()))
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+            }
+            q.fetch_all(&mut *conn).await.map_err(q_err(what))?
+        } else {
+            let begin = if *fresh {
+                format!("BEGIN; {}", self.create_sql)
+            } else {
+                "BEGIN".to_string()
+            };
+            execute(conn, &begin, what).await?;
+            *fresh = false;
+            let mut data = Vec::with_capacity(COPY_HEADER.len() + batch.rows.len() * (8 + 12 * self.fields.len()) + 2);
+            data.extend_from_slice(COPY_HEADER);
+            let mut fields = Vec::with_capacity(self.fields.len());
+            for (ord, r) in batch.rows.iter().enumerate() {
+                data.extend_from_slice(&(1 + self.fields.len() as i16).to_be_bytes());
+                data.extend_from_slice(&4i32.to_be_bytes());
+                data.extend_from_slice(&(ord as i32 + 1).to_be_bytes());
+                fields.clear();
+                fields_at(&batch.buf[r.clone()], &self.fields, &mut fields).map_err(malformed)?;
+                for f in &fields {
+                    match f {
+                        None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+                        Some(b) => {
+                            data.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                            data.extend_from_slice(b);
+                        }
+                    }
+                }
+            }
+            data.extend_from_slice(&(-1i16).to_be_bytes());
+            let mut copy = conn.copy_in_raw(&self.copy_sql).await.map_err(q_err(what))?;
+            if let Err(e) = copy.send(data).await {
+                let _ = copy.abort("send failed").await;
+                return Err(q_err(what)(e));
+            }
+            copy.finish().await.map_err(q_err(what))?;
+            // The commit empties the stage.
+            let rows = sqlx::raw_sql(AssertSqlSafe(format!("{}; COMMIT", self.query_sql)))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(q_err(what))?;
+            let mut found = Vec::with_capacity(rows.len());
+            for r in &rows {
+                found.push((
+                    r.try_get(0).map_err(q_err(what))?,
+                    r.try_get(1).map_err(q_err(what))?,
+                    r.try_get(2).map_err(q_err(what))?,
+                ));
+            }
+            found
+        };
+        let all: Vec<usize> = (0..batch.rows.len()).collect();
+        Ok(refusals(found, &all, &self.fks))
+    }
+}
+
+/// The fields at `fields` (ascending positions) of one binary COPY tuple (`None`: NULL).
+fn fields_at<'a>(tuple: &'a [u8], fields: &[usize], out: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {
+    let bad = || "a malformed encoded row".to_string();
+    let mut at = 2;
+    let mut want = fields.iter().peekable();
+    let mut i = 0;
+    while let Some(&&f) = want.peek() {
+        let len_bytes: [u8; 4] = tuple.get(at..at + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+        let len = i32::from_be_bytes(len_bytes);
+        let body = usize::try_from(len).unwrap_or(0);
+        if i == f {
+            out.push(if len < 0 {
+                None
+            } else {
+                Some(tuple.get(at + 4..at + 4 + body).ok_or_else(bad)?)
+            });
+            want.next();
+        }
+        at += 4 + body;
+        i += 1;
+    }
+    Ok(())
 }
 
 async fn copy_rows(
@@ -1010,8 +1294,8 @@ async fn copy_rows(
     Ok(())
 }
 
-/// One COPY of the rows `idx` (positions in the batch, ascending). Runs of neighbouring rows
-/// are sent straight from the batch buffer, in pieces of about 1 MiB.
+/// One COPY of the rows `idx` (positions in the batch, ascending). Runs of rows that lie next
+/// to each other in the buffer are sent straight from it, in pieces of about 1 MiB.
 async fn send_rows(conn: &mut PgConnection, copy_sql: &str, batch: &Encoded, idx: &[usize]) -> Result<(), sqlx::Error> {
     let mut copy = conn.copy_in_raw(copy_sql).await?;
     let mut chunk = Vec::with_capacity(SEND_BYTES.min(batch.buf.len() + 64));
@@ -1019,7 +1303,8 @@ async fn send_rows(conn: &mut PgConnection, copy_sql: &str, batch: &Encoded, idx
     let mut k = 0;
     while k < idx.len() {
         let mut j = k;
-        while j + 1 < idx.len() && idx[j + 1] == idx[j] + 1 {
+        // A run of rows whose bytes follow each other (rows taken out leave gaps).
+        while j + 1 < idx.len() && batch.rows[idx[j + 1]].start == batch.rows[idx[j]].end {
             j += 1;
         }
         let (start, end) = (batch.rows[idx[k]].start, batch.rows[idx[j]].end);
@@ -1044,6 +1329,12 @@ async fn send_rows(conn: &mut PgConnection, copy_sql: &str, batch: &Encoded, idx
     }
     copy.finish().await?;
     Ok(())
+}
+
+/// Whether PostgreSQL refused the statement for the data it was given (SQLSTATE classes 21,
+/// 22, 23), not for the statement or the connection.
+pub fn is_data_error(e: &sqlx::Error) -> bool {
+    data_error(e).is_some()
 }
 
 /// For errors caused by the data: the reason and the column, if PostgreSQL names one.
@@ -1076,6 +1367,56 @@ fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One binary COPY tuple of the given fields (`None`: NULL).
+    fn tuple(fields: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut t = (fields.len() as i16).to_be_bytes().to_vec();
+        for f in fields {
+            match f {
+                None => t.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    t.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    t.extend_from_slice(b);
+                }
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn rows_taken_out_of_a_batch_leave_no_bytes_behind() {
+        let rows: Vec<Vec<u8>> = (0..4u8).map(|i| tuple(&[Some(&[i][..]), None])).collect();
+        let mut enc = Encoded::default();
+        for r in &rows {
+            let at = enc.buf.len();
+            enc.buf.extend_from_slice(r);
+            enc.rows.push(at..enc.buf.len());
+        }
+        let whole = enc.buf.clone();
+        let kept = Encoded {
+            buf: enc.buf.clone(),
+            rows: vec![enc.rows[0].clone(), enc.rows[2].clone(), enc.rows[3].clone()],
+        };
+        assert_eq!(
+            kept.into_copy_data(),
+            [rows[0].clone(), rows[2].clone(), rows[3].clone()].concat()
+        );
+        assert_eq!(enc.into_copy_data(), whole);
+    }
+
+    #[test]
+    fn key_fields_are_found_in_encoded_rows() {
+        let t = tuple(&[Some(b"17"), None, Some(b"abc"), Some(&[0, 0, 0, 9])]);
+        let mut out = Vec::new();
+        fields_at(&t, &[1, 2, 3], &mut out).unwrap();
+        assert_eq!(out, vec![None, Some(&b"abc"[..]), Some(&[0u8, 0, 0, 9][..])]);
+        out.clear();
+        fields_at(&t, &[0], &mut out).unwrap();
+        assert_eq!(out, vec![Some(&b"17"[..])]);
+        // A cut-off row is an error, not a panic.
+        out.clear();
+        assert!(fields_at(&t[..t.len() - 2], &[3], &mut out).is_err());
+    }
 
     #[test]
     fn loader_sql_quotes_everything() {

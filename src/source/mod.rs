@@ -88,6 +88,10 @@ impl fmt::Display for Column {
     }
 }
 
+/// A source hands a batch over early once its values hold this many bytes, so rows with large
+/// LOBs do not fill memory `batch_rows` at a time.
+pub const BATCH_BYTES: usize = 4 << 20;
+
 /// What to read: which relation, which columns, ordered and resumed by which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadSpec {
@@ -185,8 +189,8 @@ pub trait Source: Send {
         filter: Option<&str>,
         column: &str,
     ) -> Result<Option<(String, WmKind)>, SourceError>;
-    /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time, until
-    /// the end or until `emit` returns false.
+    /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time (fewer
+    /// when their values pass [`BATCH_BYTES`]), until the end or until `emit` returns false.
     fn read(
         &mut self,
         spec: &ReadSpec,

@@ -300,13 +300,22 @@ impl Source for SqliteSource {
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(binds.iter()))
                 .map_err(query_err(what.clone()))?;
-            let mut batch = Vec::with_capacity(batch_rows);
+            let mut batch = Vec::with_capacity(batch_rows.min(4096));
+            let mut bytes = 0;
+            let mut full = false;
             while let Some(r) = rows.next().map_err(query_err(what.clone()))? {
                 let mut vals = Vec::with_capacity(width);
                 for i in 0..width {
-                    vals.push(decode(r, i).map_err(query_err(what.clone()))?);
+                    let v = decode(r, i).map_err(query_err(what.clone()))?;
+                    bytes += v.data_len();
+                    vals.push(v);
                 }
                 batch.push(vals);
+                if bytes >= super::BATCH_BYTES {
+                    // The next query starts after this row.
+                    full = true;
+                    break;
+                }
             }
             drop(rows);
             drop(stmt);
@@ -317,7 +326,7 @@ impl Source for SqliteSource {
             if n > 0 && !emit(batch) {
                 return Ok(());
             }
-            if n < batch_rows {
+            if n < batch_rows && !full {
                 return Ok(());
             }
         }

@@ -386,16 +386,23 @@ impl Source for OracleSource {
         }
         let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
         let rows = stmt.query_as_named::<Cells>(&named).map_err(|e| classify(e, &what))?;
-        let mut batch = Vec::with_capacity(batch_rows);
+        let mut batch = Vec::with_capacity(batch_rows.min(4096));
+        let mut bytes = 0;
         for row in rows {
             let Cells(cells) = row.map_err(|e| classify(e, &what))?;
             let cells = cells.map_err(|reason| SourceError::Query {
                 what: what.clone(),
                 cause: reason.into(),
             })?;
+            bytes += cells.iter().map(Value::data_len).sum::<usize>();
             batch.push(cells);
-            if batch.len() == batch_rows && !emit(std::mem::replace(&mut batch, Vec::with_capacity(batch_rows))) {
+            if (batch.len() == batch_rows || bytes >= crate::source::BATCH_BYTES)
+                && !emit(std::mem::replace(&mut batch, Vec::with_capacity(batch_rows.min(4096))))
+            {
                 return Ok(());
+            }
+            if batch.is_empty() {
+                bytes = 0;
             }
         }
         if !batch.is_empty() {
