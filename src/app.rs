@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
-pub(crate) const DEFAULT_BATCH: usize = 1000;
+pub(crate) const DEFAULT_BATCH: usize = 50_000;
 
 pub async fn main(cli: Cli) -> Result<u8> {
     match &cli.command {

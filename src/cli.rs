@@ -73,7 +73,7 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
 
-    /// Rows per batch; each batch commits with its progress (default 1000, or the mapping's batch_size)
+    /// Rows per batch; each batch commits with its progress (default 50000, or the mapping's batch_size; at most 64 MiB of data)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_size: Option<u64>,
 
@@ -167,7 +167,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub overlap: u64,
 
-    /// Rows per batch (default 1000, or the mapping's batch_size)
+    /// Rows per batch in a sync pass, at most 1000 (default 1000, or the mapping's batch_size if smaller)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
 
