@@ -242,27 +242,36 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
     for (i, fd) in b.entity.fields.iter().enumerate() {
         let col = &b.targets[i];
         let raw = match (&fd.constant, b.field_pos[i]) {
-            (Some(c), _) => c.clone(),
-            (None, Some(p)) => row[p].clone(),
-            (None, None) => Value::Null,
+            (Some(c), _) => c,
+            (None, Some(p)) => &row[p],
+            (None, None) => &Value::Null,
         };
         let fail = |reason: String, buf: &mut Vec<u8>| {
             buf.truncate(start);
             Err((fd.to.clone(), reason))
         };
-        let mut v = match fd.chain.apply(raw) {
-            Ok(v) => v,
-            Err(e) => return fail(format!("transform failed: {e}"), buf),
+        // Values without transforms are encoded where they lie.
+        let transformed;
+        let mut v = if fd.chain.is_empty() {
+            raw
+        } else {
+            match fd.chain.apply(raw.clone()) {
+                Ok(t) => {
+                    transformed = t;
+                    &transformed
+                }
+                Err(e) => return fail(format!("transform failed: {e}"), buf),
+            }
         };
         if v.is_null()
             && let Some(d) = &fd.default
         {
-            v = d.clone();
+            v = d;
         }
         if v.is_null() && col.not_null {
             return fail(format!("NULL in NOT NULL column {}", col.name), buf);
         }
-        if let Err(e) = col.ty.encode(&v, buf) {
+        if let Err(e) = col.ty.encode(v, buf) {
             return fail(e, buf);
         }
     }
@@ -272,6 +281,12 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
 /// A batch as read, and as it goes to PostgreSQL: the encoded rows (with the source row each
 /// came from) and the rows that failed on the client.
 struct Prepared {
+    /// Source rows read.
+    read: usize,
+    /// The key of the last of them.
+    last_key: Option<Vec<Value>>,
+    /// The source rows themselves, when the chunk needs them later (careful chunks, and chunks
+    /// still to be checked for their parents); otherwise empty.
     rows: Vec<Vec<Value>>,
     enc: Encoded,
     enc_src: Vec<usize>,
@@ -283,7 +298,7 @@ struct Prepared {
     careful: bool,
 }
 
-fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
+fn prepare(b: &Bound, names: &[String], rows: &[Vec<Value>]) -> Prepared {
     let mut enc = Encoded {
         buf: Vec::with_capacity(rows.len() * 128),
         rows: Vec::with_capacity(rows.len()),
@@ -305,7 +320,9 @@ fn prepare(b: &Bound, names: &[String], rows: Vec<Vec<Value>>) -> Prepared {
         }
     }
     Prepared {
-        rows,
+        read: rows.len(),
+        last_key: rows.last().map(|r| b.spec.key_of(r)),
+        rows: Vec::new(),
         enc,
         enc_src,
         rejects,
@@ -459,9 +476,11 @@ impl FeedPlan<'_> {
     ) -> Result<Feed, PipelineError> {
         let name = self.bound.entity.name.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<Prepared>(QUEUE_DEPTH);
-        let (reader_tx, checker) = match (self.parents, checker_conn) {
+        let (reader_tx, checker, recycled) = match (self.parents, checker_conn) {
             (Some(check), Some(mut conn)) => {
                 let (ctx, mut crx) = tokio::sync::mpsc::channel::<Prepared>(2);
+                // Rows the checker is done with go back to the reader to be refilled.
+                let (back, recycled) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(QUEUE_DEPTH);
                 let check = check.clone();
                 let bound = self.bound.clone();
                 let handle = tokio::spawn(async move {
@@ -472,16 +491,20 @@ impl FeedPlan<'_> {
                             Ok(orphans) => drop_orphans(&bound, &names, &mut p, orphans),
                             Err(e) => return (conn, Err(e)),
                         }
+                        if !p.careful {
+                            let _ = back.try_send(std::mem::take(&mut p.rows));
+                        }
                         if tx.send(p).await.is_err() {
                             break;
                         }
                     }
                     (conn, Ok(()))
                 });
-                (ctx, Some(handle))
+                (ctx, Some(handle), Some(recycled))
             }
-            _ => (tx, None),
+            _ => (tx, None, None),
         };
+        let keep_rows = checker.is_some();
         let url = self.url.to_string();
         let read_plan = self.read_plan.clone();
         let bound = self.bound.clone();
@@ -491,17 +514,23 @@ impl FeedPlan<'_> {
             .spawn(move || -> Result<source::resilient::ReadStats, SourceError> {
                 let names = bound.source_names();
                 let mut careful_left = careful;
+                let mut recycled = recycled;
                 source::resilient::read_all(
                     &mut || source::open(&url),
                     &bound.spec,
                     after,
                     chunk_rows,
                     &read_plan,
-                    &mut |rows| {
-                        let n = rows.len() as u64;
-                        let mut p = prepare(&bound, &names, rows);
+                    &mut |batch| {
+                        let n = batch.len() as u64;
+                        let mut p = prepare(&bound, &names, batch);
                         p.careful = careful_left > 0;
                         careful_left = careful_left.saturating_sub(n);
+                        if p.careful || keep_rows {
+                            // The rows go along; the source refills rows the checker is done with.
+                            let spare = recycled.as_mut().and_then(|r| r.try_recv().ok()).unwrap_or_default();
+                            p.rows = std::mem::replace(batch, spare);
+                        }
                         reader_tx.blocking_send(p).is_ok()
                     },
                 )
@@ -693,12 +722,12 @@ async fn fast_batch(
             copy.send(sink::COPY_HEADER).await?;
             let mut chunk = Some(first);
             while let Some(p) = chunk.take() {
-                let n = p.rows.len() as u64;
+                let n = p.read as u64;
                 rows += n;
                 next.rows_read += n as i64;
                 next.rows_loaded += p.enc.rows.len() as i64;
                 next.rows_rejected += p.rejects.len() as i64;
-                next.last_key = p.rows.last().map(|r| b.spec.key_of(r));
+                next.last_key = p.last_key;
                 rejects.extend(p.rejects);
                 let data = p.enc.into_copy_data();
                 bytes += data.len();
@@ -901,7 +930,7 @@ pub async fn run_entity(
         let db_started = Instant::now();
         match &mut mode {
             Mode::DryRun => {
-                let n = chunk.rows.len() as u64;
+                let n = chunk.read as u64;
                 stats.loaded += chunk.enc.rows.len() as u64;
                 stats.rejected += chunk.rejects.len() as u64;
                 if stats.sample_rejects.len() < 20 {

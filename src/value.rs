@@ -243,6 +243,28 @@ pub enum Value {
 }
 
 impl Value {
+    /// Makes this value the text `s`, reusing its buffer when it already holds text.
+    pub fn set_text(&mut self, s: &str) {
+        match self {
+            Value::Text(t) => {
+                t.clear();
+                t.push_str(s);
+            }
+            other => *other = Value::Text(s.to_string()),
+        }
+    }
+
+    /// Makes this value the bytes `b`, reusing its buffer when it already holds bytes.
+    pub fn set_bytes(&mut self, b: &[u8]) {
+        match self {
+            Value::Bytes(v) => {
+                v.clear();
+                v.extend_from_slice(b);
+            }
+            other => *other = Value::Bytes(b.to_vec()),
+        }
+    }
+
     /// Bytes of text or binary data the value holds (what bounds a batch's memory).
     pub fn data_len(&self) -> usize {
         match self {

@@ -106,13 +106,16 @@ impl PgType {
             }
             PgType::Text | PgType::Varchar(_) | PgType::Bpchar(_) => {
                 let s = text_of(v)?;
-                if let Some(pos) = s.find('\0') {
+                if let Some(pos) = s.as_bytes().iter().position(|&b| b == 0) {
                     let at = s[..pos].chars().count() + 1;
                     return Err(format!(
                         "text contains a NUL byte (0x00) at character {at}, which PostgreSQL text cannot store"
                     ));
                 }
-                if let PgType::Varchar(Some(n)) | PgType::Bpchar(Some(n)) = self {
+                // At most one character per byte: short values need no count.
+                if let PgType::Varchar(Some(n)) | PgType::Bpchar(Some(n)) = self
+                    && s.len() > *n as usize
+                {
                     let len = if matches!(self, PgType::Bpchar(_)) {
                         s.trim_end_matches(' ').chars().count()
                     } else {

@@ -191,13 +191,40 @@ pub trait Source: Send {
     ) -> Result<Option<(String, WmKind)>, SourceError>;
     /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time (fewer
     /// when their values pass [`BATCH_BYTES`]), until the end or until `emit` returns false.
+    /// `emit` may keep the batch's rows by taking them out of the vector, and may leave rows it
+    /// is done with there instead: whatever the vector holds when `emit` returns is reused for
+    /// the next rows (no allocation per row or value once the buffers are warm).
     fn read(
         &mut self,
         spec: &ReadSpec,
         after: Option<&[Value]>,
         batch_rows: usize,
-        emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError>;
+}
+
+/// Rows handed back by a batch's consumer, ready to be overwritten with the next rows.
+#[derive(Debug, Default)]
+pub struct RowPool {
+    spare: Vec<Vec<Value>>,
+}
+
+impl RowPool {
+    /// A row of `width` values to overwrite (its values keep their text buffers).
+    pub fn row(&mut self, width: usize) -> Vec<Value> {
+        let mut r = self.spare.pop().unwrap_or_default();
+        r.resize(width, Value::Null);
+        r
+    }
+
+    /// Takes back whatever `batch` holds after its consumer is done with it.
+    pub fn recycle(&mut self, batch: &mut Vec<Vec<Value>>) {
+        // Enough for a few batches; the rest is freed.
+        if self.spare.len() < 8192 {
+            self.spare.append(batch);
+        }
+        batch.clear();
+    }
 }
 
 /// The keyset predicate without row-value comparison (Oracle 11g has none):

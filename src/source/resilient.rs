@@ -105,7 +105,7 @@ pub fn read_all(
     after: Option<Vec<Value>>,
     batch_rows: usize,
     plan: &ReadPlan,
-    emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+    emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
 ) -> Result<ReadStats, SourceError> {
     let what = spec.relation.describe();
     let mut src = open()?;
@@ -223,7 +223,7 @@ mod tests {
             _: &ReadSpec,
             after: Option<&[Value]>,
             batch_rows: usize,
-            emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+            emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
         ) -> Result<(), SourceError> {
             let from = match after {
                 Some([Value::Int(k)]) => *k,
@@ -246,12 +246,12 @@ mod tests {
                     });
                 }
                 batch.push(vec![Value::Int(k), Value::Text(format!("row {k}"))]);
-                if batch.len() == batch_rows && !emit(std::mem::take(&mut batch)) {
+                if batch.len() == batch_rows && !emit(&mut std::mem::take(&mut batch)) {
                     return Ok(());
                 }
             }
             if !batch.is_empty() {
-                emit(batch);
+                emit(&mut batch);
             }
             Ok(())
         }

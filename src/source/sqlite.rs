@@ -64,6 +64,21 @@ impl SqliteSource {
     }
 }
 
+/// Decodes column `i` into `slot`, reusing its text or byte buffer.
+fn decode_into(row: &Row<'_>, i: usize, slot: &mut Value) -> Result<(), rusqlite::Error> {
+    match row.get_ref(i)? {
+        ValueRef::Null => *slot = Value::Null,
+        ValueRef::Integer(n) => *slot = Value::Int(n),
+        ValueRef::Real(f) => *slot = Value::Float(f),
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => slot.set_text(s),
+            Err(_) => slot.set_bytes(bytes),
+        },
+        ValueRef::Blob(b) => slot.set_bytes(b),
+    }
+    Ok(())
+}
+
 fn decode(row: &Row<'_>, i: usize) -> Result<Value, rusqlite::Error> {
     Ok(match row.get_ref(i)? {
         ValueRef::Null => Value::Null,
@@ -276,7 +291,7 @@ impl Source for SqliteSource {
         spec: &ReadSpec,
         after: Option<&[Value]>,
         batch_rows: usize,
-        emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
         let param = |i: usize| format!("?{i}");
         // One short query per batch (keyset paging): no read lock is held while the batch
@@ -286,6 +301,8 @@ impl Source for SqliteSource {
         let mut last: Option<Vec<Value>> = after.map(<[Value]>::to_vec);
         let what = format!("reading {}", spec.relation.describe());
         let width = spec.columns.len();
+        let mut pool = super::RowPool::default();
+        let mut batch: Vec<Vec<Value>> = Vec::with_capacity(batch_rows.min(4096));
         loop {
             let sql = if last.is_some() { &next } else { &first };
             let mut stmt = self.conn.prepare_cached(sql).map_err(query_err(what.clone()))?;
@@ -300,15 +317,13 @@ impl Source for SqliteSource {
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(binds.iter()))
                 .map_err(query_err(what.clone()))?;
-            let mut batch = Vec::with_capacity(batch_rows.min(4096));
             let mut bytes = 0;
             let mut full = false;
             while let Some(r) = rows.next().map_err(query_err(what.clone()))? {
-                let mut vals = Vec::with_capacity(width);
-                for i in 0..width {
-                    let v = decode(r, i).map_err(query_err(what.clone()))?;
+                let mut vals = pool.row(width);
+                for (i, v) in vals.iter_mut().enumerate() {
+                    decode_into(r, i, v).map_err(query_err(what.clone()))?;
                     bytes += v.data_len();
-                    vals.push(v);
                 }
                 batch.push(vals);
                 if bytes >= super::BATCH_BYTES {
@@ -323,9 +338,10 @@ impl Source for SqliteSource {
             if let Some(row) = batch.last() {
                 last = Some(spec.key_of(row));
             }
-            if n > 0 && !emit(batch) {
+            if n > 0 && !emit(&mut batch) {
                 return Ok(());
             }
+            pool.recycle(&mut batch);
             if n < batch_rows && !full {
                 return Ok(());
             }

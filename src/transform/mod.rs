@@ -435,6 +435,11 @@ fn email(v: Value) -> Result<Value, String> {
 pub struct Chain(pub Vec<Step>);
 
 impl Chain {
+    /// No step: the value goes through as it is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn apply(&self, mut v: Value) -> Result<Value, String> {
         for step in &self.0 {
             v = step.apply(v)?;

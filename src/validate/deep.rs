@@ -416,7 +416,7 @@ fn read_source(
     let mut buf = Vec::with_capacity(4096);
     let mut failure: Option<String> = None;
     read_all(&mut || source::open(url), &b.spec, None, 1000, plan, &mut |rows| {
-        for row in &rows {
+        for row in rows.iter() {
             if !rejects.is_empty() {
                 let key = key_to_json(&b.spec.key_of(row)).to_string();
                 if rejects.contains(&key) {

@@ -330,7 +330,7 @@ impl Source for OracleSource {
         spec: &ReadSpec,
         after: Option<&[Value]>,
         batch_rows: usize,
-        emit: &mut dyn FnMut(Vec<Vec<Value>>) -> bool,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
         let what = format!("reading {}", spec.relation.describe());
         // Describe first: an unsupported column is named before anything is fetched, and
@@ -396,17 +396,16 @@ impl Source for OracleSource {
             })?;
             bytes += cells.iter().map(Value::data_len).sum::<usize>();
             batch.push(cells);
-            if (batch.len() == batch_rows || bytes >= crate::source::BATCH_BYTES)
-                && !emit(std::mem::replace(&mut batch, Vec::with_capacity(batch_rows.min(4096))))
-            {
-                return Ok(());
-            }
-            if batch.is_empty() {
+            if batch.len() == batch_rows || bytes >= crate::source::BATCH_BYTES {
+                if !emit(&mut batch) {
+                    return Ok(());
+                }
+                batch.clear();
                 bytes = 0;
             }
         }
         if !batch.is_empty() {
-            emit(batch);
+            emit(&mut batch);
         }
         Ok(())
     }
