@@ -362,6 +362,7 @@ async fn run(cli: &Cli) -> Result<u8> {
         base: std::time::Duration::from_secs_f64(cli.run.retry_wait.clamp(0.0, 3600.0)),
     };
     let jobs = cli.run.jobs.map_or_else(default_jobs, |n| n as usize).max(1);
+    let streams = tokio::sync::Semaphore::new(jobs);
     let mut ctx = LoadCtx {
         source: &source,
         dry,
@@ -375,6 +376,8 @@ async fn run(cli: &Cli) -> Result<u8> {
         batch_size: cli.run.batch_size.map(|b| b as usize),
         defer: cli.run.defer_indexes,
         bars: &bars,
+        jobs,
+        streams: (jobs > 1).then_some(&streams),
     };
     let mut stats: Vec<EntityStats> = Vec::new();
     if jobs == 1 {
@@ -645,7 +648,15 @@ pub(crate) struct LoadCtx<'a> {
     /// `--defer-indexes`.
     pub(crate) defer: bool,
     pub(crate) bars: &'a Bars,
+    /// `--jobs`: an entity of at least [`MIN_PART_ROWS`] × 2 rows is split into up to this many
+    /// key ranges, loaded side by side.
+    pub(crate) jobs: usize,
+    /// With `--jobs` above 1: one permit per stream (an entity, or a part of one) loading at once.
+    pub(crate) streams: Option<&'a tokio::sync::Semaphore>,
 }
+
+/// The fewest rows a part of a split entity gets.
+pub(crate) const MIN_PART_ROWS: u64 = 25_000;
 
 /// Checks that the run's own session (the holder of the run lock) is alive; replaces it and
 /// takes the lock again if it was lost.
@@ -768,18 +779,31 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
         crate::sync::record_start(ctx.source, conn, e).await?;
     }
     let batch = ctx.batch_size.or(e.batch_size).unwrap_or(DEFAULT_BATCH);
-    let bar = ctx.bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);
-    let mode = if dry {
-        Mode::DryRun
+    let loaded = match if dry {
+        None
     } else {
-        Mode::Load {
-            conn: &mut *conn,
-            mirror: ctx.mirror,
-            state: &ctx.state,
-            retry,
+        plan_parts(ctx, checked, conn, &start).await?
+    } {
+        Some(parts) => load_parts(ctx, checked, conn, start, parts, batch).await,
+        None => {
+            let _permit = match ctx.streams {
+                Some(s) => Some(s.acquire().await?),
+                None => None,
+            };
+            let bar = ctx.bars.entity(&e.name, b.rows_in_scope, start.rows_read as u64);
+            let mode = if dry {
+                Mode::DryRun
+            } else {
+                Mode::Load {
+                    conn: &mut *conn,
+                    mirror: ctx.mirror,
+                    state: &ctx.state,
+                    retry,
+                }
+            };
+            pipeline::run_entity(ctx.source, checked, start, batch, ctx.read_plan, mode, &bar).await
         }
     };
-    let loaded = pipeline::run_entity(ctx.source, checked, start, batch, ctx.read_plan, mode, &bar).await;
     if loaded.is_err() && ctx.defer && !dry {
         // Leave the target whole for whoever uses it next; a resume holds them again.
         if let Err(err) = restore(conn, &e.name).await {
@@ -815,4 +839,178 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
         s.seconds
     );
     Ok(s)
+}
+
+/// The parts a large entity loads in (their progress rows), or `None` to load it in one piece.
+/// A split is decided once, when the entity starts, from every `step`-th key in the source, and
+/// stored with the entity's row; a resume reuses it.
+async fn plan_parts(
+    ctx: &LoadCtx<'_>,
+    b: &Bound,
+    conn: &mut sqlx::PgConnection,
+    start: &Progress,
+) -> Result<Option<Vec<Progress>>> {
+    let e = &b.entity;
+    let state = ctx.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let parts = checkpoint::parts_of(&state, &e.name);
+    if !parts.is_empty() {
+        return Ok(Some(parts));
+    }
+    let n = (b.rows_in_scope / MIN_PART_ROWS).min(ctx.jobs as u64);
+    if n < 2 || start.rows_read > 0 || b.spec.window.is_some() {
+        return Ok(None);
+    }
+    let step = b.rows_in_scope.div_ceil(n);
+    let spec = b.spec.clone();
+    let wanted = n as usize - 1;
+    let mut bounds = crate::source::with_source(ctx.source, move |s| s.split_keys(&spec, step, wanted))
+        .await
+        .with_context(|| format!("{}: finding where to split it", e.name))?;
+    bounds.truncate(wanted);
+    if bounds.is_empty() {
+        return Ok(None);
+    }
+    let count = bounds.len() + 1;
+    let parts: Vec<Progress> = (0..count)
+        .map(|i| {
+            let mut p = Progress::new(
+                &checkpoint::part_name(&e.name, i + 1, count),
+                &e.fingerprint,
+                &e.target.display(),
+            );
+            p.last_key = i.checked_sub(1).map(|j| bounds[j].clone());
+            p.until_key = bounds.get(i).cloned();
+            p
+        })
+        .collect();
+    let retry = &ctx.retry;
+    crate::on_target!(conn, retry, &e.name, checkpoint::start_parts(conn, start, &parts).await)?;
+    {
+        let mut st = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.insert(e.name.clone(), start.clone());
+        for p in &parts {
+            st.insert(p.entity.clone(), p.clone());
+        }
+        ctx.mirror.write_behind(&st)?;
+    }
+    tracing::info!(
+        "{}: {} rows in scope, loaded in {count} key ranges side by side",
+        e.name,
+        b.rows_in_scope
+    );
+    Ok(Some(parts))
+}
+
+/// Loads the parts of a split entity side by side, each on its own session and reader (one
+/// stream permit each), then gives the entity its parts' sums and forgets them, in one
+/// transaction. A part that fails lets the others finish; their rows stay committed.
+async fn load_parts(
+    ctx: &LoadCtx<'_>,
+    b: &Bound,
+    conn: &mut sqlx::PgConnection,
+    start: Progress,
+    parts: Vec<Progress>,
+    batch: usize,
+) -> Result<EntityStats, pipeline::PipelineError> {
+    let e = &b.entity;
+    let began = std::time::Instant::now();
+    let count = parts.len();
+    let per_part = b.rows_in_scope.div_ceil(count as u64);
+    let retries = std::sync::atomic::AtomicU64::new(0);
+    let retries = &retries;
+    let loads = parts.into_iter().enumerate().map(|(i, p)| async move {
+        if p.is_done() {
+            return Ok(p);
+        }
+        let _permit = match ctx.streams {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
+        if p.rows_read > 0 {
+            tracing::info!(
+                "{}: resuming part {}/{count} after {} rows read",
+                e.name,
+                i + 1,
+                p.rows_read
+            );
+        }
+        let mut pb = b.clone();
+        pb.spec.until = p.until_key.clone();
+        let mut own = sink::connect(&ctx.retry.target)
+            .await
+            .map_err(|cause| pipeline::PipelineError::Sink {
+                entity: e.name.clone(),
+                cause,
+            })?;
+        let bar = ctx
+            .bars
+            .entity(&format!("{} {}/{count}", e.name, i + 1), per_part, p.rows_read as u64);
+        let mode = Mode::Load {
+            conn: &mut own,
+            mirror: ctx.mirror,
+            state: &ctx.state,
+            retry: &ctx.retry,
+        };
+        let mut done = p.clone();
+        let s = pipeline::run_entity(ctx.source, &pb, p, batch, ctx.read_plan, mode, &bar).await?;
+        // What the part committed (its own rows only).
+        done.rows_read = s.read as i64;
+        done.rows_loaded = s.loaded as i64;
+        done.rows_rejected = s.rejected as i64;
+        done.status = "done".into();
+        retries.fetch_add(s.retries, std::sync::atomic::Ordering::Relaxed);
+        Ok(done)
+    });
+    let results = futures_util::future::join_all(loads).await;
+    let mut done = Vec::with_capacity(count);
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(p) => done.push(p),
+            // A stop request or a lost target says the most; keep the first of the others.
+            Err(err) if first_error.is_none() => first_error = Some(err),
+            Err(_) => {}
+        }
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+    let mut whole = start;
+    whole.rows_read = done.iter().map(|p| p.rows_read).sum();
+    whole.rows_loaded = done.iter().map(|p| p.rows_loaded).sum();
+    whole.rows_rejected = done.iter().map(|p| p.rows_rejected).sum();
+    whole.last_key = None;
+    whole.status = "done".into();
+    let retry = &ctx.retry;
+    crate::on_target!(conn, retry, &e.name, checkpoint::finish_parts(conn, &whole).await)?;
+    {
+        let mut st = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("{}#", e.name);
+        st.retain(|k, _| !k.starts_with(&prefix));
+        st.insert(e.name.clone(), whole.clone());
+        ctx.mirror
+            .write_behind(&st)
+            .map_err(|cause| pipeline::PipelineError::State {
+                entity: e.name.clone(),
+                cause,
+            })?;
+    }
+    ctx.mirror.flush().map_err(|cause| pipeline::PipelineError::State {
+        entity: e.name.clone(),
+        cause,
+    })?;
+    let seconds = began.elapsed().as_secs_f64();
+    Ok(EntityStats {
+        entity: e.name.clone(),
+        source_rows: b.rows_in_scope,
+        skipped_by_where: b.skipped_by_where,
+        read: whole.rows_read as u64,
+        loaded: whole.rows_loaded as u64,
+        rejected: whole.rows_rejected as u64,
+        seconds,
+        rows_per_sec: whole.rows_read as f64 / seconds.max(1e-6),
+        status: "done".into(),
+        retries: retries.load(std::sync::atomic::Ordering::Relaxed),
+        ..Default::default()
+    })
 }

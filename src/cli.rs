@@ -111,8 +111,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub cursor_secs: u64,
 
-    /// Entities loaded side by side, each on its own PostgreSQL session and reader thread, once
-    /// the entities they depend on are loaded (default: the number of cores; 1 = one at a time)
+    /// Streams loading side by side, each on its own PostgreSQL session and reader thread: entities
+    /// whose dependencies are loaded, and key ranges of an entity of 50,000 rows or more (split into
+    /// up to N, each with its own progress row) (default: the number of cores; 1 = one at a time)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: Option<u64>,
 

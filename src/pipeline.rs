@@ -140,6 +140,29 @@ impl PipelineError {
     }
 }
 
+/// An error of a target call, as the entity's pipeline error.
+pub trait OnTarget {
+    fn for_entity(self, entity: &str) -> PipelineError;
+}
+
+impl OnTarget for SinkError {
+    fn for_entity(self, entity: &str) -> PipelineError {
+        PipelineError::Sink {
+            entity: entity.to_string(),
+            cause: self,
+        }
+    }
+}
+
+impl OnTarget for checkpoint::CheckpointError {
+    fn for_entity(self, entity: &str) -> PipelineError {
+        PipelineError::State {
+            entity: entity.to_string(),
+            cause: self,
+        }
+    }
+}
+
 /// Runs a target call, reconnecting and calling again while the connection is lost (within the
 /// retry budget). For the per-entity steps around the batch loop, which are idempotent.
 #[macro_export]
@@ -151,10 +174,7 @@ macro_rules! on_target {
             match $call {
                 Ok(v) => break Ok(v),
                 Err(cause) => {
-                    let e = $crate::pipeline::PipelineError::Sink {
-                        entity: $entity.to_string(),
-                        cause,
-                    };
+                    let e = $crate::pipeline::OnTarget::for_entity(cause, &$entity);
                     if !e.is_connection_lost() {
                         break Err(e);
                     }
@@ -811,6 +831,8 @@ pub async fn run_entity(
     let name = b.entity.name.clone();
     let began = Instant::now();
     let read_before = start.rows_read;
+    // The progress row: the entity's, a part's (`skid#1/2`) or a sync pass's (`item@sync`).
+    let state_key = start.entity.clone();
     let mut progress = start;
     let mut read_now = 0u64;
     let mut stats = EntityStats {
@@ -971,7 +993,7 @@ pub async fn run_entity(
                         stats.retries += reconnects;
                         // The database decides what was committed: the batch, or nothing of it.
                         let now = checkpoint::load_all(conn).await.map_err(state_err)?;
-                        let stored = now.get(&name).cloned().unwrap_or_else(|| progress.clone());
+                        let stored = now.get(&state_key).cloned().unwrap_or_else(|| progress.clone());
                         let expected = after_rows.map(|r| progress.rows_read + r as i64);
                         if stored.rows_read != progress.rows_read && Some(stored.rows_read) != expected {
                             return Err(PipelineError::Gone {
@@ -1055,9 +1077,9 @@ pub async fn run_entity(
                     reconnect(conn, retry, &mut attempt, &name, &lost).await?;
                     // The database decides whether the COMMIT went through before the loss.
                     let now = checkpoint::load_all(conn).await.map_err(state_err)?;
-                    let stored_read = now.get(&name).map(|p| p.rows_read).unwrap_or(0);
+                    let stored_read = now.get(&state_key).map(|p| p.rows_read).unwrap_or(0);
                     if stored_read == progress.rows_read + n as i64 {
-                        break now.get(&name).cloned().expect("it has a row");
+                        break now.get(&state_key).cloned().expect("it has a row");
                     }
                     if stored_read != progress.rows_read {
                         return Err(PipelineError::Gone {

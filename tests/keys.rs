@@ -150,3 +150,87 @@ to = 'x"); DROP TABLE victim; --'
     assert_eq!(db.scalar("SELECT count(*) FROM victim"), 1);
     assert_eq!(db.scalar("SELECT count(*) FROM \"order\""), 2);
 }
+
+#[test]
+fn a_large_entity_loads_in_key_ranges_and_a_killed_part_resumes_exactly() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // 120,000 rows under a composite text + number key, with a few rows PostgreSQL refuses.
+    p.sqlite(
+        "CREATE TABLE BIG (REGION TEXT, SEQ INTEGER, QTY INTEGER, PRIMARY KEY (REGION, SEQ));
+         WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 119999)
+         INSERT INTO BIG SELECT 'R' || (i % 7), i, CASE WHEN i % 10007 = 0 THEN -1 ELSE i % 1000 END FROM c;",
+    );
+    db.exec("CREATE TABLE big (region text, seq int, qty int CHECK (qty >= 0), PRIMARY KEY (region, seq))");
+    p.mapping(
+        "big",
+        "source = \"BIG\"\ntarget = \"big\"\n[[fields]]\nfrom = \"REGION\"\nto = \"region\"\n[[fields]]\nfrom = \"SEQ\"\nto = \"seq\"\n[[fields]]\nfrom = \"QTY\"\nto = \"qty\"\n",
+    );
+    let args = ["--yes", "--resume", "--jobs", "2", "--batch-size", "2000", "-v"];
+    let mut child = p
+        .command(&db, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once both parts have committed something.
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before both parts moved"
+        );
+        let ready = db.scalar("SELECT count(*) FROM pg_class WHERE oid = to_regclass('migrate.progress')") == 1;
+        if ready && db.scalar("SELECT count(*) FROM migrate.progress WHERE entity LIKE 'big#%' AND rows_read > 0") == 2
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the parts never moved"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The split is stored: the entity's row, and a row per part; the first part ends where the
+    // second starts.
+    let parts = db.rows(
+        "SELECT entity, until_key IS NOT NULL AS bounded, status FROM migrate.progress WHERE entity LIKE 'big#%' ORDER BY entity",
+    );
+    assert_eq!(
+        parts,
+        vec![
+            serde_json::json!({"entity": "big#1/2", "bounded": true, "status": "running"}),
+            serde_json::json!({"entity": "big#2/2", "bounded": false, "status": "running"}),
+        ]
+    );
+    assert_eq!(
+        db.rows("SELECT status FROM migrate.progress WHERE entity = 'big'"),
+        vec![serde_json::json!({"status": "running"})]
+    );
+    let out = p.run(&db, &args).expect(0);
+    assert!(out.stderr().contains("resuming"), "{}", out.stderr());
+    // Every row in exactly one place; the parts are folded into the entity's row.
+    let refused = (0..120_000).filter(|i| i % 10007 == 0).count() as i64;
+    assert_eq!(db.scalar("SELECT count(*) FROM big"), 120_000 - refused);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT (region, seq)) FROM big"),
+        120_000 - refused
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.rejects WHERE entity = 'big'"),
+        refused
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.progress WHERE entity LIKE 'big#%'"),
+        0
+    );
+    assert_eq!(
+        db.rows("SELECT status, rows_read, rows_loaded, rows_rejected FROM migrate.progress WHERE entity = 'big'"),
+        vec![
+            serde_json::json!({"status": "done", "rows_read": 120_000, "rows_loaded": 120_000 - refused, "rows_rejected": refused})
+        ]
+    );
+    p.run(&db, &["validate", "--deep"]).expect(0);
+}

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS migrate.progress (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz
 );
+-- One part of an entity split into key ranges (`<entity>#<i>/<n>`): the last key of its range.
+ALTER TABLE migrate.progress ADD COLUMN IF NOT EXISTS until_key jsonb;
 CREATE TABLE IF NOT EXISTS migrate.rejects (
     id              bigserial PRIMARY KEY,
     entity          text NOT NULL,
@@ -104,6 +106,9 @@ pub struct Progress {
     pub rows_rejected: i64,
     /// `running` or `done`.
     pub status: String,
+    /// A part of a split entity: the last key of its range (`None`: to the end).
+    #[serde(serialize_with = "ser_key", skip_serializing_if = "Option::is_none")]
+    pub until_key: Option<Vec<Value>>,
 }
 
 fn ser_key<S: serde::Serializer>(k: &Option<Vec<Value>>, s: S) -> Result<S::Ok, S::Error> {
@@ -124,6 +129,7 @@ impl Progress {
             rows_loaded: 0,
             rows_rejected: 0,
             status: "running".into(),
+            until_key: None,
         }
     }
 
@@ -138,6 +144,67 @@ impl Progress {
 }
 
 const SYNC_SUFFIX: &str = "@sync";
+
+/// The progress row of part `i` of `n` of a split entity (`skid#1/2`).
+pub fn part_name(entity: &str, i: usize, n: usize) -> String {
+    format!("{entity}#{i}/{n}")
+}
+
+/// The parts of a split entity, in order (empty when it is not split).
+pub fn parts_of(state: &BTreeMap<String, Progress>, entity: &str) -> Vec<Progress> {
+    let prefix = format!("{entity}#");
+    let mut parts: Vec<(usize, Progress)> = state
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter_map(|(k, p)| {
+            let (i, n) = k[prefix.len()..].split_once('/')?;
+            n.parse::<usize>().ok()?;
+            Some((i.parse().ok()?, p.clone()))
+        })
+        .collect();
+    parts.sort_by_key(|(i, _)| *i);
+    parts.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Starts a split entity: its own row and each part's, in one transaction.
+pub async fn start_parts(
+    conn: &mut PgConnection,
+    entity: &Progress,
+    parts: &[Progress],
+) -> Result<(), CheckpointError> {
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("splitting an entity"))?;
+    save(conn, entity).await?;
+    for p in parts {
+        save(conn, p).await?;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("splitting an entity"))?;
+    Ok(())
+}
+
+/// Ends a split entity: its row takes the parts' sums and the parts' rows go, in one transaction.
+pub async fn finish_parts(conn: &mut PgConnection, entity: &Progress) -> Result<(), CheckpointError> {
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("finishing a split entity"))?;
+    save(conn, entity).await?;
+    sqlx::query("DELETE FROM migrate.progress WHERE left(entity, length($1) + 1) = $1 || '#'")
+        .bind(&entity.entity)
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("finishing a split entity"))?;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(state_err("finishing a split entity"))?;
+    Ok(())
+}
 
 /// The progress row of an entity's sync pass in flight (`customer@sync`).
 pub fn sync_progress_name(entity: &str) -> String {
@@ -226,6 +293,14 @@ pub async fn forget(conn: &mut PgConnection, entities: &[String]) -> Result<(), 
             .await
             .map_err(state_err("forgetting progress"))?;
     }
+    // The parts of split entities.
+    sqlx::query(
+        "DELETE FROM migrate.progress p USING unnest($1::text[]) e(name) WHERE left(p.entity, length(e.name) + 1) = e.name || '#'",
+    )
+    .bind(entities)
+    .execute(&mut *conn)
+    .await
+    .map_err(state_err("forgetting progress"))?;
     sqlx::raw_sql("COMMIT")
         .execute(&mut *conn)
         .await
@@ -251,7 +326,7 @@ pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progre
         return Ok(BTreeMap::new());
     }
     let rows = sqlx::query(
-        "SELECT entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status FROM migrate.progress",
+        "SELECT entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, until_key FROM migrate.progress",
     )
     .fetch_all(&mut *conn)
     .await
@@ -268,6 +343,10 @@ pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progre
             rows_loaded: r.get(5),
             rows_rejected: r.get(6),
             status: r.get(7),
+            until_key: r
+                .get::<Option<serde_json::Value>, _>(8)
+                .as_ref()
+                .and_then(key_from_json),
         };
         out.insert(p.entity.clone(), p);
     }
@@ -277,12 +356,12 @@ pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progre
 /// Writes one entity's progress; called inside the batch's transaction.
 pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), CheckpointError> {
     sqlx::query(
-        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'done' THEN now() END)
+        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at, until_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'done' THEN now() END, $9)
          ON CONFLICT (entity) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, target_table = EXCLUDED.target_table,
            last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
            rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status, updated_at = now(),
-           finished_at = EXCLUDED.finished_at",
+           finished_at = EXCLUDED.finished_at, until_key = EXCLUDED.until_key",
     )
     .bind(&p.entity)
     .bind(&p.fingerprint)
@@ -292,6 +371,7 @@ pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), Checkpoin
     .bind(p.rows_loaded)
     .bind(p.rows_rejected)
     .bind(&p.status)
+    .bind(p.until_key.as_deref().map(key_to_json))
     .execute(conn)
     .await
     .map_err(state_err("saving progress"))?;

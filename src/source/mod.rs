@@ -93,7 +93,7 @@ impl fmt::Display for Column {
 pub const BATCH_BYTES: usize = 4 << 20;
 
 /// What to read: which relation, which columns, ordered and resumed by which key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadSpec {
     pub relation: Relation,
     pub columns: Vec<Column>,
@@ -102,6 +102,9 @@ pub struct ReadSpec {
     pub filter: Option<String>,
     /// `migrate sync`: only rows whose watermark column is in this window.
     pub window: Option<Window>,
+    /// One part of a split entity: only rows whose key is at most this one (the start is the
+    /// resume key).
+    pub until: Option<Vec<Value>>,
 }
 
 /// What kind of value a watermark column holds, which decides how it is compared, stored and
@@ -181,6 +184,11 @@ pub trait Source: Send {
     }
     /// Rows of the relation passing `filter`.
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError>;
+    /// Up to `count` keys that cut the rows of `spec` (in key order) into parts of about `step`
+    /// rows: each is the last key of its part. Empty when the source cannot say.
+    fn split_keys(&mut self, _spec: &ReadSpec, _step: u64, _count: usize) -> Result<Vec<Vec<Value>>, SourceError> {
+        Ok(Vec::new())
+    }
     /// The newest value of the watermark `column` among the rows passing `filter`, as lossless
     /// text with its kind; `None` when there is no row (or every value is NULL).
     fn newest(
@@ -244,6 +252,70 @@ pub fn keyset_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> Str
     build(keys, 0, param)
 }
 
+/// The bound of a part without row-value comparison: `k1 < :1 OR (k1 = :1 AND k2 <= :2)`.
+pub fn keyset_upto_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> String {
+    fn build(keys: &[String], i: usize, param: &dyn Fn(usize) -> String) -> String {
+        let (k, p) = (&keys[i], param(i + 1));
+        if i + 1 == keys.len() {
+            format!("{k} <= {p}")
+        } else {
+            format!("{k} < {p} OR ({k} = {p} AND ({}))", build(keys, i + 1, param))
+        }
+    }
+    if keys.is_empty() {
+        return "1 = 1".to_string();
+    }
+    build(keys, 0, param)
+}
+
+/// The keys that cut the relation's rows (in key order) into parts of `step` rows: every
+/// `step`-th key, read with ROW_NUMBER (SQLite 3.25 and Oracle 8i have it). `modulo` renders
+/// `a % b` in the dialect.
+pub fn split_sql(spec: &ReadSpec, row_id: &str, step: u64, modulo: &dyn Fn(&str, &str) -> String) -> String {
+    let render = |c: &Column| match c {
+        Column::Named(n) => quote_ident(n),
+        Column::RowId => row_id.to_string(),
+    };
+    let keys: Vec<String> = spec.key.iter().map(|&i| render(&spec.columns[i])).collect();
+    let aliases: Vec<String> = (0..keys.len()).map(|i| format!("migrate_k{i}")).collect();
+    let selected: Vec<String> = keys.iter().zip(&aliases).map(|(k, a)| format!("{k} AS {a}")).collect();
+    let filter = spec
+        .filter
+        .as_ref()
+        .map(|f| format!(" WHERE ({f})"))
+        .unwrap_or_default();
+    format!(
+        "SELECT {} FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {}) AS migrate_rn FROM {}{filter}) s WHERE {} = 0 ORDER BY migrate_rn",
+        aliases.join(", "),
+        selected.join(", "),
+        keys.join(", "),
+        from_clause(&spec.relation),
+        modulo("migrate_rn", &step.to_string()),
+    )
+}
+
+/// The key of the row after the first `?1` rows in key order (`LIMIT 1 OFFSET ?1`): where a
+/// part ends, for sources that skip rows cheaply (SQLite walks its b-tree; Oracle 11g has no
+/// OFFSET and uses [`split_sql`]).
+pub fn nth_key_sql(spec: &ReadSpec, row_id: &str) -> String {
+    let render = |c: &Column| match c {
+        Column::Named(n) => quote_ident(n),
+        Column::RowId => row_id.to_string(),
+    };
+    let keys: Vec<String> = spec.key.iter().map(|&i| render(&spec.columns[i])).collect();
+    let filter = spec
+        .filter
+        .as_ref()
+        .map(|f| format!(" WHERE ({f})"))
+        .unwrap_or_default();
+    format!(
+        "SELECT {} FROM {}{filter} ORDER BY {} LIMIT 1 OFFSET ?1",
+        keys.join(", "),
+        from_clause(&spec.relation),
+        keys.join(", ")
+    )
+}
+
 /// The relation as it goes after FROM.
 pub fn from_clause(relation: &Relation) -> String {
     match relation {
@@ -282,6 +354,11 @@ pub fn select_sql(spec: &ReadSpec, row_id: &str, resume: bool, param: &dyn Fn(us
     }
     if resume {
         conds.push(format!("({})", keyset_predicate(&keys, param)));
+    }
+    if spec.until.is_some() {
+        // Parameters after the key's and the window's.
+        let first = spec.key.len() + spec.window.as_ref().map_or(0, |w| w.binds().len());
+        conds.push(format!("({})", keyset_upto_predicate(&keys, &|i| param(first + i))));
     }
     let mut sql = format!("SELECT {} FROM {}", cols.join(", "), from_clause(&spec.relation));
     if !conds.is_empty() {
@@ -374,6 +451,7 @@ mod tests {
             key: vec![1, 0],
             filter: Some("STATUS <> 'D'".into()),
             window: None,
+            until: None,
         };
         assert_eq!(
             select_sql(&spec, "rowid", true, &q),
@@ -394,6 +472,7 @@ mod tests {
             key: vec![0],
             filter: None,
             window: None,
+            until: None,
         };
         assert_eq!(
             select_sql(&query, "ROWID", false, &q),
@@ -406,6 +485,52 @@ mod tests {
         assert_eq!(
             spec.key_of(&[Value::Int(1), Value::Int(2), Value::Int(3)]),
             vec![Value::Int(2), Value::Int(1)]
+        );
+    }
+
+    #[test]
+    fn parts_are_bounded_and_split_without_row_values() {
+        let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(keyset_upto_predicate(&k(&["a"]), &q), "a <= ?1");
+        assert_eq!(
+            keyset_upto_predicate(&k(&["a", "b"]), &q),
+            "a < ?1 OR (a = ?1 AND (b <= ?2))"
+        );
+        let mut spec = ReadSpec {
+            relation: Relation::Table("T".into()),
+            columns: vec![
+                Column::Named("A".into()),
+                Column::Named("B".into()),
+                Column::Named("V".into()),
+            ],
+            key: vec![0, 1],
+            filter: Some("V > 0".into()),
+            window: None,
+            until: Some(vec![Value::Int(5), Value::Int(6)]),
+        };
+        // Resume key ?1 ?2, then the part's end ?3 ?4.
+        assert_eq!(
+            select_sql(&spec, "rowid", true, &q),
+            "SELECT \"A\", \"B\", \"V\" FROM \"T\" WHERE (V > 0) AND (\"A\" > ?1 OR (\"A\" = ?1 AND (\"B\" > ?2))) AND (\"A\" < ?3 OR (\"A\" = ?3 AND (\"B\" <= ?4))) ORDER BY \"A\", \"B\""
+        );
+        // After a sync window's two bounds: ?5 ?6.
+        spec.window = Some(Window {
+            column: "M".into(),
+            kind: WmKind::Number,
+            above: Some("1".into()),
+            upto: Some("2".into()),
+        });
+        assert!(
+            select_sql(&spec, "rowid", false, &q)
+                .ends_with("AND (\"A\" < ?5 OR (\"A\" = ?5 AND (\"B\" <= ?6))) ORDER BY \"A\", \"B\"")
+        );
+        assert_eq!(
+            nth_key_sql(&spec, "rowid"),
+            "SELECT \"A\", \"B\" FROM \"T\" WHERE (V > 0) ORDER BY \"A\", \"B\" LIMIT 1 OFFSET ?1"
+        );
+        assert_eq!(
+            split_sql(&spec, "ROWID", 1000, &|a, b| format!("MOD({a}, {b})")),
+            "SELECT migrate_k0, migrate_k1 FROM (SELECT \"A\" AS migrate_k0, \"B\" AS migrate_k1, ROW_NUMBER() OVER (ORDER BY \"A\", \"B\") AS migrate_rn FROM \"T\" WHERE (V > 0)) s WHERE MOD(migrate_rn, 1000) = 0 ORDER BY migrate_rn"
         );
     }
 

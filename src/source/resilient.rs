@@ -264,6 +264,7 @@ mod tests {
             key: vec![0],
             filter: None,
             window: None,
+            until: None,
         }
     }
 

@@ -252,6 +252,31 @@ impl Source for SqliteSource {
         Ok(n as u64)
     }
 
+    fn split_keys(&mut self, spec: &ReadSpec, step: u64, count: usize) -> Result<Vec<Vec<Value>>, SourceError> {
+        // One short walk of the key's b-tree per boundary (ROW_NUMBER over the whole table
+        // measured 30 times slower).
+        let what = format!("finding where to split {}", spec.relation.describe());
+        let sql = super::nth_key_sql(spec, "rowid");
+        let mut stmt = self.conn.prepare(&sql).map_err(query_err(what.clone()))?;
+        let width = spec.key.len();
+        let mut keys = Vec::new();
+        for i in 1..=count as u64 {
+            let Some(offset) = (step.max(1) * i).checked_sub(1) else {
+                break;
+            };
+            let mut rows = stmt.query([offset as i64]).map_err(query_err(what.clone()))?;
+            let Some(r) = rows.next().map_err(query_err(what.clone()))? else {
+                break;
+            };
+            let key = (0..width)
+                .map(|c| decode(r, c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(query_err(what.clone()))?;
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
     fn newest(
         &mut self,
         relation: &Relation,
@@ -307,12 +332,15 @@ impl Source for SqliteSource {
             let sql = if last.is_some() { &next } else { &first };
             let mut stmt = self.conn.prepare_cached(sql).map_err(query_err(what.clone()))?;
             let mut binds: Vec<ToSqlOutput<'_>> = last.iter().flatten().map(bind).collect();
+            // The key's parameters come first; the first query leaves them unused.
+            if last.is_none() && (spec.window.is_some() || spec.until.is_some()) {
+                binds.extend(spec.key.iter().map(|_| ToSqlOutput::Owned(SqlValue::Null)));
+            }
             if let Some(w) = &spec.window {
-                // The key's parameters come first; the first query leaves them unused.
-                if last.is_none() {
-                    binds.extend(spec.key.iter().map(|_| ToSqlOutput::Owned(SqlValue::Null)));
-                }
                 binds.extend(w.binds().into_iter().map(|t| window_bind(w.kind, t)));
+            }
+            if let Some(until) = &spec.until {
+                binds.extend(until.iter().map(bind));
             }
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(binds.iter()))

@@ -196,6 +196,8 @@ pub async fn sync(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         batch_size: args.batch_size.map(|b| b as usize),
         defer: false,
         bars: &bars,
+        jobs: 1,
+        streams: None,
     };
     tracing::info!(
         "sync from {} into {}: {} incremental entit{}{}",

@@ -366,6 +366,7 @@ fn bind_one(
         key,
         filter: e.filter.clone(),
         window: None,
+        until: None,
     };
     let names: Vec<String> = targets.iter().map(|c: &PgColumn| c.name.clone()).collect();
     Some(Bound {

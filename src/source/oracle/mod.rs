@@ -287,6 +287,21 @@ impl Source for OracleSource {
             .map_err(|e| classify(e, &format!("counting rows of {}", relation.describe())))
     }
 
+    fn split_keys(&mut self, spec: &ReadSpec, step: u64, count: usize) -> Result<Vec<Vec<Value>>, SourceError> {
+        let what = format!("finding where to split {}", spec.relation.describe());
+        let sql = crate::source::split_sql(spec, "ROWID", step.max(1), &|a, b| format!("MOD({a}, {b})"));
+        let rows = self.conn.query_as::<Cells>(&sql, &[]).map_err(|e| classify(e, &what))?;
+        let mut keys = Vec::new();
+        for row in rows.take(count) {
+            let Cells(cells) = row.map_err(|e| classify(e, &what))?;
+            keys.push(cells.map_err(|reason| SourceError::Query {
+                what: what.clone(),
+                cause: reason.into(),
+            })?);
+        }
+        Ok(keys)
+    }
+
     fn newest(
         &mut self,
         relation: &Relation,
@@ -382,6 +397,16 @@ impl Source for OracleSource {
         if let Some(w) = &spec.window {
             for (i, text) in w.binds().into_iter().enumerate() {
                 binds.push((sql::bind_name(spec.key.len() + i + 1), Box::new(text.to_string())));
+            }
+        }
+        if let Some(until) = &spec.until {
+            let first = spec.key.len() + spec.window.as_ref().map_or(0, |w| w.binds().len());
+            for (i, v) in until.iter().enumerate() {
+                let b = bind_value(v).map_err(|reason| SourceError::Query {
+                    what: format!("{what}: binding the end of its part"),
+                    cause: reason.into(),
+                })?;
+                binds.push((sql::bind_name(first + i + 1), b));
             }
         }
         let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();

@@ -54,6 +54,7 @@ pub fn probe_sql(spec: &ReadSpec) -> String {
         columns: spec.columns.clone(),
         relation: spec.relation.clone(),
         window: None,
+        until: None,
     };
     select_sql(&probe, "ROWID", false, &|i| format!(":{}", bind_name(i)))
 }
@@ -109,6 +110,7 @@ mod tests {
             columns,
             filter: filter.map(str::to_string),
             window: None,
+            until: None,
         }
     }
 
@@ -177,6 +179,7 @@ mod tests {
             key: vec![1],
             filter: None,
             window: None,
+            until: None,
         };
         assert_eq!(
             read_sql(&by_rowid, true),
