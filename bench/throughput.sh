@@ -2,19 +2,26 @@
 # bench/throughput.sh [ROWS] — migrate against `psql \copy` of the same data, in one run.
 #
 # Generates the demo legacy database (SQLite) at about ROWS rows (default 2,100,000), then, RUNS
-# times (default 3) and each into a fresh database:
+# times (default 3), each load into a fresh database made from a template:
 #   - psql \copy of CSV exported beforehand (the export is not timed), one stream;
 #   - the same, one stream per core (each table's CSV split into that many parts);
+#   - pgloader (data only), when it is installed, from a copy of the source whose declared types
+#     have no "(n)" (Debian's pgloader cannot parse "varchar2(100)");
 #   - migrate with identity mappings (`migrate scaffold`), into the same tables;
 #   - migrate with the demo mappings and their real transforms, into the demo target schema
-#     (foreign keys in place), then the same with --defer-indexes (re-created and validated after;
-#     the time includes that).
-# Prints the median seconds and rows/s of each, the ratio to the fastest \copy, and migrate's
-# peak RSS (/usr/bin/time -v). Every load is checked for its row count afterwards.
+#     (foreign keys in place), then the same with --defer-indexes;
+#   - psql \copy of the demo target's end state (what migrate loaded, as CSV), one stream per
+#     core, with the target's foreign keys and plain indexes dropped first and re-created (and
+#     validated) after: the fastest raw load of that schema, the floor for the demo mappings;
+#   - a LOB table (a 100 KB text and a 1 MB bytes column in every row, LOB_ROWS rows): psql
+#     \copy of it against migrate, in MB/s.
+# Every load is checked for its rows (and the demo loads for every foreign key validated). Prints
+# the median seconds and rows/s of each, the ratio to the fastest \copy, and peak RSS
+# (/usr/bin/time -v).
 #
 # Environment: RUNS (3), BENCH_PG (postgres://postgres@127.0.0.1:5432), MIGRATE_BIN
 # (target/release/migrate, built if missing), MIGRATE_ARGS (extra arguments for migrate runs),
-# JOBS (streams for the per-core \copy; default nproc).
+# JOBS (streams for the per-core \copy; default nproc), LOB_ROWS (100; 0 skips the LOB table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +31,7 @@ PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 BIN=${MIGRATE_BIN:-target/release/migrate}
 JOBS=${JOBS:-$(nproc)}
 EXTRA=${MIGRATE_ARGS:-}
+LOB_ROWS=${LOB_ROWS:-100}
 
 if [ ! -x "$BIN" ]; then
     echo "building $BIN (cargo build --release) ..." >&2
@@ -34,7 +42,7 @@ for tool in psql sqlite3 /usr/bin/time; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/migrate-bench.XXXXXX")
-DBS="bench_copy bench_ident bench_demo bench_ident_tmpl bench_demo_tmpl"
+DBS="bench_copy bench_ident bench_demo bench_ident_tmpl bench_demo_tmpl bench_floor bench_pgl bench_lob bench_lob_tmpl"
 cleanup() {
     for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done
     rm -rf "$WORK"
@@ -44,6 +52,8 @@ trap cleanup EXIT
 export PGOPTIONS="-c client_min_messages=warning"
 now() { date +%s.%N; }
 say() { echo "$@" >&2; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { print b - a }'; }
+rss_of() { awk '/Maximum resident/ { print $NF }' "$1"; }
 
 # --- data (not timed) ------------------------------------------------------------------------
 SCALE=$(awk -v r="$ROWS" 'BEGIN { printf "%.4f", r / 15908 }')
@@ -74,7 +84,15 @@ psql "$PG/postgres" -qXc "CREATE DATABASE bench_demo_tmpl" >/dev/null
 "$BIN" demo --out "$WORK/schema-only.db" --scale 0.001 --force --create-target -q \
     --target "$PG/bench_demo_tmpl" >/dev/null
 
+PGLOADER=$(command -v pgloader || true)
+if [ -n "$PGLOADER" ]; then
+    # The same rows under declared types without "(n)": CREATE TABLE AS keeps only affinities.
+    { echo "ATTACH '$WORK/legacy.db' AS s;"; for t in $TABLES; do echo "CREATE TABLE $t AS SELECT * FROM s.$t;"; done; } |
+        sqlite3 "$WORK/plain.db"
+fi
+
 DEMO_FKS=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+DEMO_TABLES=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace ORDER BY 1")
 
 fresh() { # fresh DB from template
     psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $1" >/dev/null
@@ -85,12 +103,15 @@ count_all() { # rows in the identity tables of database $1
     for t in $TABLES; do q="$q + (SELECT count(*) FROM $(echo "$t" | tr 'A-Z' 'a-z'))"; done
     psql "$PG/$1" -qXAt -c "$q"
 }
+fks_valid() { # validated foreign keys in database $1
+    psql "$PG/$1" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND connamespace = 'public'::regnamespace"
+}
 
 declare -A SECS RSS
 record() { SECS[$1]="${SECS[$1]:-} $2"; }
 
 demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo target
-    local key=$1 flags=$2 t0 t1 seen
+    local key=$1 flags=$2 t0 seen
     fresh bench_demo bench_demo_tmpl
     rm -f "$WORK/demo.json"
     t0=$(now)
@@ -98,16 +119,69 @@ demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo 
     (cd "$WORK" && /usr/bin/time -v -o "$WORK/demo.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
         --source "sqlite://$WORK/legacy.db" --target "$PG/bench_demo" \
         --mappings "$OLDPWD/mappings" --checkpoint "$WORK/demo.json" --report "$WORK/demo-report.json" >/dev/null)
-    t1=$(now)
+    record "$key" "$(since "$t0")"
     # Rows read plus rows the mappings' `where` leaves out: every source row.
     seen=$(echo "SELECT sum((e->>'read')::bigint + (e->>'skipped_by_where')::bigint) FROM json_array_elements((:'r')::json->'entities') e" |
         psql "$PG/bench_demo" -qXAt -v r="$(cat "$WORK/demo-report.json")")
     [ "$seen" = "$TOTAL" ] || { say "migrate (demo $flags) read $seen rows, expected $TOTAL"; exit 1; }
     # The end state counts: every foreign key back and validated, nothing left held.
-    [ "$(psql "$PG/bench_demo" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND connamespace = 'public'::regnamespace")" = "$DEMO_FKS" ] ||
+    [ "$(fks_valid bench_demo)" = "$DEMO_FKS" ] ||
         { say "migrate (demo $flags) did not leave every foreign key validated"; exit 1; }
-    record "$key" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
-    RSS[$key]="${RSS[$key]:-} $(awk '/Maximum resident/ { print $NF }' "$WORK/demo.time")"
+    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/demo.time")"
+}
+
+# The demo target's end state as CSV, for the floor reference (taken once, not timed).
+export_demo_state() {
+    local t i
+    mkdir -p "$WORK/demo-csv"
+    DEMO_ROWS=0
+    for t in $DEMO_TABLES; do
+        DEMO_ROWS=$((DEMO_ROWS + $(psql "$PG/bench_demo" -qXAt -c "SELECT count(*) FROM $t")))
+        for i in $(seq 0 $((JOBS - 1))); do
+            psql "$PG/bench_demo" -qX -c "\\copy (SELECT * FROM $t WHERE abs(hashtext(ctid::text)) % $JOBS = $i) TO '$WORK/demo-csv/$t.$i' WITH (FORMAT csv)"
+        done
+    done
+}
+
+floor_run() { # psql: drop FKs and plain indexes, N streams of \copy, re-create and validate
+    local t0 drop_fk add_fk drop_idx add_idx i t pids=()
+    fresh bench_floor bench_demo_tmpl
+    add_fk=$(psql "$PG/bench_floor" -qXAt -c "SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s;', conrelid::regclass, conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+    drop_fk=$(psql "$PG/bench_floor" -qXAt -c "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I;', conrelid::regclass, conname) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+    add_idx=$(psql "$PG/bench_floor" -qXAt -c "SELECT pg_get_indexdef(indexrelid) || ';' FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'public'::regnamespace AND NOT indisunique AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)")
+    drop_idx=$(psql "$PG/bench_floor" -qXAt -c "SELECT format('DROP INDEX %s;', indexrelid::regclass) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'public'::regnamespace AND NOT indisunique AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)")
+    for i in $(seq 0 $((JOBS - 1))); do
+        : >"$WORK/floor.$i.sql"
+        for t in $DEMO_TABLES; do echo "\\copy $t FROM '$WORK/demo-csv/$t.$i' WITH (FORMAT csv)" >>"$WORK/floor.$i.sql"; done
+    done
+    t0=$(now)
+    psql "$PG/bench_floor" -qX -v ON_ERROR_STOP=1 -c "$drop_fk $drop_idx" >/dev/null
+    for i in $(seq 0 $((JOBS - 1))); do
+        psql "$PG/bench_floor" -qX -v ON_ERROR_STOP=1 -f "$WORK/floor.$i.sql" >/dev/null &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    psql "$PG/bench_floor" -qX -v ON_ERROR_STOP=1 -c "$add_idx $add_fk" >/dev/null
+    record floor "$(since "$t0")"
+    [ "$(fks_valid bench_floor)" = "$DEMO_FKS" ] || { say "the demo floor load did not validate every foreign key"; exit 1; }
+}
+
+# --- LOB table (not timed) -------------------------------------------------------------------
+if [ "$LOB_ROWS" -gt 0 ]; then
+    say "generating $LOB_ROWS LOB rows (100 KB text + 1 MB bytes each) ..."
+    sqlite3 "$WORK/lob.db" "CREATE TABLE LOBS (ID INTEGER PRIMARY KEY, DOC TEXT, IMG BLOB);
+        WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $LOB_ROWS)
+        INSERT INTO LOBS SELECT i, hex(randomblob(51200)), randomblob(1048576) FROM c;"
+    LOB_MB=$(sqlite3 "$WORK/lob.db" "SELECT printf('%.1f', (sum(length(DOC)) + sum(length(IMG))) / 1048576.0) FROM LOBS")
+    sqlite3 -csv "$WORK/lob.db" "SELECT ID, DOC, '\\x' || hex(IMG) FROM LOBS" >"$WORK/lob.csv"
+    psql "$PG/postgres" -qXc "CREATE DATABASE bench_lob_tmpl" >/dev/null
+    psql "$PG/bench_lob_tmpl" -qXc "CREATE TABLE lobs (id bigint PRIMARY KEY, doc text, img bytea)" >/dev/null
+    mkdir -p "$WORK/lob-mappings"
+    printf 'source = "LOBS"\ntarget = "lobs"\n[[fields]]\nfrom = "ID"\nto = "id"\n[[fields]]\nfrom = "DOC"\nto = "doc"\n[[fields]]\nfrom = "IMG"\nto = "img"\n' \
+        >"$WORK/lob-mappings/lobs.toml"
+fi
+lob_check() { # database: rows and bytes as loaded
+    psql "$PG/$1" -qXAt -c "SELECT count(*) || ' ' || sum(length(doc) + length(img)) FROM lobs"
 }
 
 for run in $(seq 1 "$RUNS"); do
@@ -120,27 +194,37 @@ for run in $(seq 1 "$RUNS"); do
     done
     t0=$(now)
     psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copy1.sql" >/dev/null
-    t1=$(now)
+    record copy1 "$(since "$t0")"
     [ "$(count_all bench_copy)" = "$TOTAL" ] || { say "psql \\copy loaded $(count_all bench_copy) rows, expected $TOTAL"; exit 1; }
-    record copy1 "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
 
     # psql \copy, one stream per core.
     fresh bench_copy bench_ident_tmpl
     pids=()
-    t0=$(now)
     for i in $(seq 0 $((JOBS - 1))); do
         part=$(printf "%02d" "$i")
         : >"$WORK/copyN.$part.sql"
         for t in $TABLES; do
             echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/csv/$t.part.$part' WITH (FORMAT csv)" >>"$WORK/copyN.$part.sql"
         done
-        psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copyN.$part.sql" >/dev/null &
+    done
+    t0=$(now)
+    for i in $(seq 0 $((JOBS - 1))); do
+        psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copyN.$(printf "%02d" "$i").sql" >/dev/null &
         pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done
-    t1=$(now)
+    record copyN "$(since "$t0")"
     [ "$(count_all bench_copy)" = "$TOTAL" ] || { say "parallel \\copy loaded $(count_all bench_copy) rows, expected $TOTAL"; exit 1; }
-    record copyN "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+
+    # pgloader, data only, into the same tables.
+    if [ -n "$PGLOADER" ]; then
+        fresh bench_pgl bench_ident_tmpl
+        t0=$(now)
+        /usr/bin/time -v -o "$WORK/pgl.time" "$PGLOADER" --with "data only" "sqlite://$WORK/plain.db" "$PG/bench_pgl" >"$WORK/pgl.log" 2>&1
+        record pgl "$(since "$t0")"
+        [ "$(count_all bench_pgl)" = "$TOTAL" ] || { say "pgloader loaded $(count_all bench_pgl) rows, expected $TOTAL (see its log below)"; tail -20 "$WORK/pgl.log" >&2; exit 1; }
+        RSS[pgl]="${RSS[pgl]:-} $(rss_of "$WORK/pgl.time")"
+    fi
 
     # migrate, identity mappings.
     fresh bench_ident bench_ident_tmpl
@@ -150,15 +234,36 @@ for run in $(seq 1 "$RUNS"); do
     (cd "$WORK" && /usr/bin/time -v -o "$WORK/ident.time" "$OLDPWD/$BIN" --yes -q $EXTRA \
         --source "sqlite://$WORK/legacy.db" --target "$PG/bench_ident" \
         --mappings "$WORK/identity" --checkpoint "$WORK/ident.json" >/dev/null)
-    t1=$(now)
+    record ident "$(since "$t0")"
     [ "$(count_all bench_ident)" = "$TOTAL" ] || { say "migrate (identity) loaded $(count_all bench_ident) rows, expected $TOTAL"; exit 1; }
-    record ident "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
-    RSS[ident]="${RSS[ident]:-} $(awk '/Maximum resident/ { print $NF }' "$WORK/ident.time")"
+    RSS[ident]="${RSS[ident]:-} $(rss_of "$WORK/ident.time")"
 
     # migrate, demo mappings with their transforms (rows that break the target's rules are
-    # rejects), with the target's foreign keys in place, then with --defer-indexes.
+    # rejects), with the target's foreign keys in place, then with --defer-indexes; then psql
+    # loading the same end state.
     demo_run demo ""
     demo_run demodefer "--defer-indexes"
+    [ "$run" = 1 ] && export_demo_state
+    floor_run
+
+    # The LOB table: psql \copy against migrate.
+    if [ "$LOB_ROWS" -gt 0 ]; then
+        fresh bench_lob bench_lob_tmpl
+        t0=$(now)
+        psql "$PG/bench_lob" -qX -v ON_ERROR_STOP=1 -c "\\copy lobs FROM '$WORK/lob.csv' WITH (FORMAT csv)" >/dev/null
+        record lobcopy "$(since "$t0")"
+        want=$(lob_check bench_lob)
+        fresh bench_lob bench_lob_tmpl
+        rm -f "$WORK/lob.json"
+        t0=$(now)
+        # shellcheck disable=SC2086
+        (cd "$WORK" && /usr/bin/time -v -o "$WORK/lob.time" "$OLDPWD/$BIN" --yes -q $EXTRA \
+            --source "sqlite://$WORK/lob.db" --target "$PG/bench_lob" \
+            --mappings "$WORK/lob-mappings" --checkpoint "$WORK/lob.json" >/dev/null)
+        record lob "$(since "$t0")"
+        [ "$(lob_check bench_lob)" = "$want" ] || { say "migrate loaded '$(lob_check bench_lob)' of the LOB table, psql '$want'"; exit 1; }
+        RSS[lob]="${RSS[lob]:-} $(rss_of "$WORK/lob.time")"
+    fi
 done
 
 median() { echo "$@" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -169,20 +274,39 @@ if awk -v a="$b1" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$b1; fi
 pgv=$(psql "$PG/postgres" -qXAt -c "SHOW server_version")
 printf "\nbench/throughput.sh: %s rows in %s tables (demo scale %s), %s cores, PostgreSQL %s, %s run(s), medians\n" \
     "$TOTAL" "$NTABLES" "$SCALE" "$(nproc)" "$pgv" "$RUNS"
-printf "%-44s %9s %11s %14s %10s\n" "load" "seconds" "rows/s" "vs best \\copy" "peak RSS"
-line() { # name key
-    local s rps ratio rss="-"
+printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "rows/s" "vs best \\copy" "peak RSS"
+line() { # name key [rows]
+    local s rps ratio rss="-" n=${3:-$TOTAL}
     s=$(median ${SECS[$2]})
-    rps=$(awk -v n="$TOTAL" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
-    ratio=$(awk -v s="$s" -v b="$best" 'BEGIN { printf "%.2f", b / s }')
+    rps=$(awk -v n="$n" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
+    ratio=$(awk -v s="$s" -v b="$best" -v n="$n" -v t="$TOTAL" 'BEGIN { printf "%.2f", (n / s) / (t / b) }')
     if [ -n "${RSS[$2]:-}" ]; then rss="$(awk -v k="$(median ${RSS[$2]})" 'BEGIN { printf "%.0f MB", k / 1024 }')"; fi
-    printf "%-44s %9.2f %11s %13s× %10s\n" "$1" "$s" "$rps" "$ratio" "$rss"
+    printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$rps" "$ratio" "$rss"
 }
 line "psql \\copy CSV, 1 stream" copy1
 line "psql \\copy CSV, $JOBS streams" copyN
+if [ -n "$PGLOADER" ]; then
+    line "pgloader $("$PGLOADER" --version | awk 'NR == 1 { print $3 }' | tr -d '"'), data only" pgl
+else
+    echo "(pgloader: not installed; apt-get install pgloader to measure it)"
+fi
 line "migrate, identity mappings" ident
-line "migrate, demo mappings (transforms)" demo
+line "migrate, demo mappings (transforms), foreign keys in place" demo
 line "migrate, demo mappings, --defer-indexes" demodefer
-# pgloader 3.6.7 (Debian 12) stops on the demo's SQLite declared types ("varchar2(100)": its type
-# parser takes no digit in a type name), so it cannot be a reference for this data.
-echo "(pgloader: not measured; Debian's 3.6.7 cannot read the demo source, see docs/performance.md)"
+line "psql \\copy of the demo end state, $JOBS streams (FKs re-added)" floor "$DEMO_ROWS"
+awk -v d="$(median ${SECS[demodefer]})" -v f="$(median ${SECS[floor]})" -v n="$TOTAL" -v m="$DEMO_ROWS" \
+    'BEGIN { printf "demo mappings with --defer-indexes against psql loading the same end state: %.2f× (rows/s, every source row read against the rows it loaded)\n", (n / d) / (m / f) }'
+if [ "$LOB_ROWS" -gt 0 ]; then
+    printf "\nLOB table: %s rows, a 100 KB text and a 1 MB bytes column each, %s MB\n" "$LOB_ROWS" "$LOB_MB"
+    printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "MB/s" "vs \\copy" "peak RSS"
+    lobline() { # name key
+        local s mbs ratio rss="-"
+        s=$(median ${SECS[$2]})
+        mbs=$(awk -v m="$LOB_MB" -v s="$s" 'BEGIN { printf "%.1f", m / s }')
+        ratio=$(awk -v s="$s" -v b="$(median ${SECS[lobcopy]})" 'BEGIN { printf "%.2f", b / s }')
+        if [ -n "${RSS[$2]:-}" ]; then rss="$(awk -v k="$(median ${RSS[$2]})" 'BEGIN { printf "%.0f MB", k / 1024 }')"; fi
+        printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$mbs" "$ratio" "$rss"
+    }
+    lobline "psql \\copy CSV (bytea as hex), 1 stream" lobcopy
+    lobline "migrate" lob
+fi

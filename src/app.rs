@@ -384,7 +384,7 @@ async fn run(cli: &Cli) -> Result<u8> {
         // One session: the run's own, which holds the run lock and takes it again after a reconnection.
         ctx.retry = retry.clone();
         for b in &pf.bound {
-            stats.push(load_entity(&ctx, b, &mut conn).await?);
+            stats.push(load_entity(&ctx, b, &mut conn, u64::MAX).await?);
         }
     } else {
         // Entities whose dependencies are all loaded run side by side, each on its own session
@@ -392,8 +392,10 @@ async fn run(cli: &Cli) -> Result<u8> {
         let loads = async {
             let mut all = Vec::new();
             for mut level in dependency_levels(&pf.bound) {
-                // Largest first, so the biggest entity does not end up loading alone.
+                // Largest first, so the biggest entity does not end up loading alone; one larger
+                // than a stream's fair share of the level is split into key ranges.
                 level.sort_by_key(|(_, b)| std::cmp::Reverse(b.rows_in_scope));
+                let share = level.iter().map(|(_, b)| b.rows_in_scope).sum::<u64>() / jobs as u64;
                 let mut done: Vec<(usize, Result<EntityStats>)> =
                     futures_util::stream::iter(level.into_iter().map(|(i, b)| {
                         let ctx = &ctx;
@@ -401,7 +403,7 @@ async fn run(cli: &Cli) -> Result<u8> {
                         async move {
                             let r = async {
                                 let mut own = sink::connect(target).await?;
-                                load_entity(ctx, b, &mut own).await
+                                load_entity(ctx, b, &mut own, share).await
                             };
                             (i, r.await)
                         }
@@ -725,7 +727,9 @@ async fn restore(conn: &mut sqlx::PgConnection, entity: &str) -> Result<sink::Re
     Ok(r)
 }
 
-async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection) -> Result<EntityStats> {
+/// `share`: the rows one stream would load if the entity's dependency level were spread evenly;
+/// a larger entity is split into key ranges.
+async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection, share: u64) -> Result<EntityStats> {
     let (dry, retry) = (ctx.dry, &ctx.retry);
     let e = &b.entity;
     let committed = if dry {
@@ -782,7 +786,7 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
     let loaded = match if dry {
         None
     } else {
-        plan_parts(ctx, checked, conn, &start).await?
+        plan_parts(ctx, checked, conn, &start, share).await?
     } {
         Some(parts) => load_parts(ctx, checked, conn, start, parts, batch).await,
         None => {
@@ -849,6 +853,7 @@ async fn plan_parts(
     b: &Bound,
     conn: &mut sqlx::PgConnection,
     start: &Progress,
+    share: u64,
 ) -> Result<Option<Vec<Progress>>> {
     let e = &b.entity;
     let state = ctx.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -856,7 +861,12 @@ async fn plan_parts(
     if !parts.is_empty() {
         return Ok(Some(parts));
     }
-    let n = (b.rows_in_scope / MIN_PART_ROWS).min(ctx.jobs as u64);
+    // Ranges of at least MIN_PART_ROWS, no more than streams, and only as many as it takes to
+    // bring the entity down to a stream's share (ranges of one table loading at once contend
+    // for its indexes and its heap's end).
+    let n = (b.rows_in_scope / MIN_PART_ROWS)
+        .min(ctx.jobs as u64)
+        .min(b.rows_in_scope.div_ceil(share.max(1)));
     if n < 2 || start.rows_read > 0 || b.spec.window.is_some() {
         return Ok(None);
     }

@@ -240,5 +240,20 @@ value = "ABIS"
             let v = arbitrary_value(&mut rng);
             let _ = step.apply(v);
         }
+        // Chains applied in place give what the owned application gives.
+        for _ in 0..iterations() * 3 {
+            let chain = crate::transform::Chain(
+                (0..1 + rng.below(3))
+                    .map(|_| compiled[rng.below(compiled.len())].clone())
+                    .collect(),
+            );
+            let v = arbitrary_value(&mut rng);
+            // Compared as printed: NaN is not equal to itself.
+            assert_eq!(
+                format!("{:?}", chain.apply_ref(&v).map(std::borrow::Cow::into_owned)),
+                format!("{:?}", chain.apply(v.clone())),
+                "{v:?}"
+            );
+        }
     }
 }

@@ -270,19 +270,12 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
             buf.truncate(start);
             Err((fd.to.clone(), reason))
         };
-        // Values without transforms are encoded where they lie.
-        let transformed;
-        let mut v = if fd.chain.is_empty() {
-            raw
-        } else {
-            match fd.chain.apply(raw.clone()) {
-                Ok(t) => {
-                    transformed = t;
-                    &transformed
-                }
-                Err(e) => return fail(format!("transform failed: {e}"), buf),
-            }
+        // Values the transforms leave as they are are encoded where they lie.
+        let transformed = match fd.chain.apply_ref(raw) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("transform failed: {e}"), buf),
         };
+        let mut v: &Value = &transformed;
         if v.is_null()
             && let Some(d) = &fd.default
         {
@@ -318,9 +311,10 @@ struct Prepared {
     careful: bool,
 }
 
-fn prepare(b: &Bound, names: &[String], rows: &[Vec<Value>]) -> Prepared {
+/// `row_bytes`: about how long an encoded row is (the buffer is sized once, not grown).
+fn prepare(b: &Bound, names: &[String], rows: &[Vec<Value>], row_bytes: usize) -> Prepared {
     let mut enc = Encoded {
-        buf: Vec::with_capacity(rows.len() * 128),
+        buf: Vec::with_capacity(rows.len() * row_bytes + 64),
         rows: Vec::with_capacity(rows.len()),
     };
     let mut enc_src: Vec<usize> = Vec::with_capacity(rows.len());
@@ -535,6 +529,7 @@ impl FeedPlan<'_> {
                 let names = bound.source_names();
                 let mut careful_left = careful;
                 let mut recycled = recycled;
+                let mut row_bytes = 128;
                 source::resilient::read_all(
                     &mut || source::open(&url),
                     &bound.spec,
@@ -543,7 +538,11 @@ impl FeedPlan<'_> {
                     &read_plan,
                     &mut |batch| {
                         let n = batch.len() as u64;
-                        let mut p = prepare(&bound, &names, batch);
+                        let mut p = prepare(&bound, &names, batch, row_bytes);
+                        // The next chunk's buffer fits rows like these, with some room.
+                        if let Some(per_row) = p.enc.buf.len().checked_div(p.read) {
+                            row_bytes = per_row * 9 / 8 + 8;
+                        }
                         p.careful = careful_left > 0;
                         careful_left = careful_left.saturating_sub(n);
                         if p.careful || keep_rows {
