@@ -112,8 +112,9 @@ pub struct RunArgs {
     pub cursor_secs: u64,
 
     /// Streams loading side by side, each on its own PostgreSQL session and reader thread: entities
-    /// whose dependencies are loaded, and key ranges of an entity of 50,000 rows or more (split into
-    /// up to N, each with its own progress row) (default: the number of cores; 1 = one at a time)
+    /// whose dependencies are loaded, and key ranges of an entity larger than a stream's share of
+    /// its dependency level (50,000 rows or more; up to N ranges, each with its own progress row)
+    /// (default: the number of cores; 1 = one at a time)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: Option<u64>,
 
