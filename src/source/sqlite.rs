@@ -347,10 +347,11 @@ impl Source for SqliteSource {
                 .map_err(query_err(what.clone()))?;
             let mut bytes = 0;
             let mut full = false;
-            while let Some(r) = rows.next().map_err(query_err(what.clone()))? {
+            // Errors are built only when they happen (this is the per-row path).
+            while let Some(r) = rows.next().map_err(|e| query_err(&what)(e))? {
                 let mut vals = pool.row(width);
                 for (i, v) in vals.iter_mut().enumerate() {
-                    decode_into(r, i, v).map_err(query_err(what.clone()))?;
+                    decode_into(r, i, v).map_err(|e| query_err(&what)(e))?;
                     bytes += v.data_len();
                 }
                 batch.push(vals);
