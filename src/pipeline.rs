@@ -530,7 +530,7 @@ impl FeedPlan<'_> {
                 let mut careful_left = careful;
                 let mut recycled = recycled;
                 let mut row_bytes = 128;
-                source::resilient::read_all(
+                let read = source::resilient::read_all(
                     &mut || source::open(&url),
                     &bound.spec,
                     after,
@@ -552,7 +552,9 @@ impl FeedPlan<'_> {
                         }
                         reader_tx.blocking_send(p).is_ok()
                     },
-                )
+                );
+                release_free_memory();
+                read
             })
             .map_err(|e| PipelineError::Source {
                 entity: name.clone(),
@@ -562,6 +564,17 @@ impl FeedPlan<'_> {
                 },
             })?;
         Ok(Feed { rx, reader, checker })
+    }
+}
+
+/// Hands the memory freed by a finished reader back to the system. glibc keeps a thread's
+/// arena after the thread ends; without this, a run's RSS grew with each entity it loaded
+/// (20 MB to 25 MB over 4 M rows), where memory must stay flat whatever the table size.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's arenas to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
