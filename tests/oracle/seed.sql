@@ -196,5 +196,10 @@ BEGIN
 END;
 /
 
+-- Large enough to be loaded in key ranges side by side: a composite key of text and number,
+-- split at every n-th key by ROW_NUMBER (11g has no OFFSET).
+CREATE TABLE AB_BIG (REGION VARCHAR2(4), SEQ NUMBER(9), QTY NUMBER(6), PRIMARY KEY (REGION, SEQ));
+INSERT INTO AB_BIG SELECT 'R' || MOD(LEVEL, 7), LEVEL, MOD(LEVEL, 1000) FROM DUAL CONNECT BY LEVEL <= 60000;
+
 COMMIT;
 EXIT
