@@ -766,15 +766,8 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
         }
         tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
         return Ok(EntityStats {
-            entity: e.name.clone(),
-            source_rows: b.rows_in_scope,
-            skipped_by_where: b.skipped_by_where,
-            read: start.rows_read as u64,
-            loaded: start.rows_loaded as u64,
-            rejected: start.rows_rejected as u64,
-            status: "already done".into(),
             rebuild_seconds,
-            ..Default::default()
+            ..stats_of(b, &start, "already done")
         });
     }
     if start.rows_read > 0 {
@@ -1011,16 +1004,23 @@ async fn load_parts(
     })?;
     let seconds = began.elapsed().as_secs_f64();
     Ok(EntityStats {
-        entity: e.name.clone(),
-        source_rows: b.rows_in_scope,
-        skipped_by_where: b.skipped_by_where,
-        read: whole.rows_read as u64,
-        loaded: whole.rows_loaded as u64,
-        rejected: whole.rows_rejected as u64,
         seconds,
         rows_per_sec: whole.rows_read as f64 / seconds.max(1e-6),
-        status: "done".into(),
         retries: retries.load(std::sync::atomic::Ordering::Relaxed),
-        ..Default::default()
+        ..stats_of(b, &whole, "done")
     })
+}
+
+/// An entity's summary line from its committed progress.
+fn stats_of(b: &Bound, p: &Progress, status: &str) -> EntityStats {
+    EntityStats {
+        entity: b.entity.name.clone(),
+        source_rows: b.rows_in_scope,
+        skipped_by_where: b.skipped_by_where,
+        read: p.rows_read as u64,
+        loaded: p.rows_loaded as u64,
+        rejected: p.rows_rejected as u64,
+        status: status.into(),
+        ..Default::default()
+    }
 }

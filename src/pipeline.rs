@@ -727,11 +727,8 @@ async fn fast_batch(
 ) -> Result<FastDone, FastFail> {
     let name = &b.entity.name;
     let mut rows = 0u64;
-    let fail = |rows: u64, cause: SinkError| {
-        let error = PipelineError::Sink {
-            entity: name.clone(),
-            cause,
-        };
+    // A failure after `rows` rows of the batch, by whether the connection went away.
+    let fail = |rows: u64, error: PipelineError| {
         if error.is_connection_lost() {
             FastFail::Lost { rows, error }
         } else {
@@ -744,7 +741,7 @@ async fn fast_batch(
     };
     sink::execute(conn, &begin, "starting a transaction")
         .await
-        .map_err(|e| fail(0, e))?;
+        .map_err(|e| fail(0, e.for_entity(name)))?;
     let mut next = before.clone();
     let mut rejects: Vec<RejectRecord> = Vec::new();
     let (mut bytes, mut held, mut ended, mut stop) = (0usize, None, false, false);
@@ -802,27 +799,18 @@ async fn fast_batch(
             let _ = sink::execute(conn, "ROLLBACK", "rolling back a refused batch").await;
             return Err(FastFail::Refused { rows });
         }
-        return Err(fail(
-            rows,
-            SinkError::Query {
-                what: format!("loading into {}", b.loader.table.display()),
-                cause: e,
-            },
-        ));
-    }
-    let state = |cause: checkpoint::CheckpointError| {
-        let error = PipelineError::State {
-            entity: name.clone(),
-            cause,
+        let cause = SinkError::Query {
+            what: format!("loading into {}", b.loader.table.display()),
+            cause: e,
         };
-        if error.is_connection_lost() {
-            FastFail::Lost { rows, error }
-        } else {
-            FastFail::Other(error)
-        }
-    };
-    checkpoint::save_rejects(conn, name, &rejects).await.map_err(state)?;
-    checkpoint::save_and_commit(conn, &next).await.map_err(state)?;
+        return Err(fail(rows, cause.for_entity(name)));
+    }
+    checkpoint::save_rejects(conn, name, &rejects)
+        .await
+        .map_err(|c| fail(rows, c.for_entity(name)))?;
+    checkpoint::save_and_commit(conn, &next)
+        .await
+        .map_err(|c| fail(rows, c.for_entity(name)))?;
     Ok(FastDone {
         committed: next,
         held,

@@ -297,6 +297,16 @@ pub async fn truncate(conn: &mut PgConnection, tables: &[&TargetTable]) -> Resul
     .await
 }
 
+/// Undoes what was done since the savepoint `name` and forgets it.
+async fn undo_savepoint(conn: &mut PgConnection, name: &str) -> Result<(), SinkError> {
+    execute(
+        conn,
+        &format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"),
+        "rolling back to a savepoint",
+    )
+    .await
+}
+
 pub async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<(), SinkError> {
     sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
         .execute(conn)
@@ -692,13 +702,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
                 let Some((reason, column)) = data_error(&e) else {
                     return Err(load_err(e));
                 };
-                execute(
-                    conn,
-                    "ROLLBACK TO SAVEPOINT migrate_batch",
-                    "rolling back to a savepoint",
-                )
-                .await?;
-                execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?;
+                undo_savepoint(conn, "migrate_batch").await?;
                 if span.len() == 1 {
                     refused.push(Refused {
                         row: todo[span.start],
@@ -831,15 +835,7 @@ pub async fn remove_previous(
             return Ok(out);
         }
         Err(e) if data_error(&e).is_none() => return Err(q_err(what)(e)),
-        Err(_) => {
-            execute(
-                conn,
-                "ROLLBACK TO SAVEPOINT migrate_previous",
-                "rolling back to a savepoint",
-            )
-            .await?;
-            execute(conn, "RELEASE SAVEPOINT migrate_previous", "releasing a savepoint").await?;
-        }
+        Err(_) => undo_savepoint(conn, "migrate_previous").await?,
     }
     // Some row is referenced: one key at a time (rejects are few), each under its savepoint.
     for (i, p) in out.iter_mut().enumerate() {
@@ -858,13 +854,7 @@ pub async fn remove_previous(
                 let Some((reason, _)) = data_error(&e) else {
                     return Err(q_err(what)(e));
                 };
-                execute(
-                    conn,
-                    "ROLLBACK TO SAVEPOINT migrate_previous",
-                    "rolling back to a savepoint",
-                )
-                .await?;
-                execute(conn, "RELEASE SAVEPOINT migrate_previous", "releasing a savepoint").await?;
+                undo_savepoint(conn, "migrate_previous").await?;
                 *p = Previous::Kept(reason);
             }
         }

@@ -238,34 +238,32 @@ impl RowPool {
 /// The keyset predicate without row-value comparison (Oracle 11g has none):
 /// `k1 > :1 OR (k1 = :1 AND (k2 > :2 OR (k2 = :2 AND k3 > :3)))`.
 pub fn keyset_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> String {
-    fn build(keys: &[String], i: usize, param: &dyn Fn(usize) -> String) -> String {
-        let (k, p) = (&keys[i], param(i + 1));
-        if i + 1 == keys.len() {
-            format!("{k} > {p}")
-        } else {
-            format!("{k} > {p} OR ({k} = {p} AND ({}))", build(keys, i + 1, param))
-        }
-    }
-    if keys.is_empty() {
-        return "1 = 1".to_string();
-    }
-    build(keys, 0, param)
+    key_bound(keys, param, ">", ">")
 }
 
 /// The bound of a part without row-value comparison: `k1 < :1 OR (k1 = :1 AND k2 <= :2)`.
 pub fn keyset_upto_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> String {
-    fn build(keys: &[String], i: usize, param: &dyn Fn(usize) -> String) -> String {
+    key_bound(keys, param, "<", "<=")
+}
+
+/// Keys compared with bound values column by column: `before` on every column but the last,
+/// `last` on the last one.
+fn key_bound(keys: &[String], param: &dyn Fn(usize) -> String, before: &str, last: &str) -> String {
+    fn build(keys: &[String], i: usize, param: &dyn Fn(usize) -> String, before: &str, last: &str) -> String {
         let (k, p) = (&keys[i], param(i + 1));
         if i + 1 == keys.len() {
-            format!("{k} <= {p}")
+            format!("{k} {last} {p}")
         } else {
-            format!("{k} < {p} OR ({k} = {p} AND ({}))", build(keys, i + 1, param))
+            format!(
+                "{k} {before} {p} OR ({k} = {p} AND ({}))",
+                build(keys, i + 1, param, before, last)
+            )
         }
     }
     if keys.is_empty() {
         return "1 = 1".to_string();
     }
-    build(keys, 0, param)
+    build(keys, 0, param, before, last)
 }
 
 /// The keys that cut the relation's rows (in key order) into parts of `step` rows: every
