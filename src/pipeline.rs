@@ -1017,16 +1017,19 @@ pub async fn run_entity(
                         bar.set_position(progress.rows_read as u64);
                         let checker = match (checker, &parents) {
                             (Some(c), _) => Some(c),
-                            (None, Some(_)) => {
-                                Some(
-                                    sink::connect(&retry.target)
-                                        .await
-                                        .map_err(|cause| PipelineError::Sink {
-                                            entity: name.clone(),
-                                            cause,
-                                        })?,
-                                )
-                            }
+                            // The checker's session went with the outage (or its task failed):
+                            // a new one, within the same retry budget, without the run lock.
+                            (None, Some(_)) => match sink::connect(&retry.target).await {
+                                Ok(c) => Some(c),
+                                Err(cause) => {
+                                    let plain = Retry {
+                                        relock: false,
+                                        ..(*retry).clone()
+                                    };
+                                    let lost = cause.for_entity(&name);
+                                    Some(connect_again(&plain, &mut attempt, &name, &lost).await?)
+                                }
+                            },
                             (None, None) => None,
                         };
                         feed = plan.start(
