@@ -921,14 +921,21 @@ async fn load_parts(
     let per_part = b.rows_in_scope.div_ceil(count as u64);
     let retries = std::sync::atomic::AtomicU64::new(0);
     let retries = &retries;
+    // The parts' sessions never hold the run lock (with --jobs 1 the context's retry would
+    // take it again after a reconnection), and without --jobs streams (a resume with --jobs 1
+    // of an entity split before) they load one after the other.
+    let part_retry = Retry {
+        relock: false,
+        ..ctx.retry.clone()
+    };
+    let part_retry = &part_retry;
+    let one = tokio::sync::Semaphore::new(1);
+    let streams = ctx.streams.unwrap_or(&one);
     let loads = parts.into_iter().enumerate().map(|(i, p)| async move {
         if p.is_done() {
             return Ok(p);
         }
-        let _permit = match ctx.streams {
-            Some(s) => s.acquire().await.ok(),
-            None => None,
-        };
+        let _permit = streams.acquire().await.ok();
         if p.rows_read > 0 {
             tracing::info!(
                 "{}: resuming part {}/{count} after {} rows read",
@@ -952,7 +959,7 @@ async fn load_parts(
             conn: &mut own,
             mirror: ctx.mirror,
             state: &ctx.state,
-            retry: &ctx.retry,
+            retry: part_retry,
         };
         let mut done = p.clone();
         let s = pipeline::run_entity(ctx.source, &pb, p, batch, ctx.read_plan, mode, &bar).await?;
