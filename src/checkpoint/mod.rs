@@ -609,6 +609,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ranges_of_a_split_entity_are_found_in_order_and_no_others() {
+        let mut state = BTreeMap::new();
+        for name in [
+            "skid#10/12",
+            "skid#2/12",
+            "skid",
+            "skid#x/2",
+            "skid2#1/2",
+            "skid@sync",
+            "skid#1/12",
+        ] {
+            state.insert(name.to_string(), Progress::new(name, "f", "t"));
+        }
+        let names: Vec<String> = parts_of(&state, "skid").into_iter().map(|p| p.entity).collect();
+        assert_eq!(names, ["skid#1/12", "skid#2/12", "skid#10/12"]);
+        assert_eq!(part_name("skid", 2, 12), "skid#2/12");
+        assert!(parts_of(&state, "coil").is_empty());
+    }
+
+    #[test]
     fn literals_escape_quotes_and_backslashes() {
         assert_eq!(literal("plain"), "E'plain'");
         assert_eq!(literal(r"it's a\b"), r"E'it''s a\\b'");

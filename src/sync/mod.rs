@@ -559,7 +559,12 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
             entity: e.name.clone(),
             mode: if e.incremental.is_some() { "incremental" } else { "full" },
             load: p.map_or("not started".into(), |p| p.status.clone()),
-            rows_loaded: p.map_or(0, |p| p.rows_loaded),
+            // A split entity still loading counts its ranges' rows.
+            rows_loaded: p.map_or(0, |p| p.rows_loaded)
+                + checkpoint::parts_of(&progress, &e.name)
+                    .iter()
+                    .map(|p| p.rows_loaded)
+                    .sum::<i64>(),
             rows_upserted_by_sync: upserted.unwrap_or(0),
             rows_deleted_by_sync: deleted.unwrap_or(0),
             rejects,
