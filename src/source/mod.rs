@@ -266,22 +266,33 @@ fn key_bound(keys: &[String], param: &dyn Fn(usize) -> String, before: &str, las
     build(keys, 0, param, before, last)
 }
 
+/// The key's columns as SQL, with the dialect's row id spelling.
+fn key_columns(spec: &ReadSpec, row_id: &str) -> Vec<String> {
+    spec.key
+        .iter()
+        .map(|&i| match &spec.columns[i] {
+            Column::Named(n) => quote_ident(n),
+            Column::RowId => row_id.to_string(),
+        })
+        .collect()
+}
+
+/// ` WHERE (filter)`, or nothing.
+fn where_clause(spec: &ReadSpec) -> String {
+    spec.filter
+        .as_ref()
+        .map(|f| format!(" WHERE ({f})"))
+        .unwrap_or_default()
+}
+
 /// The keys that cut the relation's rows (in key order) into parts of `step` rows: every
 /// `step`-th key, read with ROW_NUMBER (SQLite 3.25 and Oracle 8i have it). `modulo` renders
 /// `a % b` in the dialect.
 pub fn split_sql(spec: &ReadSpec, row_id: &str, step: u64, modulo: &dyn Fn(&str, &str) -> String) -> String {
-    let render = |c: &Column| match c {
-        Column::Named(n) => quote_ident(n),
-        Column::RowId => row_id.to_string(),
-    };
-    let keys: Vec<String> = spec.key.iter().map(|&i| render(&spec.columns[i])).collect();
+    let keys = key_columns(spec, row_id);
     let aliases: Vec<String> = (0..keys.len()).map(|i| format!("migrate_k{i}")).collect();
     let selected: Vec<String> = keys.iter().zip(&aliases).map(|(k, a)| format!("{k} AS {a}")).collect();
-    let filter = spec
-        .filter
-        .as_ref()
-        .map(|f| format!(" WHERE ({f})"))
-        .unwrap_or_default();
+    let filter = where_clause(spec);
     format!(
         "SELECT {} FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {}) AS migrate_rn FROM {}{filter}) s WHERE {} = 0 ORDER BY migrate_rn",
         aliases.join(", "),
@@ -296,16 +307,8 @@ pub fn split_sql(spec: &ReadSpec, row_id: &str, step: u64, modulo: &dyn Fn(&str,
 /// part ends, for sources that skip rows cheaply (SQLite walks its b-tree; Oracle 11g has no
 /// OFFSET and uses [`split_sql`]).
 pub fn nth_key_sql(spec: &ReadSpec, row_id: &str) -> String {
-    let render = |c: &Column| match c {
-        Column::Named(n) => quote_ident(n),
-        Column::RowId => row_id.to_string(),
-    };
-    let keys: Vec<String> = spec.key.iter().map(|&i| render(&spec.columns[i])).collect();
-    let filter = spec
-        .filter
-        .as_ref()
-        .map(|f| format!(" WHERE ({f})"))
-        .unwrap_or_default();
+    let keys = key_columns(spec, row_id);
+    let filter = where_clause(spec);
     format!(
         "SELECT {} FROM {}{filter} ORDER BY {} LIMIT 1 OFFSET ?1",
         keys.join(", "),
