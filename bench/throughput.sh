@@ -7,7 +7,8 @@
 #   - the same, one stream per core (each table's CSV split into that many parts);
 #   - pgloader (data only), when it is installed, from a copy of the source whose declared types
 #     have no "(n)" (Debian's pgloader cannot parse "varchar2(100)");
-#   - migrate with identity mappings (`migrate scaffold`), into the same tables;
+#   - migrate with identity mappings (`migrate scaffold`), into the same tables, as it comes and
+#     with --defer-indexes (each primary key built after its table's load);
 #   - migrate with the demo mappings and their real transforms, into the demo target schema
 #     (foreign keys in place), then the same with --defer-indexes;
 #   - psql \copy of the demo target's end state (what migrate loaded, as CSV), one stream per
@@ -92,6 +93,7 @@ if [ -n "$PGLOADER" ]; then
 fi
 
 DEMO_FKS=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+DEMO_INDEXES=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'")
 DEMO_TABLES=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace ORDER BY 1")
 
 fresh() { # fresh DB from template
@@ -102,6 +104,12 @@ count_all() { # rows in the identity tables of database $1
     local q="SELECT 0" t
     for t in $TABLES; do q="$q + (SELECT count(*) FROM $(echo "$t" | tr 'A-Z' 'a-z'))"; done
     psql "$PG/$1" -qXAt -c "$q"
+}
+indexes_of() { # indexes (keys included) in database $1
+    psql "$PG/$1" -qXAt -c "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"
+}
+pks_of() { # primary keys in database $1
+    psql "$PG/$1" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND connamespace = 'public'::regnamespace"
 }
 fks_valid() { # validated foreign keys in database $1
     psql "$PG/$1" -qXAt -c "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND connamespace = 'public'::regnamespace"
@@ -127,7 +135,25 @@ demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo 
     # The end state counts: every foreign key back and validated, nothing left held.
     [ "$(fks_valid bench_demo)" = "$DEMO_FKS" ] ||
         { say "migrate (demo $flags) did not leave every foreign key validated"; exit 1; }
+    [ "$(indexes_of bench_demo)" = "$DEMO_INDEXES" ] ||
+        { say "migrate (demo $flags) did not leave every index and key in place"; exit 1; }
     RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/demo.time")"
+}
+
+ident_run() { # key extra-args: migrate with the identity mappings into a fresh copy of the tables
+    local key=$1 flags=$2 t0
+    fresh bench_ident bench_ident_tmpl
+    rm -f "$WORK/ident.json"
+    t0=$(now)
+    # shellcheck disable=SC2086
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/ident.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
+        --source "sqlite://$WORK/legacy.db" --target "$PG/bench_ident" \
+        --mappings "$WORK/identity" --checkpoint "$WORK/ident.json" >/dev/null)
+    record "$key" "$(since "$t0")"
+    [ "$(count_all bench_ident)" = "$TOTAL" ] || { say "migrate (identity $flags) loaded $(count_all bench_ident) rows, expected $TOTAL"; exit 1; }
+    # The end state counts: every primary key back.
+    [ "$(pks_of bench_ident)" = "$NTABLES" ] || { say "migrate (identity $flags) did not leave every primary key in place"; exit 1; }
+    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/ident.time")"
 }
 
 # The demo target's end state as CSV, for the floor reference (taken once, not timed).
@@ -226,17 +252,10 @@ for run in $(seq 1 "$RUNS"); do
         RSS[pgl]="${RSS[pgl]:-} $(rss_of "$WORK/pgl.time")"
     fi
 
-    # migrate, identity mappings.
-    fresh bench_ident bench_ident_tmpl
-    rm -f "$WORK/ident.json"
-    t0=$(now)
-    # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/ident.time" "$OLDPWD/$BIN" --yes -q $EXTRA \
-        --source "sqlite://$WORK/legacy.db" --target "$PG/bench_ident" \
-        --mappings "$WORK/identity" --checkpoint "$WORK/ident.json" >/dev/null)
-    record ident "$(since "$t0")"
-    [ "$(count_all bench_ident)" = "$TOTAL" ] || { say "migrate (identity) loaded $(count_all bench_ident) rows, expected $TOTAL"; exit 1; }
-    RSS[ident]="${RSS[ident]:-} $(rss_of "$WORK/ident.time")"
+    # migrate, identity mappings: as it comes, then with --defer-indexes (primary keys built
+    # after the load).
+    ident_run ident ""
+    ident_run identdefer "--defer-indexes"
 
     # migrate, demo mappings with their transforms (rows that break the target's rules are
     # rejects), with the target's foreign keys in place, then with --defer-indexes; then psql
@@ -291,6 +310,7 @@ else
     echo "(pgloader: not installed; apt-get install pgloader to measure it)"
 fi
 line "migrate, identity mappings" ident
+line "migrate, identity mappings, --defer-indexes" identdefer
 line "migrate, demo mappings (transforms), foreign keys in place" demo
 line "migrate, demo mappings, --defer-indexes" demodefer
 line "psql \\copy of the demo end state, $JOBS streams (FKs re-added)" floor "$DEMO_ROWS"

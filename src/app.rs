@@ -384,7 +384,7 @@ async fn run(cli: &Cli) -> Result<u8> {
         // One session: the run's own, which holds the run lock and takes it again after a reconnection.
         ctx.retry = retry.clone();
         for b in &pf.bound {
-            stats.push(load_entity(&ctx, b, &mut conn, u64::MAX).await?);
+            stats.push(load_entity(&ctx, b, &mut conn, u64::MAX, &[]).await?);
         }
     } else {
         // Entities whose dependencies are all loaded run side by side, each on its own session
@@ -396,14 +396,20 @@ async fn run(cli: &Cli) -> Result<u8> {
                 // than a stream's fair share of the level is split into key ranges.
                 level.sort_by_key(|(_, b)| std::cmp::Reverse(b.rows_in_scope));
                 let share = level.iter().map(|(_, b)| b.rows_in_scope).sum::<u64>() / jobs as u64;
+                let tables: Vec<String> = level.iter().map(|(_, b)| b.entity.target.sql()).collect();
                 let mut done: Vec<(usize, Result<EntityStats>)> =
                     futures_util::stream::iter(level.into_iter().map(|(i, b)| {
                         let ctx = &ctx;
                         let target = &target;
+                        let busy: Vec<String> = tables
+                            .iter()
+                            .filter(|t| **t != b.entity.target.sql())
+                            .cloned()
+                            .collect();
                         async move {
                             let r = async {
                                 let mut own = sink::connect(target).await?;
-                                load_entity(ctx, b, &mut own, share).await
+                                load_entity(ctx, b, &mut own, share, &busy).await
                             };
                             (i, r.await)
                         }
@@ -710,9 +716,10 @@ fn dependency_levels(bound: &[Bound]) -> Vec<Vec<(usize, &Bound)>> {
 /// Puts back what was held for `entity`, saying what it took.
 async fn restore(conn: &mut sqlx::PgConnection, entity: &str) -> Result<sink::Restored, sink::SinkError> {
     let r = sink::restore_held(conn, entity).await?;
-    if r.indexes + r.foreign_keys > 0 {
+    if r.indexes + r.foreign_keys + r.keys > 0 {
         tracing::info!(
-            "{entity}: re-created {} index(es) and {} foreign key(s) in {:.2}s",
+            "{entity}: re-created {} primary/unique key(s), {} index(es) and {} foreign key(s) in {:.2}s",
+            r.keys,
             r.indexes,
             r.foreign_keys,
             r.seconds
@@ -727,9 +734,42 @@ async fn restore(conn: &mut sqlx::PgConnection, entity: &str) -> Result<sink::Re
     Ok(r)
 }
 
+/// Counts rows that a key built after the load moved to the rejects (the state table has them
+/// already) in the run's state and its mirror.
+fn moved_to_rejects(ctx: &LoadCtx<'_>, entity: &str, n: u64) -> Result<()> {
+    let mut st = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = st.get_mut(entity) {
+        p.rows_loaded -= n as i64;
+        p.rows_rejected += n as i64;
+    }
+    ctx.mirror.write_behind(&st)?;
+    Ok(())
+}
+
+/// The target columns that take the source key unchanged (no transform), when every key column
+/// does and a duplicate would be an error (`on_conflict = "error"`): the primary and unique keys
+/// that contain them cannot be broken by the load, so `--defer-indexes` builds them after it.
+fn plain_key_columns(b: &Bound) -> Option<Vec<String>> {
+    if b.entity.on_conflict != crate::config::OnConflict::Error {
+        return None;
+    }
+    let fields = b.key_fields()?;
+    fields
+        .iter()
+        .map(|&i| b.entity.fields[i].chain.is_empty().then(|| b.targets[i].name.clone()))
+        .collect()
+}
+
 /// `share`: the rows one stream would load if the entity's dependency level were spread evenly;
 /// a larger entity is split into key ranges.
-async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection, share: u64) -> Result<EntityStats> {
+/// `busy`: the target tables of the entities loading at the same time (the rest of its level).
+async fn load_entity(
+    ctx: &LoadCtx<'_>,
+    b: &Bound,
+    conn: &mut sqlx::PgConnection,
+    share: u64,
+    busy: &[String],
+) -> Result<EntityStats> {
     let (dry, retry) = (ctx.dry, &ctx.retry);
     let e = &b.entity;
     let committed = if dry {
@@ -744,14 +784,23 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
     let start = committed.unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
     let mut checked = b;
     let with_fks;
+    let plain_key = plain_key_columns(b);
     if !dry {
         crate::on_target!(
             conn,
             retry,
             &e.name,
-            sink::hold_for_load(conn, &e.target, &e.name, ctx.defer && !start.is_done()).await
+            sink::hold_for_load(
+                conn,
+                &e.target,
+                &e.name,
+                ctx.defer && !start.is_done(),
+                plain_key.as_deref(),
+                busy
+            )
+            .await
         )?;
-        let fks = crate::on_target!(conn, retry, &e.name, sink::held_foreign_keys(conn, &e.name).await)?;
+        let fks = crate::on_target!(conn, retry, &e.name, sink::held_foreign_keys(conn, &e.target).await)?;
         if !fks.is_empty() {
             let mut b2 = b.clone();
             b2.loader.checked_fks = fks;
@@ -760,9 +809,16 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
         }
     }
     if start.is_done() {
+        let mut start = start;
         let mut rebuild_seconds = 0.0;
         if !dry {
-            rebuild_seconds = restore(conn, &e.name).await?.seconds;
+            let r = restore(conn, &e.name).await?;
+            rebuild_seconds = r.seconds;
+            if r.duplicates > 0 {
+                start.rows_loaded -= r.duplicates as i64;
+                start.rows_rejected += r.duplicates as i64;
+                moved_to_rejects(ctx, &e.name, r.duplicates)?;
+            }
         }
         tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
         return Ok(EntityStats {
@@ -826,6 +882,11 @@ async fn load_entity(ctx: &LoadCtx<'_>, b: &Bound, conn: &mut sqlx::PgConnection
         }
         let restored = crate::on_target!(conn, retry, &e.name, restore(conn, &e.name).await)?;
         s.rebuild_seconds = restored.seconds;
+        if restored.duplicates > 0 {
+            s.loaded -= restored.duplicates;
+            s.rejected += restored.duplicates;
+            moved_to_rejects(ctx, &e.name, restored.duplicates)?;
+        }
     }
     tracing::info!(
         "{}: {} read, {} loaded, {} rejected in {:.1}s",

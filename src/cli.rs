@@ -118,10 +118,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: Option<u64>,
 
-    /// Drop each loaded table's foreign keys and its secondary indexes (not primary or unique
-    /// keys) for the load, check every batch for its parents set-wise instead, and re-create
-    /// and validate them after the entity (also after a failure; a crash leaves them recorded
-    /// in migrate.held_constraints, and the next run puts them back)
+    /// Drop each loaded table's foreign keys and its plain secondary indexes for the load, and
+    /// (on an empty table) the primary and unique keys that take the source key unchanged;
+    /// check every batch for its parents set-wise instead; re-create and validate them after
+    /// the entity (also after a failure; a crash leaves them recorded in
+    /// migrate.held_constraints, and the next run puts them back)
     #[arg(long)]
     pub defer_indexes: bool,
 

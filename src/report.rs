@@ -75,7 +75,7 @@ pub fn table(stats: &[EntityStats]) -> String {
     let rebuild: f64 = stats.iter().map(|s| s.rebuild_seconds).sum();
     if rebuild > 0.0 {
         out.push_str(&format!(
-            "held indexes and foreign keys re-created and validated in {rebuild:.2}s (not in the seconds above)\n"
+            "held keys, indexes and foreign keys re-created and validated in {rebuild:.2}s (not in the seconds above)\n"
         ));
     }
     out

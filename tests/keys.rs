@@ -237,3 +237,127 @@ fn a_large_entity_loads_in_key_ranges_and_a_killed_part_resumes_exactly() {
     );
     p.run(&db, &["validate", "--deep"]).expect(0);
 }
+
+#[test]
+fn defer_indexes_builds_plain_primary_keys_after_the_load_and_rejects_duplicates_of_a_non_unique_key() {
+    let (db, plain) = (TestDb::new(), TestDb::new());
+    let p = Project::new();
+    // DUPS' declared key K is not unique: 5 comes three times, 7 twice.
+    let mut sql = String::from(
+        "CREATE TABLE DUPS (K INTEGER, V TEXT);
+         CREATE TABLE REF (ID INTEGER PRIMARY KEY, V TEXT);
+         CREATE TABLE REF2 (ID INTEGER PRIMARY KEY, V TEXT);
+         CREATE TABLE TRIMMED (CODE TEXT PRIMARY KEY, V TEXT);\n",
+    );
+    for k in 1..=300 {
+        sql.push_str(&format!("INSERT INTO DUPS VALUES ({k}, 'first {k}');\n"));
+        sql.push_str(&format!("INSERT INTO REF VALUES ({k}, 'r{k}');\n"));
+        sql.push_str(&format!("INSERT INTO REF2 VALUES ({k}, 'r{k}');\n"));
+        sql.push_str(&format!("INSERT INTO TRIMMED VALUES ('c{k}', 't{k}');\n"));
+    }
+    sql.push_str("INSERT INTO DUPS VALUES (5, 'second 5'), (5, 'third 5'), (7, 'second 7');\n");
+    p.sqlite(&sql);
+    let ddl = "CREATE TABLE dups (k int PRIMARY KEY, v text);
+               CREATE TABLE ref (id int PRIMARY KEY, v text);
+               CREATE TABLE ref_child (id int PRIMARY KEY, ref_id int REFERENCES ref (id));
+               CREATE TABLE ref2 (id int PRIMARY KEY, v text);
+               CREATE TABLE ref2_child (id int PRIMARY KEY, ref_id int REFERENCES ref2 (id));
+               INSERT INTO ref2_child VALUES (1, NULL);
+               CREATE TABLE trimmed (code text PRIMARY KEY, v text);";
+    db.exec(ddl);
+    plain.exec(ddl);
+    let field = |from: &str, to: &str, extra: &str| format!("[[fields]]\nfrom = \"{from}\"\nto = \"{to}\"\n{extra}");
+    p.mapping(
+        "dups",
+        &format!(
+            "source = \"DUPS\"\ntarget = \"dups\"\nkey = [\"K\"]\n{}{}",
+            field("K", "k", ""),
+            field("V", "v", "")
+        ),
+    );
+    p.mapping(
+        "ref",
+        &format!(
+            "source = \"REF\"\ntarget = \"ref\"\n{}{}",
+            field("ID", "id", ""),
+            field("V", "v", "")
+        ),
+    );
+    p.mapping(
+        "ref2",
+        &format!(
+            "source = \"REF2\"\ntarget = \"ref2\"\n{}{}",
+            field("ID", "id", ""),
+            field("V", "v", "")
+        ),
+    );
+    p.mapping(
+        "trimmed",
+        &format!(
+            "source = \"TRIMMED\"\ntarget = \"trimmed\"\n{}{}",
+            field("CODE", "code", "transform = [\"trim\"]\n"),
+            field("V", "v", "")
+        ),
+    );
+
+    let out = p.run(&db, &["--yes", "--defer-indexes", "-v"]);
+    let log = out.stderr();
+    // Only keys that take the source key unchanged, and only with every foreign key that
+    // references them on an empty table (held with them).
+    assert!(
+        log.contains("dups: 0 foreign key(s), 0 index(es) and 1 primary/unique key(s) held"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ref: 0 foreign key(s), 0 index(es) and 1 primary/unique key(s) held"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ref: 1 foreign key(s) of other tables that reference ref held with its key(s)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ref: re-created 1 primary/unique key(s), 0 index(es) and 1 foreign key(s)"),
+        "{log}"
+    );
+    assert!(!log.contains("ref2: 0 foreign key(s), 0 index(es) and 1"), "{log}");
+    assert!(!log.contains("trimmed: 0 foreign key(s), 0 index(es) and 1"), "{log}");
+    assert!(
+        log.contains("3 later duplicate(s) of key dups_pkey moved to migrate.rejects"),
+        "{log}"
+    );
+    out.expect(0);
+    // Every key is back; every source row is in the table or in the rejects, with a reason.
+    let keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND connamespace = 'public'::regnamespace";
+    assert_eq!(db.scalar(keys), 6);
+    let fks = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND connamespace = 'public'::regnamespace";
+    assert_eq!(db.scalar(fks), 2);
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM dups"), 300);
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM migrate.rejects WHERE entity = 'dups' AND reason LIKE
+             'duplicate key value violates unique constraint \"dups_pkey\": Key (k)=(_) already exists%'
+             AND source_values->>'v' LIKE '% _' AND row_key IN ('5', '7')"
+        ),
+        3
+    );
+    assert_eq!(
+        db.rows("SELECT rows_read, rows_loaded, rows_rejected FROM migrate.progress WHERE entity = 'dups'"),
+        vec![serde_json::json!({"rows_read": 303, "rows_loaded": 300, "rows_rejected": 3})]
+    );
+    // The same rows as a load with the key in place, whose duplicates PostgreSQL refuses.
+    p.run(
+        &plain,
+        &["--yes", "--checkpoint", p.file("plain.json").to_str().unwrap()],
+    )
+    .expect(0);
+    let keys_of = "(SELECT k FROM dups)";
+    assert_eq!(plain.digest(keys_of, "k"), db.digest(keys_of, "k"));
+    assert_eq!(
+        plain.scalar("SELECT count(*) FROM migrate.rejects WHERE entity = 'dups'"),
+        3
+    );
+    // The post-load validation counts the moved rows as rejects.
+    p.run(&db, &["validate"]).expect(0);
+}
