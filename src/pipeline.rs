@@ -495,7 +495,7 @@ impl FeedPlan<'_> {
                 let (ctx, mut crx) = tokio::sync::mpsc::channel::<Prepared>(2);
                 // Rows the checker is done with go back to the reader to be refilled.
                 let (back, recycled) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(QUEUE_DEPTH);
-                let check = check.clone();
+                let mut check = check.clone();
                 let bound = self.bound.clone();
                 let handle = tokio::spawn(async move {
                     let names = bound.source_names();
@@ -857,7 +857,15 @@ pub async fn run_entity(
     if let Mode::Load { conn, retry, .. } = &mut mode {
         let mut fks = crate::on_target!(conn, retry, &name, sink::foreign_keys(conn, &b.loader.table).await)?;
         fks.extend(b.loader.checked_fks.iter().cloned());
-        parents = sink::ParentCheck::new(b.loader.index(), &b.loader.table, &b.targets, &fks);
+        // A full load (not a sync pass's few rows) checks against its smaller parents' keys held
+        // in memory, when they number at most 8 per row to check.
+        let local = if b.spec.window.is_none() {
+            sink::LOCAL_PARENT_KEYS.min(b.rows_in_scope.saturating_mul(8).try_into().unwrap_or(usize::MAX))
+        } else {
+            0
+        };
+        parents = sink::ParentCheck::new(b.loader.index(), &b.loader.table, &b.targets, &fks)
+            .map(|c| c.with_local_keys(local));
         if parents.is_some() {
             checker_conn = Some(crate::on_target!(
                 conn,

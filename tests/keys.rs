@@ -361,3 +361,96 @@ fn defer_indexes_builds_plain_primary_keys_after_the_load_and_rejects_duplicates
     // The post-load validation counts the moved rows as rejects.
     p.run(&db, &["validate"]).expect(0);
 }
+
+#[test]
+fn parents_checked_in_memory_reject_the_same_rows_in_the_same_words_as_index_probes() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // P has 1,000 keys. SMALL (50 rows) checks by index probes: 50 × 8 < 1,000 keys. BIG
+    // (200 rows, the same first 50) holds P's keys in memory. Q (3 keys) is held by both.
+    let mut sql = String::from(
+        "CREATE TABLE P (ID INTEGER PRIMARY KEY);
+         CREATE TABLE Q (ID INTEGER PRIMARY KEY);
+         CREATE TABLE SMALL (ID INTEGER PRIMARY KEY, P_ID INTEGER, Q_ID INTEGER);
+         CREATE TABLE BIG (ID INTEGER PRIMARY KEY, P_ID INTEGER, Q_ID INTEGER);
+         INSERT INTO Q VALUES (1), (2), (3);\n",
+    );
+    for i in 1..=1000 {
+        sql.push_str(&format!("INSERT INTO P VALUES ({i});\n"));
+    }
+    for i in 1..=200 {
+        // Orphans: P_ID 5000 + i every 7th row, Q_ID 9 every 11th (both on row 77), NULLs.
+        let p_id = if i % 7 == 0 {
+            (5000 + i).to_string()
+        } else if i % 13 == 0 {
+            "NULL".into()
+        } else {
+            (i * 3).to_string()
+        };
+        let q_id = if i % 11 == 0 { "9" } else { "2" };
+        let row = format!("({i}, {p_id}, {q_id})");
+        if i <= 50 {
+            sql.push_str(&format!("INSERT INTO SMALL VALUES {row};\n"));
+        }
+        sql.push_str(&format!("INSERT INTO BIG VALUES {row};\n"));
+    }
+    p.sqlite(&sql);
+    db.exec(
+        "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE q (id bigint PRIMARY KEY);
+         CREATE TABLE small (id int PRIMARY KEY, p_id int REFERENCES p, q_id bigint REFERENCES q);
+         CREATE TABLE big (id int PRIMARY KEY, p_id int REFERENCES p, q_id bigint REFERENCES q);",
+    );
+    let m = |name: &str, deps: &str, extra: &str| {
+        format!(
+            "source = \"{}\"\ntarget = \"{name}\"\ndepends_on = [{deps}]\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n{extra}",
+            name.to_uppercase()
+        )
+    };
+    let fk_fields = "[[fields]]\nfrom = \"P_ID\"\nto = \"p_id\"\n[[fields]]\nfrom = \"Q_ID\"\nto = \"q_id\"\n";
+    p.mapping("p", &m("p", "", ""));
+    p.mapping("q", &m("q", "", ""));
+    p.mapping("small", &m("small", "\"p\", \"q\"", fk_fields));
+    p.mapping("big", &m("big", "\"p\", \"q\"", fk_fields));
+    let out = p.run(&db, &["--yes", "-vv", "--defer-indexes"]);
+    let log = out.stderr();
+    assert!(
+        log.contains("big: parent check of big_p_id_fkey against 1000 key(s) of p held in memory"),
+        "{log}"
+    );
+    assert!(
+        log.contains("small: parent check of small_q_id_fkey against 3 key(s) of q held in memory"),
+        "{log}"
+    );
+    assert!(!log.contains("small: parent check of small_p_id_fkey"), "{log}");
+    out.expect(0);
+    let rejects = |entity: &str| {
+        db.rows(&format!(
+            "SELECT row_key, replace(reason, '{entity}', 'T') AS reason, column_name FROM migrate.rejects
+             WHERE entity = '{entity}' AND row_key::int <= 50 ORDER BY row_key::int"
+        ))
+    };
+    let small = rejects("small");
+    assert_eq!(small, rejects("big"));
+    // Rows 7, 14, ..., 49 have no P; 11, 22, 33, 44 no Q; 77 would break both (big only).
+    assert_eq!(small.len(), 7 + 4, "{small:?}");
+    assert_eq!(
+        small[0]["reason"],
+        "insert or update on table \"T\" violates foreign key constraint \"T_p_id_fkey\": Key (p_id)=(5007) is not present in table \"p\". (SQLSTATE 23503)"
+    );
+    let both = db.rows("SELECT reason FROM migrate.rejects WHERE entity = 'big' AND row_key = '77'");
+    assert_eq!(both.len(), 1);
+    assert!(
+        both[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"big_p_id_fkey\": Key (p_id)=(5077)"),
+        "{both:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM big") + db.scalar("SELECT count(*) FROM migrate.rejects WHERE entity = 'big'"),
+        200
+    );
+    // A NULL key has no parent to miss: the 15 multiples of 13 but 91 and 182 (orphans of P)
+    // and 143 (an orphan of Q).
+    assert_eq!(db.scalar("SELECT count(*) FROM big WHERE p_id IS NULL"), 12);
+}
