@@ -1246,8 +1246,15 @@ pub async fn foreign_keys(conn: &mut PgConnection, table: &TargetTable) -> Resul
     .fetch_all(&mut *conn)
     .await
     .map_err(q_err(format!("reading foreign keys of {}", table.display())))?;
+    // A constraint dropped while the catalog is read (another stream holding it for its load)
+    // has no definition any more, nor columns: it is gone, so it is not listed.
     Ok(rows
         .iter()
+        .filter(|r| {
+            matches!(r.try_get::<Option<String>, _>(6), Ok(Some(_)))
+                && matches!(r.try_get::<Option<Vec<String>>, _>(3), Ok(Some(_)))
+                && matches!(r.try_get::<Option<Vec<String>>, _>(4), Ok(Some(_)))
+        })
         .map(|r| ForeignKeyInfo {
             name: r.get(0),
             definition: r.get(6),
@@ -1386,7 +1393,90 @@ struct LocalKeys {
     /// The column's position in the encoded rows, and its type.
     field: usize,
     ty: PgType,
-    keys: Vec<i64>,
+    keys: KeySet,
+}
+
+/// A set of integer keys: a bitmap over their span when that is at most 8 bits a key (serial
+/// keys: a bit each, and a lookup that stays in cache), else sorted.
+#[derive(Debug)]
+enum KeySet {
+    Bits { min: i64, bits: Vec<u64>, len: usize },
+    Sorted(Vec<i64>),
+}
+
+impl KeySet {
+    fn new(mut keys: Vec<i64>) -> KeySet {
+        keys.sort_unstable();
+        keys.dedup();
+        let (Some(&min), Some(&max)) = (keys.first(), keys.last()) else {
+            return KeySet::Sorted(keys);
+        };
+        let span = (max as i128 - min as i128) as u128 + 1;
+        if span <= 8 * keys.len() as u128 {
+            let mut bits = vec![0u64; (span as usize).div_ceil(64)];
+            for k in &keys {
+                let at = (*k as i128 - min as i128) as usize;
+                bits[at / 64] |= 1 << (at % 64);
+            }
+            return KeySet::Bits {
+                min,
+                bits,
+                len: keys.len(),
+            };
+        }
+        keys.shrink_to_fit();
+        KeySet::Sorted(keys)
+    }
+
+    fn contains(&self, k: i64) -> bool {
+        match self {
+            KeySet::Bits { min, bits, .. } => {
+                let Some(at) = k.checked_sub(*min).filter(|d| *d >= 0) else {
+                    return false;
+                };
+                let at = at as u64;
+                bits.get((at / 64) as usize).is_some_and(|w| w & (1 << (at % 64)) != 0)
+            }
+            KeySet::Sorted(keys) => keys.binary_search(&k).is_ok(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            KeySet::Bits { len, .. } => *len,
+            KeySet::Sorted(keys) => keys.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            KeySet::Bits { bits, .. } => bits.len() * 8,
+            KeySet::Sorted(keys) => keys.len() * 8,
+        }
+    }
+}
+
+/// Takes the decimal keys of text COPY output apart, one a line; `partial` carries a number cut
+/// by the end of a chunk (negative or not, and its value so far: negatives are built downwards,
+/// so i64::MIN fits).
+fn parse_key_lines(chunk: &[u8], partial: &mut Option<(bool, i64)>, keys: &mut Vec<i64>) -> Result<(), String> {
+    let bad = || "a key line of the COPY output is not a number".to_string();
+    for &b in chunk {
+        match b {
+            b'\n' => keys.push(partial.take().ok_or_else(bad)?.1),
+            b'-' if partial.is_none() => *partial = Some((true, 0)),
+            b'0'..=b'9' => {
+                let (neg, v) = partial.get_or_insert((false, 0));
+                let d = (b - b'0') as i64;
+                *v = v
+                    .checked_mul(10)
+                    .and_then(|x| if *neg { x.checked_sub(d) } else { x.checked_add(d) })
+                    .ok_or_else(bad)?;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(())
 }
 
 /// The most parent keys one check holds in memory (8 bytes each).
@@ -1508,22 +1598,25 @@ impl ParentCheck {
                 remote.push(i);
                 continue;
             };
+            // Text COPY: one decimal a line, far cheaper to take apart than a row each.
             let sql = format!(
-                "SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL LIMIT {}",
+                "COPY (SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL LIMIT {}) TO STDOUT",
                 f.parent,
                 budget + 1,
                 c = quote_ident(ref_col)
             );
+            let what = format!("reading the keys of {}", f.parent_name);
             let mut keys: Vec<i64> = Vec::new();
             {
-                use futures_util::TryStreamExt;
-                let mut rows = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch(&mut *conn);
-                while let Some(k) = rows
-                    .try_next()
-                    .await
-                    .map_err(q_err(format!("reading the keys of {}", f.parent_name)))?
-                {
-                    keys.push(k);
+                use futures_util::StreamExt;
+                let mut stream = conn.copy_out_raw(&sql).await.map_err(q_err(what.clone()))?;
+                let mut partial: Option<(bool, i64)> = None;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(q_err(what.clone()))?;
+                    parse_key_lines(&chunk, &mut partial, &mut keys).map_err(|e| SinkError::Query {
+                        what: what.clone(),
+                        cause: sqlx::Error::Protocol(e),
+                    })?;
                 }
             }
             if keys.len() > budget {
@@ -1531,15 +1624,14 @@ impl ParentCheck {
                 continue;
             }
             budget -= keys.len();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.shrink_to_fit();
+            let keys = KeySet::new(keys);
             tracing::debug!(
-                "{}: parent check of {} against {} key(s) of {} held in memory",
+                "{}: parent check of {} against {} key(s) of {} held in memory ({} bytes)",
                 self.table.display(),
                 f.name,
                 keys.len(),
-                f.parent_name
+                f.parent_name,
+                keys.bytes()
             );
             local.push(LocalKeys {
                 fk: i,
@@ -1613,7 +1705,7 @@ impl ParentCheck {
                         _ => b.try_into().ok().map(i64::from_be_bytes),
                     }
                     .ok_or_else(bad)?;
-                    if l.keys.binary_search(&k).is_err() {
+                    if !l.keys.contains(k) {
                         found.push((ord as i64 + 1, l.fk as i32, Some(k.to_string())));
                     }
                 }
@@ -1849,6 +1941,36 @@ fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_lines_parse_across_chunks_and_key_sets_answer_like_a_search() {
+        let text = format!("1\n-5\n{}\n{}\n42\n", i64::MAX, i64::MIN);
+        for cut in 0..text.len() {
+            let (mut partial, mut keys) = (None, Vec::new());
+            parse_key_lines(&text.as_bytes()[..cut], &mut partial, &mut keys).unwrap();
+            parse_key_lines(&text.as_bytes()[cut..], &mut partial, &mut keys).unwrap();
+            assert_eq!(keys, [1, -5, i64::MAX, i64::MIN, 42], "cut at {cut}");
+            assert!(partial.is_none());
+        }
+        assert!(parse_key_lines(b"12x\n", &mut None, &mut Vec::new()).is_err());
+        assert!(parse_key_lines(b"99999999999999999999\n", &mut None, &mut Vec::new()).is_err());
+        // Dense keys get a bitmap, sparse ones a sorted list; both answer as a search would.
+        let dense: Vec<i64> = (-100..900).filter(|k| k % 3 != 0).collect();
+        let sparse: Vec<i64> = vec![i64::MIN, -7, 0, 3, 1 << 40, i64::MAX];
+        for keys in [dense, sparse] {
+            let set = KeySet::new(keys.iter().rev().copied().collect());
+            assert_eq!(set.len(), keys.len());
+            for k in (-300..1200)
+                .chain(keys.iter().copied())
+                .chain([i64::MIN + 1, i64::MAX - 1])
+            {
+                assert_eq!(set.contains(k), keys.contains(&k), "{k}");
+            }
+        }
+        assert!(matches!(KeySet::new((0..1000).collect()), KeySet::Bits { .. }));
+        assert!(matches!(KeySet::new(vec![1, 1 << 20]), KeySet::Sorted(_)));
+        assert!(!KeySet::new(Vec::new()).contains(0));
+    }
 
     #[test]
     fn held_rows_come_back_keys_first_and_child_keys_by_their_constraint_name() {
