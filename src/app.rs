@@ -663,6 +663,11 @@ pub(crate) struct LoadCtx<'a> {
     pub(crate) streams: Option<&'a tokio::sync::Semaphore>,
 }
 
+/// The fewest rows an entity has for `--defer-indexes` to build its keys after the load: taking
+/// a key off and building it again costs a few milliseconds (catalog changes, and an fsync of
+/// the new index), about what keeping it costs over 20,000 rows.
+pub(crate) const DEFER_KEY_MIN_ROWS: u64 = 50_000;
+
 /// The fewest rows a part of a split entity gets.
 pub(crate) const MIN_PART_ROWS: u64 = 25_000;
 
@@ -784,7 +789,7 @@ async fn load_entity(
     let start = committed.unwrap_or_else(|| Progress::new(&e.name, &e.fingerprint, &e.target.display()));
     let mut checked = b;
     let with_fks;
-    let plain_key = plain_key_columns(b);
+    let plain_key = plain_key_columns(b).filter(|_| b.rows_in_scope >= DEFER_KEY_MIN_ROWS);
     if !dry {
         crate::on_target!(
             conn,

@@ -119,7 +119,8 @@ pub struct RunArgs {
     pub jobs: Option<u64>,
 
     /// Drop each loaded table's foreign keys and its plain secondary indexes for the load, and
-    /// (on an empty table) the primary and unique keys that take the source key unchanged;
+    /// (on an empty table, for 50,000 rows or more) the primary and unique keys that take the
+    /// source key unchanged;
     /// check every batch for its parents set-wise instead; re-create and validate them after
     /// the entity (also after a failure; a crash leaves them recorded in
     /// migrate.held_constraints, and the next run puts them back)
