@@ -857,10 +857,10 @@ pub async fn run_entity(
     if let Mode::Load { conn, retry, .. } = &mut mode {
         let mut fks = crate::on_target!(conn, retry, &name, sink::foreign_keys(conn, &b.loader.table).await)?;
         fks.extend(b.loader.checked_fks.iter().cloned());
-        // A full load (not a sync pass's few rows) checks against its smaller parents' keys held
-        // in memory, when they number at most 8 per row to check.
+        // A full load (not a sync pass's few rows) may check against its parents' keys held in
+        // memory.
         let local = if b.spec.window.is_none() {
-            sink::LOCAL_PARENT_KEYS.min(b.rows_in_scope.saturating_mul(8).try_into().unwrap_or(usize::MAX))
+            b.rows_in_scope.try_into().unwrap_or(usize::MAX)
         } else {
             0
         };

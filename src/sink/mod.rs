@@ -1405,27 +1405,50 @@ enum KeySet {
 }
 
 impl KeySet {
-    fn new(mut keys: Vec<i64>) -> KeySet {
-        keys.sort_unstable();
-        keys.dedup();
-        let (Some(&min), Some(&max)) = (keys.first(), keys.last()) else {
-            return KeySet::Sorted(keys);
-        };
-        let span = (max as i128 - min as i128) as u128 + 1;
-        if span <= 8 * keys.len() as u128 {
-            let mut bits = vec![0u64; (span as usize).div_ceil(64)];
-            for k in &keys {
-                let at = (*k as i128 - min as i128) as usize;
-                bits[at / 64] |= 1 << (at % 64);
-            }
-            return KeySet::Bits {
-                min,
-                bits,
-                len: keys.len(),
-            };
+    /// A bitmap for keys from `min` over `span` values, none in it yet.
+    fn empty_bits(min: i64, span: usize) -> KeySet {
+        KeySet::Bits {
+            min,
+            bits: vec![0u64; span.div_ceil(64)],
+            len: 0,
         }
-        keys.shrink_to_fit();
-        KeySet::Sorted(keys)
+    }
+
+    /// Adds keys (a sorted set sorts in [`KeySet::finish`]); `false` if a key is outside a
+    /// bitmap's span.
+    fn extend(&mut self, keys: &[i64]) -> bool {
+        match self {
+            KeySet::Bits { min, bits, len } => {
+                for &k in keys {
+                    let Some(at) = k.checked_sub(*min).filter(|d| *d >= 0) else {
+                        return false;
+                    };
+                    let at = at as u64;
+                    let Some(w) = bits.get_mut((at / 64) as usize) else {
+                        return false;
+                    };
+                    let bit = 1u64 << (at % 64);
+                    if *w & bit == 0 {
+                        *w |= bit;
+                        *len += 1;
+                    }
+                }
+                true
+            }
+            KeySet::Sorted(v) => {
+                v.extend_from_slice(keys);
+                true
+            }
+        }
+    }
+
+    /// Sorts a sorted set's keys (a bitmap has nothing to do).
+    fn finish(&mut self) {
+        if let KeySet::Sorted(v) = self {
+            v.sort_unstable();
+            v.dedup();
+            v.shrink_to_fit();
+        }
     }
 
     fn contains(&self, k: i64) -> bool {
@@ -1479,8 +1502,9 @@ fn parse_key_lines(chunk: &[u8], partial: &mut Option<(bool, i64)>, keys: &mut V
     Ok(())
 }
 
-/// The most parent keys one check holds in memory (8 bytes each).
-pub const LOCAL_PARENT_KEYS: usize = 2_000_000;
+/// The most memory one check gives its parents' keys: 4 MiB, a bitmap of 32 M serial keys or a
+/// sorted list of 512 k others.
+pub const LOCAL_PARENT_BYTES: usize = 4 << 20;
 
 impl ParentCheck {
     /// For the foreign keys (to other tables) whose columns are all among `cols`, the target
@@ -1566,15 +1590,16 @@ impl ParentCheck {
         })
     }
 
-    /// Lets the check hold up to `budget` keys of its parents in memory: at the first check,
-    /// each single-integer-column foreign key whose parent has no more keys than what is left
-    /// of the budget is checked against a sorted copy of them (one scan of the parent), not by
-    /// an index probe per row. Worth it when the rows to check outnumber the parent's keys by
-    /// far less than a probe costs more than a key read (about 8 to 1); the parents are loaded
-    /// before the check starts, and a change to them by someone else during the load is caught
-    /// when the foreign key is validated.
-    pub fn with_local_keys(mut self, budget: usize) -> ParentCheck {
-        self.local_budget = budget;
+    /// Lets the check, which will see about `rows` rows, hold its parents' keys in memory: at
+    /// the first check, each single-integer-column foreign key whose parent's keys fit what is
+    /// left of [`LOCAL_PARENT_BYTES`] (as a bitmap over their span, or a sorted list), and
+    /// number at most 8 per row to check (a probe costs about that many key reads), is checked
+    /// against a copy of them read in one scan of the parent, not by an index probe per row.
+    /// The parents are loaded before the check starts; a parent row added during the load is
+    /// noticed while the keys are read (the index answers then), and one deleted by someone
+    /// else is caught when the foreign key is validated.
+    pub fn with_local_keys(mut self, rows: usize) -> ParentCheck {
+        self.local_budget = rows;
         self
     }
 
@@ -1585,7 +1610,9 @@ impl ParentCheck {
 
     /// Reads, for the integer foreign keys whose parents fit the budget, their keys.
     async fn split_off_local(&self, conn: &mut PgConnection) -> Result<LocalSplit, SinkError> {
-        let mut budget = self.local_budget;
+        // Reading more keys than 8 per row to check costs more than the probes it saves.
+        let most_keys = self.local_budget.saturating_mul(8) as i128;
+        let mut bytes_left = LOCAL_PARENT_BYTES;
         let mut local = Vec::new();
         let mut remote = Vec::new();
         for (i, f) in self.fks.iter().enumerate() {
@@ -1594,50 +1621,93 @@ impl ParentCheck {
                 _ => None,
             };
             let int = field.filter(|&p| matches!(self.cols[p].ty, PgType::Int2 | PgType::Int4 | PgType::Int8));
-            let (Some(field), [ref_col], true) = (int, f.ref_columns.as_slice(), budget > 0) else {
+            let (Some(field), [ref_col]) = (int, f.ref_columns.as_slice()) else {
                 remote.push(i);
                 continue;
             };
-            // Text COPY: one decimal a line, far cheaper to take apart than a row each.
-            let sql = format!(
-                "COPY (SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL LIMIT {}) TO STDOUT",
-                f.parent,
-                budget + 1,
-                c = quote_ident(ref_col)
-            );
             let what = format!("reading the keys of {}", f.parent_name);
-            let mut keys: Vec<i64> = Vec::new();
+            let c = quote_ident(ref_col);
+            // The parent's key is unique, so it has an index: its ends cost two probes.
+            let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT min({c})::int8, max({c})::int8 FROM {}",
+                f.parent
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(q_err(what.clone()))?;
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                // No parent rows at all: every key is missing.
+                local.push(LocalKeys {
+                    fk: i,
+                    field,
+                    ty: self.cols[field].ty.clone(),
+                    keys: KeySet::Sorted(Vec::new()),
+                });
+                continue;
+            };
+            let span = hi as i128 - lo as i128 + 1;
+            let bits = span <= most_keys && (span as u128).div_ceil(8) <= bytes_left as u128;
+            let limit = (most_keys.min((bytes_left / 8) as i128) as usize).min(1 << 40);
+            if !bits && limit == 0 {
+                remote.push(i);
+                continue;
+            }
+            // Text COPY: one decimal a line, far cheaper to take apart than a row each.
+            let sql = if bits {
+                format!(
+                    "COPY (SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL) TO STDOUT",
+                    f.parent
+                )
+            } else {
+                format!(
+                    "COPY (SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL LIMIT {}) TO STDOUT",
+                    f.parent,
+                    limit + 1
+                )
+            };
+            let mut set = if bits {
+                KeySet::empty_bits(lo, span as usize)
+            } else {
+                // Untouched capacity costs no memory; it saves the doublings.
+                KeySet::Sorted(Vec::with_capacity(limit + 1))
+            };
+            let mut usable = true;
             {
                 use futures_util::StreamExt;
                 let mut stream = conn.copy_out_raw(&sql).await.map_err(q_err(what.clone()))?;
                 let mut partial: Option<(bool, i64)> = None;
+                let mut keys: Vec<i64> = Vec::new();
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(q_err(what.clone()))?;
+                    keys.clear();
                     parse_key_lines(&chunk, &mut partial, &mut keys).map_err(|e| SinkError::Query {
                         what: what.clone(),
                         cause: sqlx::Error::Protocol(e),
                     })?;
+                    // A key outside the ends read before (a parent row added since): the copy
+                    // would be wrong, so the index answers instead.
+                    usable &= set.extend(&keys);
                 }
             }
-            if keys.len() > budget {
+            if !usable || (!bits && set.len() > limit) {
                 remote.push(i);
                 continue;
             }
-            budget -= keys.len();
-            let keys = KeySet::new(keys);
+            set.finish();
+            bytes_left = bytes_left.saturating_sub(set.bytes());
             tracing::debug!(
                 "{}: parent check of {} against {} key(s) of {} held in memory ({} bytes)",
                 self.table.display(),
                 f.name,
-                keys.len(),
+                set.len(),
                 f.parent_name,
-                keys.bytes()
+                set.bytes()
             );
             local.push(LocalKeys {
                 fk: i,
                 field,
                 ty: self.cols[field].ty.clone(),
-                keys,
+                keys: set,
             });
         }
         let remote = if local.is_empty() || remote.is_empty() {
@@ -1954,11 +2024,16 @@ mod tests {
         }
         assert!(parse_key_lines(b"12x\n", &mut None, &mut Vec::new()).is_err());
         assert!(parse_key_lines(b"99999999999999999999\n", &mut None, &mut Vec::new()).is_err());
-        // Dense keys get a bitmap, sparse ones a sorted list; both answer as a search would.
+        // A bitmap over the keys' span and a sorted list answer as a search would.
         let dense: Vec<i64> = (-100..900).filter(|k| k % 3 != 0).collect();
         let sparse: Vec<i64> = vec![i64::MIN, -7, 0, 3, 1 << 40, i64::MAX];
-        for keys in [dense, sparse] {
-            let set = KeySet::new(keys.iter().rev().copied().collect());
+        let mut bits = KeySet::empty_bits(-100, 1000);
+        assert!(bits.extend(&dense[..10]) && bits.extend(&dense[5..]));
+        bits.finish();
+        let mut sorted = KeySet::Sorted(Vec::new());
+        assert!(sorted.extend(&sparse[3..]) && sorted.extend(&sparse[..4]));
+        sorted.finish();
+        for (set, keys) in [(bits, dense), (sorted, sparse)] {
             assert_eq!(set.len(), keys.len());
             for k in (-300..1200)
                 .chain(keys.iter().copied())
@@ -1967,9 +2042,11 @@ mod tests {
                 assert_eq!(set.contains(k), keys.contains(&k), "{k}");
             }
         }
-        assert!(matches!(KeySet::new((0..1000).collect()), KeySet::Bits { .. }));
-        assert!(matches!(KeySet::new(vec![1, 1 << 20]), KeySet::Sorted(_)));
-        assert!(!KeySet::new(Vec::new()).contains(0));
+        // A key outside a bitmap's span (a parent row added after its ends were read).
+        let mut bits = KeySet::empty_bits(10, 64);
+        assert!(!bits.extend(&[9]) && !bits.extend(&[74]) && bits.extend(&[10, 73]));
+        assert_eq!(KeySet::empty_bits(i64::MIN, 1).bytes(), 8);
+        assert!(!KeySet::Sorted(Vec::new()).contains(0));
     }
 
     #[test]
