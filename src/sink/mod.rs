@@ -356,24 +356,14 @@ pub async fn hold_for_load(
     let mut held = Held::default();
     let fks = foreign_keys(conn, table).await?;
     for f in fks.iter().filter(|f| f.self_ref || defer) {
-        let info = serde_json::to_value(f).unwrap_or_default();
-        execute(conn, "BEGIN", "starting a transaction").await?;
-        sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-            .bind(entity)
-            .bind(table.sql())
-            .bind(&f.name)
-            .bind(&f.definition)
-            .bind(info)
-            .execute(&mut *conn)
-            .await
-            .map_err(q_err(what.clone()))?;
-        execute(
-            conn,
-            &format!("ALTER TABLE {} DROP CONSTRAINT {}", table.sql(), quote_ident(&f.name)),
-            "dropping a foreign key",
-        )
-        .await?;
-        execute(conn, "COMMIT", "committing").await?;
+        let held_row = Held1 {
+            table_sql: &table.sql(),
+            name: &f.name,
+            definition: &f.definition,
+            info: Some(serde_json::to_value(f).unwrap_or_default()),
+        };
+        let drop = format!("ALTER TABLE {} DROP CONSTRAINT {}", table.sql(), quote_ident(&f.name));
+        hold_one(conn, entity, held_row, &drop, "dropping a foreign key").await?;
         if f.self_ref {
             held.self_references += 1;
             tracing::info!(
@@ -402,17 +392,20 @@ pub async fn hold_for_load(
     .await
     .map_err(q_err(what.clone()))?;
     for (name, qualified, definition) in indexes {
-        execute(conn, "BEGIN", "starting a transaction").await?;
-        sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .bind(entity)
-            .bind(table.sql())
-            .bind(format!("{INDEX_PREFIX}{name}"))
-            .bind(&definition)
-            .execute(&mut *conn)
-            .await
-            .map_err(q_err(what.clone()))?;
-        execute(conn, &format!("DROP INDEX {qualified}"), "dropping an index").await?;
-        execute(conn, "COMMIT", "committing").await?;
+        let held_row = Held1 {
+            table_sql: &table.sql(),
+            name: &format!("{INDEX_PREFIX}{name}"),
+            definition: &definition,
+            info: None,
+        };
+        hold_one(
+            conn,
+            entity,
+            held_row,
+            &format!("DROP INDEX {qualified}"),
+            "dropping an index",
+        )
+        .await?;
         held.indexes += 1;
     }
     if held.foreign_keys + held.indexes + held.keys > 0 {
@@ -504,52 +497,34 @@ async fn hold_keys(
         }
     }
     for (child_sql, f) in &child_fks {
-        execute(conn, "BEGIN", "starting a transaction").await?;
-        sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-            .bind(entity)
-            .bind(child_sql)
-            .bind(format!("{CHILD_PREFIX}{child_sql} {}", f.name))
-            .bind(&f.definition)
-            .bind(serde_json::to_value(f).unwrap_or_default())
-            .execute(&mut *conn)
-            .await
-            .map_err(q_err(what.clone()))?;
-        execute(
-            conn,
-            &format!("ALTER TABLE {child_sql} DROP CONSTRAINT {}", quote_ident(&f.name)),
-            "dropping a foreign key that references a key built after the load",
-        )
-        .await?;
-        execute(conn, "COMMIT", "committing").await?;
+        let held_row = Held1 {
+            table_sql: child_sql,
+            name: &format!("{CHILD_PREFIX}{child_sql} {}", f.name),
+            definition: &f.definition,
+            info: Some(serde_json::to_value(f).unwrap_or_default()),
+        };
+        let drop = format!("ALTER TABLE {child_sql} DROP CONSTRAINT {}", quote_ident(&f.name));
+        let why = "dropping a foreign key that references a key built after the load";
+        hold_one(conn, entity, held_row, &drop, why).await?;
     }
     let mut held = 0;
     for (name, columns, definition) in keys {
-        execute(conn, "BEGIN", "starting a transaction").await?;
-        sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-            .bind(entity)
-            .bind(table.sql())
-            .bind(format!("{KEY_PREFIX}{name}"))
-            .bind(&definition)
-            .bind(serde_json::json!({ "key_columns": columns }))
-            .execute(&mut *conn)
-            .await
-            .map_err(q_err(what.clone()))?;
+        let held_row = Held1 {
+            table_sql: &table.sql(),
+            name: &format!("{KEY_PREFIX}{name}"),
+            definition: &definition,
+            info: Some(serde_json::json!({ "key_columns": columns })),
+        };
         let drop = format!("ALTER TABLE {} DROP CONSTRAINT {}", table.sql(), quote_ident(&name));
-        match execute(conn, &drop, "dropping a primary or unique key").await {
-            Ok(()) => {}
-            Err(e) if !e.is_connection_lost() => {
-                // Something else depends on it: the key stays, and is built as the load goes.
-                execute(conn, "ROLLBACK", "rolling back").await?;
-                tracing::info!(
-                    "{entity}: key {name} stays in place for the load: {:#}",
-                    anyhow::Error::from(e)
-                );
-                continue;
-            }
+        match hold_one(conn, entity, held_row, &drop, "dropping a primary or unique key").await {
+            Ok(()) => held += 1,
+            // Something else depends on it: the key stays, and is built as the load goes.
+            Err(e) if !e.is_connection_lost() => tracing::info!(
+                "{entity}: key {name} stays in place for the load: {:#}",
+                anyhow::Error::from(e)
+            ),
             Err(e) => return Err(e),
         }
-        execute(conn, "COMMIT", "committing").await?;
-        held += 1;
     }
     if !child_fks.is_empty() {
         tracing::info!(
@@ -559,6 +534,47 @@ async fn hold_keys(
         );
     }
     Ok(held)
+}
+
+/// One row of `migrate.held_constraints`.
+struct Held1<'a> {
+    table_sql: &'a str,
+    name: &'a str,
+    definition: &'a str,
+    info: Option<serde_json::Value>,
+}
+
+/// Records `row` and runs `drop` in one transaction, so that no crash can lose what was
+/// dropped. A drop PostgreSQL refuses is rolled back, record and all.
+async fn hold_one(
+    conn: &mut PgConnection,
+    entity: &str,
+    row: Held1<'_>,
+    drop: &str,
+    what: &str,
+) -> Result<(), SinkError> {
+    execute(conn, "BEGIN", "starting a transaction").await?;
+    let done = match sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+        .bind(entity)
+        .bind(row.table_sql)
+        .bind(row.name)
+        .bind(row.definition)
+        .bind(row.info)
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(_) => execute(conn, drop, what).await,
+        Err(e) => Err(q_err(format!("recording {} of {entity}", row.name))(e)),
+    };
+    match done {
+        Ok(()) => execute(conn, "COMMIT", "committing").await,
+        Err(e) => {
+            if !e.is_connection_lost() {
+                execute(conn, "ROLLBACK", "rolling back").await?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Held indexes are recorded under this prefix (an index and a constraint may share a name).
