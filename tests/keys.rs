@@ -297,30 +297,12 @@ fn defer_indexes_builds_plain_primary_keys_after_the_load_and_rejects_duplicates
             field("V", "v", "")
         ),
     );
-    p.mapping(
-        "ref",
-        &format!(
-            "source = \"REF\"\ntarget = \"ref\"\n{}{}",
-            field("ID", "id", ""),
-            field("V", "v", "")
-        ),
-    );
-    p.mapping(
-        "ref2",
-        &format!(
-            "source = \"REF2\"\ntarget = \"ref2\"\n{}{}",
-            field("ID", "id", ""),
-            field("V", "v", "")
-        ),
-    );
-    p.mapping(
-        "small",
-        &format!(
-            "source = \"SMALL\"\ntarget = \"small\"\n{}{}",
-            field("ID", "id", ""),
-            field("V", "v", "")
-        ),
-    );
+    // ID and V copied as they are.
+    for name in ["ref", "ref2", "small"] {
+        let upper = name.to_uppercase();
+        let fields = format!("{}{}", field("ID", "id", ""), field("V", "v", ""));
+        p.mapping(name, &format!("source = \"{upper}\"\ntarget = \"{name}\"\n{fields}"));
+    }
     p.mapping(
         "trimmed",
         &format!(
