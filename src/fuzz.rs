@@ -198,6 +198,102 @@ value = "ABIS"
         }
     }
 
+    /// Text of arbitrary characters (any plane, combining marks, NUL) or, rarely, the raw bytes
+    /// of a string cut anywhere.
+    fn arbitrary_text(rng: &mut Rng) -> String {
+        let pieces = [
+            "\"", "é", "€", "日本", "😀", "\u{301}", "\0", "DD", "MON", "YYYY", "-", " ", "1", "'",
+        ];
+        (0..rng.below(12))
+            .map(|_| match rng.below(3) {
+                0 => char::from_u32((rng.next() % 0x11000) as u32).unwrap_or('?').to_string(),
+                _ => rng.pick(&pieces).to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_encoder_returns_bytes_or_a_reason() {
+        use crate::sink::pgtype::PgType;
+        let types = [
+            PgType::Int2,
+            PgType::Int4,
+            PgType::Int8,
+            PgType::Float4,
+            PgType::Float8,
+            PgType::Numeric(None),
+            PgType::Numeric(Some((5, 2))),
+            PgType::Numeric(Some((3, -1))),
+            PgType::Numeric(Some((3, 5))),
+            PgType::Text,
+            PgType::Name,
+            PgType::Varchar(Some(3)),
+            PgType::Bpchar(Some(2)),
+            PgType::Bool,
+            PgType::Date,
+            PgType::Timestamp(0),
+            PgType::Timestamp(6),
+            PgType::TimestampTz(3),
+            PgType::Bytea,
+            PgType::Uuid,
+            PgType::Json,
+            PgType::Jsonb,
+        ];
+        let mut rng = Rng(seed());
+        for _ in 0..iterations() * 10 {
+            let t = &types[rng.below(types.len())];
+            let v = match rng.below(3) {
+                0 => Value::Text(arbitrary_text(&mut rng)),
+                _ => arbitrary_value(&mut rng),
+            };
+            let mut out = Vec::new();
+            let _ = t.encode(&v, &mut out);
+        }
+    }
+
+    #[test]
+    fn date_masks_never_panic_on_any_text() {
+        use crate::transform::mask::Mask;
+        let parts = [
+            "DD",
+            "MON",
+            "YYYY",
+            "RR",
+            "HH24",
+            ":",
+            "MI",
+            "SS",
+            ".FF3",
+            " ",
+            "-",
+            "AM",
+            "\"é\"",
+            "\"日本\"",
+            "\"T\"",
+            "\"😀x\"",
+        ];
+        let mut rng = Rng(seed());
+        for _ in 0..iterations() * 10 {
+            let mask: String = (0..1 + rng.below(6)).map(|_| rng.pick(&parts)).collect();
+            let Ok(m) = Mask::compile(&mask) else { continue };
+            let input = match rng.below(2) {
+                0 => arbitrary_text(&mut rng),
+                // Something shaped like the mask, with its literals replaced by other text.
+                _ => mask
+                    .replace("DD", "01")
+                    .replace("MON", "JAN")
+                    .replace("YYYY", "2024")
+                    .replace('"', "")
+                    .replace("é", rng.pick(&["é", "e", "日", "😀", ""])),
+            };
+            let _ = m.parse(&input);
+        }
+        // The instance that panicked: a quoted literal meeting a multi-byte character.
+        let m = Mask::compile("YYYY\"é\"MM").unwrap();
+        assert!(m.parse("2024日01").is_err());
+        assert!(m.parse("2024é01").is_ok());
+    }
+
     #[test]
     fn every_transform_returns_a_value_or_a_reason() {
         let steps = [

@@ -170,7 +170,9 @@ pub fn pg_type(dialect: Dialect, declared: &str, raw16_uuid: bool) -> Result<Str
             "REAL" | "DOUBLE" | "DOUBLE PRECISION" | "FLOAT" => return Ok("double precision".into()),
             "BLOB" => return Ok("bytea".into()),
             "BOOLEAN" | "BOOL" => return Ok("boolean".into()),
-            "DATETIME" => return Ok("timestamp".into()),
+            // SQLite keeps dates as text, often with fractions of a second: timestamp(0) would
+            // refuse those (Oracle's DATE has none, and keeps its timestamp(0) below).
+            "DATETIME" | "DATE" | "TIMESTAMP" => return Ok("timestamp".into()),
             _ => {}
         }
         return match types::parse(declared) {

@@ -146,6 +146,27 @@ impl Decimal {
         Decimal::from_parts(self.negative, std::str::from_utf8(&keep).unwrap_or("0"), scale)
     }
 
+    pub fn is_zero(&self) -> bool {
+        self.digits == "0"
+    }
+
+    /// The power of ten of the lowest non-zero digit (1.50 → -1, 1200 → 2); `None` for zero.
+    pub fn lowest_exponent(&self) -> Option<i64> {
+        if self.is_zero() {
+            return None;
+        }
+        let trailing = self.digits.bytes().rev().take_while(|&b| b == b'0').count() as i64;
+        Some(trailing - self.scale as i64)
+    }
+
+    /// The power of ten of the highest digit (12.5 → 1, 0.05 → -2); `None` for zero.
+    pub fn highest_exponent(&self) -> Option<i64> {
+        if self.is_zero() {
+            return None;
+        }
+        Some(self.digits.len() as i64 - 1 - self.scale as i64)
+    }
+
     /// If the number is integral and fits, the `i64` it equals.
     pub fn to_i64(&self) -> Option<i64> {
         if self.significant_scale() > 0 {

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod deep;
 mod demo;
+mod exact_types;
 mod exactness;
 mod faults;
 mod keys;

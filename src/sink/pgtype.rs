@@ -13,15 +13,19 @@ pub enum PgType {
     Int8,
     Float4,
     Float8,
-    /// `numeric(precision, scale)`; `None` when unconstrained.
-    Numeric(Option<(u32, u32)>),
+    /// `numeric(precision, scale)`; `None` when unconstrained. The scale may be negative or
+    /// larger than the precision (PostgreSQL 15).
+    Numeric(Option<(u32, i32)>),
     Text,
+    /// `name`: at most 63 bytes.
+    Name,
     Varchar(Option<u32>),
     Bpchar(Option<u32>),
     Bool,
     Date,
-    Timestamp,
-    TimestampTz,
+    /// `timestamp(p)`: fractional digits kept (6 when unconstrained).
+    Timestamp(u32),
+    TimestampTz(u32),
     Bytea,
     Uuid,
     Json,
@@ -33,20 +37,24 @@ impl PgType {
     /// From `pg_type.typname` and `atttypmod`.
     pub fn from_catalog(typname: &str, typmod: i32, formatted: &str) -> PgType {
         let len = (typmod >= 4).then(|| (typmod - 4) as u32);
+        // timestamp(p) keeps p itself in the typmod (-1: unconstrained, 6 digits).
+        let precision = u32::try_from(typmod).map_or(6, |p| p.min(6));
         match typname {
             "int2" => PgType::Int2,
             "int4" => PgType::Int4,
             "int8" => PgType::Int8,
             "float4" => PgType::Float4,
             "float8" => PgType::Float8,
-            "numeric" => PgType::Numeric(len.map(|m| ((m >> 16) & 0xffff, m & 0xffff))),
-            "text" | "name" | "citext" => PgType::Text,
+            // The scale is the low 11 bits, signed (PostgreSQL 15 allows -1000..1000).
+            "numeric" => PgType::Numeric(len.map(|m| ((m >> 16) & 0xffff, ((m & 0x7ff) as i32 ^ 1024) - 1024))),
+            "text" | "citext" => PgType::Text,
+            "name" => PgType::Name,
             "varchar" => PgType::Varchar(len),
             "bpchar" => PgType::Bpchar(len),
             "bool" => PgType::Bool,
             "date" => PgType::Date,
-            "timestamp" => PgType::Timestamp,
-            "timestamptz" => PgType::TimestampTz,
+            "timestamp" => PgType::Timestamp(precision),
+            "timestamptz" => PgType::TimestampTz(precision),
             "bytea" => PgType::Bytea,
             "uuid" => PgType::Uuid,
             "json" => PgType::Json,
@@ -56,7 +64,10 @@ impl PgType {
     }
 
     pub fn is_textual(&self) -> bool {
-        matches!(self, PgType::Text | PgType::Varchar(_) | PgType::Bpchar(_))
+        matches!(
+            self,
+            PgType::Text | PgType::Name | PgType::Varchar(_) | PgType::Bpchar(_)
+        )
     }
 
     /// Appends the field (length prefix and bytes, or -1 for NULL) to `out`.
@@ -87,29 +98,27 @@ impl PgType {
                 out.extend_from_slice(&n.to_be_bytes());
             }
             PgType::Int8 => out.extend_from_slice(&int_of(v)?.to_be_bytes()),
-            PgType::Float4 => out.extend_from_slice(&(float_of(v)? as f32).to_be_bytes()),
-            PgType::Float8 => out.extend_from_slice(&float_of(v)?.to_be_bytes()),
+            PgType::Float4 => out.extend_from_slice(&float4_of(v)?.to_be_bytes()),
+            PgType::Float8 => out.extend_from_slice(&float8_of(v)?.to_be_bytes()),
             PgType::Numeric(typmod) => {
                 let d = decimal_of(v)?;
                 if let Some((p, s)) = typmod {
-                    if d.significant_scale() > *s {
-                        return Err(format!(
-                            "{d} has {} decimal places but numeric({p},{s}) keeps {s}; PostgreSQL would round it (add {{ decimal = {s} }} to round on purpose)",
-                            d.significant_scale()
-                        ));
-                    }
-                    if d.integer_digits() > p - s {
-                        return Err(format!("{d} is too large for numeric({p},{s})"));
-                    }
+                    numeric_fits(&d, *p, *s)?;
                 }
                 d.encode_pg_numeric(out);
             }
-            PgType::Text | PgType::Varchar(_) | PgType::Bpchar(_) => {
+            PgType::Text | PgType::Name | PgType::Varchar(_) | PgType::Bpchar(_) => {
                 let s = text_of(v)?;
                 if let Some(pos) = s.as_bytes().iter().position(|&b| b == 0) {
                     let at = s[..pos].chars().count() + 1;
                     return Err(format!(
                         "text contains a NUL byte (0x00) at character {at}, which PostgreSQL text cannot store"
+                    ));
+                }
+                if matches!(self, PgType::Name) && s.len() > NAME_BYTES {
+                    return Err(format!(
+                        "value is {} bytes, longer than the {NAME_BYTES} bytes a name column holds",
+                        s.len()
                     ));
                 }
                 // At most one character per byte: short values need no count.
@@ -166,11 +175,14 @@ impl PgType {
                         ));
                     }
                 };
+                if d < first_day() {
+                    return Err(format!("{d} is before 4714-11-24 BC, the first date PostgreSQL holds"));
+                }
                 let days = d.signed_duration_since(pg_epoch().date()).num_days();
                 let days = i32::try_from(days).map_err(|_| format!("{d} is out of range for date"))?;
                 out.extend_from_slice(&days.to_be_bytes());
             }
-            PgType::Timestamp => {
+            PgType::Timestamp(p) => {
                 let t = match v {
                     Value::Timestamp(t) => *t,
                     Value::Date(d) => d.and_time(NaiveTime::MIN),
@@ -188,9 +200,9 @@ impl PgType {
                         ));
                     }
                 };
-                out.extend_from_slice(&micros_since_epoch(t)?.to_be_bytes());
+                out.extend_from_slice(&micros_since_epoch(t, *p, "timestamp")?.to_be_bytes());
             }
-            PgType::TimestampTz => {
+            PgType::TimestampTz(p) => {
                 let t = match v {
                     Value::TimestampTz(t) => t.naive_utc(),
                     // A zoneless value is taken as UTC: documented in docs/type-mapping.md.
@@ -207,7 +219,7 @@ impl PgType {
                         ));
                     }
                 };
-                out.extend_from_slice(&micros_since_epoch(t)?.to_be_bytes());
+                out.extend_from_slice(&micros_since_epoch(t, *p, "timestamptz")?.to_be_bytes());
             }
             PgType::Bytea => match v {
                 Value::Bytes(b) => out.extend_from_slice(b),
@@ -259,7 +271,12 @@ fn int_of(v: &Value) -> Result<i64, String> {
         Value::Int(i) => Ok(*i),
         Value::Bool(b) => Ok(*b as i64),
         Value::Decimal(d) => d.to_i64().ok_or_else(|| format!("{d} is not a whole number in range")),
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
+        // Up to 2^53 a float holds every integer; above, its shortest decimal (what the source
+        // shows) and its exact binary value differ, so which integer it means is not known.
+        Value::Float(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(*f as i64),
+        Value::Float(f) if f.fract() == 0.0 && f.is_finite() => Err(format!(
+            "{f:e} is a float beyond 2^53, where floats skip integers: which integer it stands for is not known; use a numeric column"
+        )),
         Value::Text(s) => {
             let t = s.trim();
             t.parse::<i64>()
@@ -275,18 +292,134 @@ fn int_of(v: &Value) -> Result<i64, String> {
     }
 }
 
-fn float_of(v: &Value) -> Result<f64, String> {
+/// The bytes PostgreSQL's `name` type holds (NAMEDATALEN - 1).
+const NAME_BYTES: usize = 63;
+
+/// A float column's value, by PostgreSQL's own input rules: decimals and text round to the
+/// nearest float (what `'0.1'::real` stores); a finite value that would become infinite or a
+/// non-zero one that would become zero is out of range; an integer must be held exactly.
+/// `parse` reads decimal text correctly rounded, straight to the column's width (no double
+/// rounding through f64); `narrow` takes an f64 to it, `back` widens an f32 for the checks.
+trait FloatColumn: Copy + std::fmt::Display + std::str::FromStr {
+    const NAME: &'static str;
+    fn narrow(f: f64) -> Self;
+    fn from_int(i: i64) -> Self;
+    fn widen(self) -> f64;
+    fn int_back(self) -> i128;
+}
+
+impl FloatColumn for f32 {
+    const NAME: &'static str = "real";
+    fn narrow(f: f64) -> f32 {
+        f as f32
+    }
+    fn from_int(i: i64) -> f32 {
+        i as f32
+    }
+    fn widen(self) -> f64 {
+        self as f64
+    }
+    fn int_back(self) -> i128 {
+        self as i128
+    }
+}
+
+impl FloatColumn for f64 {
+    const NAME: &'static str = "double precision";
+    fn narrow(f: f64) -> f64 {
+        f
+    }
+    fn from_int(i: i64) -> f64 {
+        i as f64
+    }
+    fn widen(self) -> f64 {
+        self
+    }
+    fn int_back(self) -> i128 {
+        self as i128
+    }
+}
+
+fn float_of<F: FloatColumn>(v: &Value) -> Result<F, String> {
+    let range = |shown: &str, why: &str| format!("{shown} is out of range for {} ({why})", F::NAME);
+    // `nonzero`: the value read is not zero; `finite`: it is not NaN or an infinity.
+    let checked = |f: F, shown: &str, nonzero: bool, finite: bool| {
+        let w = f.widen();
+        if finite && w.is_infinite() {
+            Err(range(shown, "it would be stored as Infinity"))
+        } else if nonzero && w == 0.0 {
+            Err(range(shown, "it would be stored as 0"))
+        } else {
+            Ok(f)
+        }
+    };
     match v {
-        Value::Float(f) => Ok(*f),
-        Value::Int(i) => Ok(*i as f64),
-        Value::Decimal(d) => d.to_string().parse().map_err(|_| format!("{d} is not a float")),
-        Value::Text(s) => s.trim().parse().map_err(|_| format!("'{}' is not a number", s.trim())),
+        Value::Float(f) => checked(F::narrow(*f), &f.to_string(), *f != 0.0, f.is_finite()),
+        Value::Int(i) => {
+            let f = F::from_int(*i);
+            if f.int_back() != *i as i128 {
+                return Err(format!(
+                    "{i} cannot be held exactly by {} (it would be stored as {f}); use a numeric or bigint column",
+                    F::NAME
+                ));
+            }
+            Ok(f)
+        }
+        Value::Bool(b) => Ok(F::from_int(*b as i64)),
+        Value::Decimal(d) => {
+            let text = d.to_string();
+            let f = text.parse::<F>().map_err(|_| format!("{d} is not a float"))?;
+            checked(f, &text, !d.is_zero(), true)
+        }
+        Value::Text(s) => {
+            let t = s.trim();
+            let f = t.parse::<F>().map_err(|_| format!("'{t}' is not a number"))?;
+            // NaN, Infinity and inf are taken as themselves, as PostgreSQL does.
+            let special = t.bytes().any(|b| matches!(b, b'i' | b'I' | b'n' | b'N'));
+            let mantissa = t.split(['e', 'E']).next().unwrap_or("");
+            let nonzero = mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+            checked(f, &format!("'{t}'"), nonzero && !special, !special)
+        }
         other => Err(format!(
             "cannot store {} value {} in a float column",
             other.kind(),
             other.brief()
         )),
     }
+}
+
+fn float4_of(v: &Value) -> Result<f32, String> {
+    float_of::<f32>(v)
+}
+
+fn float8_of(v: &Value) -> Result<f64, String> {
+    float_of::<f64>(v)
+}
+
+/// Whether `numeric(p, s)` holds `d` exactly: no digit below 10^-s (PostgreSQL would round it
+/// away; with a negative scale the value must be a multiple of 10^-s) and |d| < 10^(p - s).
+fn numeric_fits(d: &Decimal, p: u32, s: i32) -> Result<(), String> {
+    let (Some(low), Some(high)) = (d.lowest_exponent(), d.highest_exponent()) else {
+        return Ok(());
+    };
+    let ty = format!("numeric({p},{s})");
+    if low < -(s as i64) {
+        return Err(if s >= 0 {
+            format!(
+                "{d} has {} decimal places but {ty} keeps {s}; PostgreSQL would round it (add {{ decimal = {s} }} to round on purpose)",
+                -low
+            )
+        } else {
+            format!(
+                "{d} is not a multiple of 1{} as {ty} requires; PostgreSQL would round it",
+                "0".repeat((-s) as usize)
+            )
+        });
+    }
+    if high >= p as i64 - s as i64 {
+        return Err(format!("{d} is too large for {ty}"));
+    }
+    Ok(())
 }
 
 fn decimal_of(v: &Value) -> Result<Decimal, String> {
@@ -326,14 +459,36 @@ fn pg_epoch() -> NaiveDateTime {
         .and_time(NaiveTime::MIN)
 }
 
-/// Microseconds since 2000-01-01, nanoseconds rounded half up as PostgreSQL does for text input.
-fn micros_since_epoch(t: NaiveDateTime) -> Result<i64, String> {
+/// The first day PostgreSQL's date and timestamp types hold (Julian day 0, 4714-11-24 BC).
+fn first_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(-4713, 11, 24).expect("valid")
+}
+
+/// Microseconds since 2000-01-01 for a `timestamp(p)` column (`ty` names it). A value with more
+/// fractional digits than `p` (or a fraction of a microsecond, or a leap second) is refused:
+/// PostgreSQL would round it.
+fn micros_since_epoch(t: NaiveDateTime, p: u32, ty: &str) -> Result<i64, String> {
+    let nanos = t.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return Err(format!("{t} is a leap second, which {ty} cannot hold"));
+    }
+    let unit = 10u32.pow(9 - p.min(6));
+    if !nanos.is_multiple_of(unit) {
+        let digits = format!("{nanos:09}");
+        let shown = digits.trim_end_matches('0');
+        return Err(format!(
+            "{t} has fractional seconds .{shown} but {ty}({p}) keeps {p} digit(s); PostgreSQL would round it"
+        ));
+    }
+    if t.date() < first_day() {
+        return Err(format!("{t} is before 4714-11-24 BC, the first day {ty} holds"));
+    }
     let whole = t.with_nanosecond(0).expect("0 is valid");
     let secs = whole.signed_duration_since(pg_epoch()).num_seconds();
-    let micros = (t.nanosecond() as i64 + 500) / 1000;
+    let micros = (nanos / 1000) as i64;
     secs.checked_mul(1_000_000)
         .and_then(|s| s.checked_add(micros))
-        .ok_or_else(|| format!("{t} is out of range for timestamp"))
+        .ok_or_else(|| format!("{t} is out of range for {ty}"))
 }
 
 fn parse_iso_timestamp(s: &str) -> Option<NaiveDateTime> {
@@ -354,7 +509,8 @@ fn parse_uuid(s: &str) -> Option<Vec<u8>> {
         .chars()
         .filter(|c| *c != '-')
         .collect();
-    if hex.len() != 32 {
+    // Only ASCII hex digits: a multi-byte character must not be cut in two below.
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..16)
@@ -423,6 +579,62 @@ mod tests {
             )
             .is_ok()
         );
+        // PostgreSQL 15: a negative scale rounds to tens, a scale above the precision keeps
+        // only small fractions.
+        let m = |p: i32, s: i32| ((p << 16) | (s & 0x7ff)) + 4;
+        let tens = PgType::from_catalog("numeric", m(3, -1), "numeric(3,-1)");
+        assert_eq!(tens, PgType::Numeric(Some((3, -1))));
+        assert!(enc(&tens, Value::Int(15)).unwrap_err().contains("not a multiple of 10"));
+        assert!(enc(&tens, Value::Text("1.5".into())).is_err());
+        assert!(enc(&tens, Value::Int(9990)).is_ok());
+        assert!(enc(&tens, Value::Int(10000)).unwrap_err().contains("too large"));
+        let small = PgType::from_catalog("numeric", m(3, 5), "numeric(3,5)");
+        assert_eq!(small, PgType::Numeric(Some((3, 5))));
+        assert!(enc(&small, Value::Text("0.00999".into())).is_ok());
+        assert!(
+            enc(&small, Value::Text("0.01".into()))
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(enc(&small, Value::Text("0".into())).is_ok());
+    }
+
+    #[test]
+    fn floats_out_of_range_or_inexact_integers_are_refused() {
+        assert!(
+            enc(&PgType::Float4, Value::Float(1e300))
+                .unwrap_err()
+                .contains("Infinity")
+        );
+        assert!(
+            enc(&PgType::Float4, Value::Float(1e-50))
+                .unwrap_err()
+                .contains("stored as 0")
+        );
+        assert!(
+            enc(&PgType::Float8, Value::Text("1e400".into()))
+                .unwrap_err()
+                .contains("Infinity")
+        );
+        assert!(
+            enc(&PgType::Float8, Value::Text("1e-400".into()))
+                .unwrap_err()
+                .contains("stored as 0")
+        );
+        assert!(enc(&PgType::Float8, Value::Text("0e-400".into())).is_ok());
+        assert!(enc(&PgType::Float8, Value::Text("-Infinity".into())).is_ok());
+        assert!(enc(&PgType::Float4, Value::Float(f64::NAN)).is_ok());
+        assert_eq!(body(&PgType::Float4, Value::Text("0.1".into())), 0.1f32.to_be_bytes());
+        assert!(
+            enc(&PgType::Float8, Value::Int((1 << 53) + 1))
+                .unwrap_err()
+                .contains("exactly")
+        );
+        assert!(enc(&PgType::Float8, Value::Int(1 << 60)).is_ok());
+        assert!(enc(&PgType::Float4, Value::Int((1 << 24) + 1)).is_err());
+        assert!(enc(&PgType::Float8, Value::Int(i64::MAX)).is_err());
+        let huge = Value::Decimal(Decimal::parse("1e300").unwrap());
+        assert!(enc(&PgType::Float4, huge).is_err());
     }
 
     #[test]
@@ -438,6 +650,13 @@ mod tests {
                 .contains("4 characters, longer than varchar(3)")
         );
         assert!(enc(&PgType::Varchar(Some(3)), Value::Text("äöü".into())).is_ok());
+        assert!(
+            enc(&PgType::Name, Value::Text("é".repeat(32)))
+                .unwrap_err()
+                .contains("64 bytes")
+        );
+        assert!(enc(&PgType::Name, Value::Text("a".repeat(63))).is_ok());
+        assert!(enc(&PgType::Uuid, Value::Text("é".repeat(16))).is_err());
         assert!(enc(&PgType::Bpchar(Some(2)), Value::Text("ab   ".into())).is_ok());
         assert!(
             enc(&PgType::Text, Value::Bytes(vec![0xff, 0xfe]))
@@ -452,18 +671,33 @@ mod tests {
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
         assert_eq!(body(&PgType::Date, Value::Date(d(2000, 1, 2))), 1i32.to_be_bytes());
         assert_eq!(body(&PgType::Date, Value::Date(d(1999, 12, 31))), (-1i32).to_be_bytes());
-        let t = d(2000, 1, 1).and_hms_nano_opt(0, 0, 1, 1_500).unwrap();
+        let t = d(2000, 1, 1).and_hms_nano_opt(0, 0, 1, 2_000).unwrap();
         assert_eq!(
-            body(&PgType::Timestamp, Value::Timestamp(t)),
+            body(&PgType::Timestamp(6), Value::Timestamp(t)),
             1_000_002i64.to_be_bytes()
         );
+        // A fraction of a microsecond, or more digits than the column keeps, would be rounded.
+        let t = d(2000, 1, 1).and_hms_nano_opt(0, 0, 1, 1_500).unwrap();
+        assert!(
+            enc(&PgType::Timestamp(6), Value::Timestamp(t))
+                .unwrap_err()
+                .contains("fractional seconds .0000015 but timestamp(6) keeps 6")
+        );
+        assert!(
+            enc(&PgType::Timestamp(0), Value::Text("2024-03-01 10:20:30.750".into()))
+                .unwrap_err()
+                .contains(".75 but timestamp(0) keeps 0 digit(s)")
+        );
+        assert!(enc(&PgType::TimestampTz(3), Value::Text("2024-03-01T10:20:30.125Z".into())).is_ok());
+        assert!(enc(&PgType::Date, Value::Date(d(-4713, 11, 23))).is_err());
+        assert!(enc(&PgType::Date, Value::Date(d(-4713, 11, 24))).is_ok());
         assert!(
             enc(&PgType::Date, Value::Text("12-MAR-19".into()))
                 .unwrap_err()
                 .contains("date = FMT")
         );
         assert_eq!(
-            body(&PgType::Timestamp, Value::Text("2000-01-01 00:00:01".into())),
+            body(&PgType::Timestamp(6), Value::Text("2000-01-01 00:00:01".into())),
             1_000_000i64.to_be_bytes()
         );
     }

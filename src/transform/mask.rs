@@ -145,7 +145,10 @@ impl Mask {
                     rest = rest.trim_start_matches(|c: char| !c.is_alphanumeric());
                 }
                 Tok::Literal(l) => {
-                    if rest.len() >= l.len() && rest[..l.len()].eq_ignore_ascii_case(l) {
+                    // `get` is None when the cut falls inside a character: no match, not a panic.
+                    if let Some(head) = rest.get(..l.len())
+                        && head.eq_ignore_ascii_case(l)
+                    {
                         rest = &rest[l.len()..];
                     } else {
                         return Err(bad(&format!("expected '{l}'")));

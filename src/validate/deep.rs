@@ -233,14 +233,14 @@ pub fn shown(ty: &PgType, field: Option<&[u8]>) -> String {
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| format!("day {days}"))
         }
-        PgType::Timestamp | PgType::TimestampTz if b.len() == 8 => {
+        PgType::Timestamp(_) | PgType::TimestampTz(_) if b.len() == 8 => {
             let us = be8(b).unwrap_or_default();
             let t = epoch
                 .and_hms_opt(0, 0, 0)
                 .expect("valid time")
                 .checked_add_signed(chrono::Duration::microseconds(us));
             match (t, ty) {
-                (Some(t), PgType::TimestampTz) => format!("{}+00", t.format("%Y-%m-%d %H:%M:%S%.f")),
+                (Some(t), PgType::TimestampTz(_)) => format!("{}+00", t.format("%Y-%m-%d %H:%M:%S%.f")),
                 (Some(t), _) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
                 (None, _) => format!("{us} µs after 2000-01-01"),
             }

@@ -399,8 +399,8 @@ fn compatible(p: Produces, t: &PgType) -> Result<(), String> {
     use PgType::*;
     let ok = match p {
         Produces::Same | Produces::Any | Produces::Text => true,
-        Produces::Date => matches!(t, Date | Timestamp | TimestampTz) || t.is_textual(),
-        Produces::Timestamp => matches!(t, Timestamp | TimestampTz) || t.is_textual(),
+        Produces::Date => matches!(t, Date | Timestamp(_) | TimestampTz(_)) || t.is_textual(),
+        Produces::Timestamp => matches!(t, Timestamp(_) | TimestampTz(_)) || t.is_textual(),
         Produces::Decimal => matches!(t, Numeric(_) | Int2 | Int4 | Int8 | Float4 | Float8) || t.is_textual(),
         Produces::Integer => matches!(t, Numeric(_) | Int2 | Int4 | Int8 | Float4 | Float8 | Bool) || t.is_textual(),
         Produces::Bool => matches!(t, Bool | Int2 | Int4 | Int8) || t.is_textual(),
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(declared_kind("INTEGER"), Produces::Integer);
         assert_eq!(declared_kind("VARCHAR2(40)"), Produces::Text);
         assert_eq!(declared_kind(""), Produces::Any);
-        assert!(compatible(Produces::Date, &PgType::Timestamp).is_ok());
+        assert!(compatible(Produces::Date, &PgType::Timestamp(6)).is_ok());
         assert!(compatible(Produces::Date, &PgType::Int4).is_err());
         assert!(compatible(Produces::Timestamp, &PgType::Date).is_err());
         assert!(
