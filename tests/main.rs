@@ -11,6 +11,7 @@ mod exact_types;
 mod exactness;
 mod faults;
 mod keys;
+mod lossless;
 mod oracle_client;
 mod oracle_live;
 mod scaffold;

@@ -354,7 +354,7 @@ fn float_of<F: FloatColumn>(v: &Value) -> Result<F, String> {
         }
     };
     match v {
-        Value::Float(f) => checked(F::narrow(*f), &f.to_string(), *f != 0.0, f.is_finite()),
+        Value::Float(f) => checked(F::narrow(*f), &format!("{f:e}"), *f != 0.0, f.is_finite()),
         Value::Int(i) => {
             let f = F::from_int(*i);
             if f.int_back() != *i as i128 {
