@@ -460,7 +460,7 @@ async fn run(cli: &Cli) -> Result<u8> {
     }
     let mut validation = None;
     if cli.run.validate && !dry {
-        let v = post_validate(&source, &mut conn, &plan, &selected, cli.run.deep, &read_plan).await?;
+        let v = post_validate(&source, &mut conn, &plan, &selected, cli.run.deep).await?;
         validation = Some(v);
     }
     let ok = validation.as_ref().is_none_or(|v| v.ok);
@@ -497,7 +497,6 @@ async fn post_validate(
     plan: &Plan,
     selected: &[&Entity],
     deep: bool,
-    read: &ReadPlan,
 ) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
     let facts = pre::source_facts(source, owned, true).await?;
@@ -528,7 +527,7 @@ async fn post_validate(
         }
         let bars = Bars::new();
         for b in &pf.bound {
-            let c = deep::check(source, conn, b, &bars, read)
+            let c = deep::check(source, conn, b, &bars)
                 .await
                 .with_context(|| format!("deep validation of {}", b.entity.name))?;
             tracing::info!(
@@ -624,7 +623,7 @@ async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
     let selected = select(&plan, &cli.common.entity)?;
     let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
     let mut conn = sink::connect(&target).await?;
-    let v = post_validate(&source, &mut conn, &plan, &selected, deep, &ReadPlan::default()).await?;
+    let v = post_validate(&source, &mut conn, &plan, &selected, deep).await?;
     if let Some(path) = &cli.common.report {
         let r = Report::new(
             "validate",
@@ -1053,6 +1052,7 @@ async fn load_parts(
     }
     let mut whole = start;
     whole.rows_read = done.iter().map(|p| p.rows_read).sum();
+    pipeline::check_all_read(&e.name, whole.rows_read as u64, b.rows_in_scope)?;
     whole.rows_loaded = done.iter().map(|p| p.rows_loaded).sum();
     whole.rows_rejected = done.iter().map(|p| p.rows_rejected).sum();
     whole.last_key = None;

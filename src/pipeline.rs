@@ -45,6 +45,11 @@ pub enum PipelineError {
         attempts: u32,
         last: String,
     },
+    #[error(
+        "{entity}: {read} source rows read, but {counted} were counted in scope before the load: {} row(s) were not read. Either the key does not order the rows the way the source compares them (rows skipped), or rows were deleted from the source while it loaded (a source that is still being written is `migrate sync`'s job: load a quiet copy, then sync). The entity is not marked done; fix the cause and run again (--truncate to start over)",
+        counted - read
+    )]
+    Shortfall { entity: String, read: u64, counted: u64 },
     #[error("loading {entity}")]
     State {
         entity: String,
@@ -818,6 +823,24 @@ async fn fast_batch(
     })
 }
 
+/// Whether `read` source rows cover the `counted` counted in scope before the load.
+pub fn check_all_read(entity: &str, read: u64, counted: u64) -> Result<(), PipelineError> {
+    if read < counted {
+        return Err(PipelineError::Shortfall {
+            entity: entity.to_string(),
+            read,
+            counted,
+        });
+    }
+    if read > counted {
+        tracing::warn!(
+            "{entity}: {read} source rows read, {} more than counted in scope before the load: the source gained rows while it loaded (they are loaded too)",
+            read - counted
+        );
+    }
+    Ok(())
+}
+
 /// Runs one entity from `start` (its progress so far) to the end of its rows.
 pub async fn run_entity(
     source_url: &str,
@@ -1110,6 +1133,13 @@ pub async fn run_entity(
             }
         }
         in_db += db_started.elapsed();
+    }
+    // Every row counted in scope must have been read: a shortfall is a failure, never "done".
+    // Only for the entity's own progress row: a part of a split entity (`skid#1/2`) is checked
+    // with the others, in `app::load_parts`; a sync pass (`item@sync`) reads a window.
+    if state_key == name {
+        let read = if dry { stats.read } else { progress.rows_read as u64 };
+        check_all_read(&name, read, b.rows_in_scope)?;
     }
     if let Mode::Load {
         conn,

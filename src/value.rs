@@ -146,6 +146,40 @@ impl Decimal {
         Decimal::from_parts(self.negative, std::str::from_utf8(&keep).unwrap_or("0"), scale)
     }
 
+    /// Compares two decimals by value (1.50 equals 1.5).
+    pub fn cmp_value(&self, other: &Decimal) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let sign = |d: &Decimal| {
+            if d.is_zero() {
+                0
+            } else if d.negative {
+                -1
+            } else {
+                1
+            }
+        };
+        let (sa, sb) = (sign(self), sign(other));
+        if sa != sb || sa == 0 {
+            return sa.cmp(&sb);
+        }
+        // Same sign: compare magnitudes, digit strings aligned on the decimal point.
+        let magnitude = || -> Ordering {
+            let (ha, hb) = (self.highest_exponent(), other.highest_exponent());
+            if ha != hb {
+                return ha.cmp(&hb);
+            }
+            let (a, b) = (self.digits.as_bytes(), other.digits.as_bytes());
+            for i in 0..a.len().max(b.len()) {
+                let (x, y) = (a.get(i).unwrap_or(&b'0'), b.get(i).unwrap_or(&b'0'));
+                if x != y {
+                    return x.cmp(y);
+                }
+            }
+            Ordering::Equal
+        };
+        if sa > 0 { magnitude() } else { magnitude().reverse() }
+    }
+
     pub fn is_zero(&self) -> bool {
         self.digits == "0"
     }
@@ -255,8 +289,12 @@ pub enum Value {
     Float(f64),
     Decimal(Decimal),
     Text(String),
-    /// Raw bytes: BLOB/RAW, or text the source could not decode as UTF-8.
+    /// Raw bytes: BLOB/RAW.
     Bytes(Vec<u8>),
+    /// Text the source stores that is not valid UTF-8, byte for byte. It is text to the source
+    /// (it sorts and compares there as text, and is bound back as text), but no PostgreSQL
+    /// text column can hold it: it loads into `bytea` or is a reject.
+    InvalidText(Vec<u8>),
     Date(NaiveDate),
     /// Wall-clock timestamp without zone, microsecond precision at most.
     Timestamp(NaiveDateTime),
@@ -286,11 +324,22 @@ impl Value {
         }
     }
 
+    /// Makes this value the invalid text `b`, reusing its buffer when it already holds some.
+    pub fn set_invalid_text(&mut self, b: &[u8]) {
+        match self {
+            Value::InvalidText(v) => {
+                v.clear();
+                v.extend_from_slice(b);
+            }
+            other => *other = Value::InvalidText(b.to_vec()),
+        }
+    }
+
     /// Bytes of text or binary data the value holds (what bounds a batch's memory).
     pub fn data_len(&self) -> usize {
         match self {
             Value::Text(s) => s.len(),
-            Value::Bytes(b) => b.len(),
+            Value::Bytes(b) | Value::InvalidText(b) => b.len(),
             _ => 8,
         }
     }
@@ -309,6 +358,7 @@ impl Value {
             Value::Decimal(_) => "decimal",
             Value::Text(_) => "text",
             Value::Bytes(_) => "bytes",
+            Value::InvalidText(_) => "text (not valid UTF-8)",
             Value::Date(_) => "date",
             Value::Timestamp(_) => "timestamp",
             Value::TimestampTz(_) => "timestamptz",
@@ -354,6 +404,7 @@ impl Value {
             Value::Text(s) if s.contains('\0') => json!({ "text_hex": hex(s.as_bytes()) }),
             Value::Text(s) => json!(s),
             Value::Bytes(b) => json!({ "hex": hex(b) }),
+            Value::InvalidText(b) => json!({ "invalid_utf8_hex": hex(b) }),
             Value::Date(d) => json!(d.format("%Y-%m-%d").to_string()),
             Value::Timestamp(t) => json!(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
             Value::TimestampTz(t) => json!(t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
@@ -370,6 +421,7 @@ impl Value {
             Value::Decimal(d) => json!({ "dec": d.to_string() }),
             Value::Text(s) => json!({ "text_hex": hex(s.as_bytes()) }),
             Value::Bytes(b) => json!({ "hex": hex(b) }),
+            Value::InvalidText(b) => json!({ "invalid_text_hex": hex(b) }),
             Value::Date(d) => json!({ "date": d.format("%Y-%m-%d").to_string() }),
             Value::Timestamp(t) => json!({ "ts": t.format("%Y-%m-%dT%H:%M:%S%.f").to_string() }),
             Value::TimestampTz(t) => json!({ "tstz": t.to_rfc3339() }),
@@ -388,6 +440,7 @@ impl Value {
             "dec" => Value::Decimal(Decimal::parse(s?).ok()?),
             "text_hex" => Value::Text(String::from_utf8(unhex(s?)?).ok()?),
             "hex" => Value::Bytes(unhex(s?)?),
+            "invalid_text_hex" => Value::InvalidText(unhex(s?)?),
             "date" => Value::Date(NaiveDate::parse_from_str(s?, "%Y-%m-%d").ok()?),
             "ts" => Value::Timestamp(NaiveDateTime::parse_from_str(s?, "%Y-%m-%dT%H:%M:%S%.f").ok()?),
             "tstz" => Value::TimestampTz(DateTime::parse_from_rfc3339(s?).ok()?.with_timezone(&Utc)),
@@ -423,6 +476,93 @@ pub fn key_to_json(key: &[Value]) -> Json {
 
 pub fn key_from_json(j: &Json) -> Option<Vec<Value>> {
     j.as_array()?.iter().map(Value::from_tagged_json).collect()
+}
+
+/// The order keyset reads rely on: the order of a binary collation, as SQLite sorts
+/// `COLLATE BINARY` and Oracle sorts with `NLS_SORT = BINARY` in an AL32UTF8 database. NULL
+/// first, then numbers (compared by value, whatever their kind), date/times, text (by its UTF-8
+/// bytes, valid or not), and bytes last. Keys compare column by column.
+pub fn cmp_keys(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| cmp_key_value(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
+
+/// One key value against another, in the order of [`cmp_keys`].
+pub fn cmp_key_value(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Decimal(_) => 1,
+            Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => 2,
+            Value::Text(_) | Value::InvalidText(_) => 3,
+            Value::Bytes(_) => 4,
+        }
+    }
+    fn text_bytes(v: &Value) -> &[u8] {
+        match v {
+            Value::Text(s) => s.as_bytes(),
+            Value::InvalidText(b) | Value::Bytes(b) => b,
+            _ => &[],
+        }
+    }
+    fn instant(v: &Value) -> NaiveDateTime {
+        match v {
+            Value::Date(d) => d.and_time(chrono::NaiveTime::MIN),
+            Value::Timestamp(t) => *t,
+            Value::TimestampTz(t) => t.naive_utc(),
+            _ => NaiveDateTime::MIN,
+        }
+    }
+    let (ra, rb) = (rank(a), rank(b));
+    if ra != rb {
+        return ra.cmp(&rb);
+    }
+    match ra {
+        1 => cmp_numbers(a, b),
+        2 => instant(a).cmp(&instant(b)),
+        3 | 4 => text_bytes(a).cmp(text_bytes(b)),
+        _ => Ordering::Equal,
+    }
+}
+
+/// Two numbers of any kind by value (NaN after every other number).
+fn cmp_numbers(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let int = |v: &Value| match v {
+        Value::Int(i) => Some(*i),
+        Value::Bool(b) => Some(*b as i64),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (int(a), int(b)) {
+        return x.cmp(&y);
+    }
+    let float = |v: &Value| match v {
+        Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (float(a), float(b)) {
+        return x.total_cmp(&y);
+    }
+    // A NaN against any other kind: after it.
+    match (float(a).is_some_and(f64::is_nan), float(b).is_some_and(f64::is_nan)) {
+        (true, false) => return Ordering::Greater,
+        (false, true) => return Ordering::Less,
+        _ => {}
+    }
+    let dec = |v: &Value| match v {
+        Value::Float(f) if f.is_infinite() => None,
+        other => other.to_decimal().ok(),
+    };
+    match (dec(a), dec(b)) {
+        (Some(x), Some(y)) => x.cmp_value(&y),
+        // An infinite float against a finite number.
+        (None, _) => float(a).map_or(Ordering::Equal, |f| f.total_cmp(&0.0)),
+        (_, None) => float(b).map_or(Ordering::Equal, |f| 0.0f64.total_cmp(&f)),
+    }
 }
 
 /// A key for humans (logs, rejects): `42` or `A|7`.
@@ -510,6 +650,49 @@ mod tests {
         assert_eq!(numeric("-0.0001"), [0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1].to_vec());
         // 100000000: groups 1 0000 0000 → trailing zero groups dropped, weight 2
         assert_eq!(numeric("100000000"), [0, 1, 0, 2, 0, 0, 0, 0, 0, 1].to_vec());
+    }
+
+    #[test]
+    fn keys_compare_in_binary_collation_order() {
+        use std::cmp::Ordering::*;
+        let d = |s: &str| Value::Decimal(Decimal::parse(s).unwrap());
+        let t = |s: &str| Value::Text(s.into());
+        let ordered = [
+            Value::Null,
+            Value::Float(f64::NEG_INFINITY),
+            Value::Int(i64::MIN),
+            d("-1.5"),
+            Value::Int(-1),
+            Value::Float(-0.5),
+            Value::Int(0),
+            d("0.001"),
+            Value::Float(1.0e-3 * 2.0),
+            Value::Int(1),
+            d("1.50"),
+            Value::Int(9_007_199_254_740_993),
+            Value::Float(1e19),
+            Value::Float(f64::INFINITY),
+            Value::Date(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+            t(""),
+            t("K0999"),
+            t("k0999"),
+            Value::InvalidText(vec![b'k', 0xff]),
+            t("é"),
+            t("\u{e000}"),
+            t("😀"),
+            Value::Bytes(vec![]),
+            Value::Bytes(vec![0]),
+        ];
+        for (i, a) in ordered.iter().enumerate() {
+            for (j, b) in ordered.iter().enumerate() {
+                assert_eq!(cmp_key_value(a, b), i.cmp(&j), "{a:?} against {b:?}");
+            }
+        }
+        assert_eq!(cmp_key_value(&Value::Int(2), &d("2.000")), Equal);
+        assert_eq!(cmp_key_value(&Value::Float(2.0), &Value::Int(2)), Equal);
+        assert_eq!(cmp_key_value(&d("-10"), &d("-9.99")), Less);
+        assert_eq!(cmp_keys(&[t("a"), Value::Int(2)], &[t("a"), Value::Int(10)]), Less);
+        assert_eq!(cmp_keys(&[t("b"), Value::Int(1)], &[t("a"), Value::Int(10)]), Greater);
     }
 
     #[test]

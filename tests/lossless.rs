@@ -125,3 +125,216 @@ fn multi_byte_text_in_a_uuid_column_or_a_date_mask_never_panics() {
     );
     assert!(r.iter().any(|x| x.contains("expected 'é'")), "{r:#?}");
 }
+
+/// `n` rows `(ID, K, V)` into `T`, by a recursive CTE; `k` is the SQL of K from `i`.
+fn rows_sql(table: &str, n: u32, k: &str) -> String {
+    format!(
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {n}) INSERT INTO {table} SELECT i, {k}, 'v' || i FROM c;"
+    )
+}
+
+#[test]
+fn a_key_with_duplicates_is_refused_before_the_load_and_rowid_loads_every_row() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // 2,004 rows; K repeats at 1,000 (a page boundary), 1,500 and 2,000.
+    p.sqlite(&format!(
+        "CREATE TABLE T (ID INTEGER, K INTEGER, V TEXT); {}
+         INSERT INTO T VALUES (3001, 1000, 'dup'), (3002, 1500, 'dup'), (3003, 2000, 'dup'), (3004, 2000, 'dup');",
+        rows_sql("T", 2000, "i")
+    ));
+    db.exec("CREATE TABLE t (id int, k int, v text)");
+    let fields = [("ID", "id"), ("K", "k"), ("V", "v")];
+    // A declared key, a query's key, a key with a filter: each refused, naming the count.
+    for (name, extra) in [("t", "key = [\"K\"]"), ("t", "key = [\"K\"]\nwhere = \"ID > 10\"")] {
+        p.mapping(name, &mapping("T", "t", extra, &fields));
+        for args in [&["--check-only"][..], &["--yes"][..]] {
+            let err = p.run(&db, args).expect(2).stderr();
+            assert!(
+                err.contains("3 value(s) of key (K) occur more than once in T; a key must be unique"),
+                "{extra}: {err}"
+            );
+            assert!(err.contains("key = [\"ROWID\"]"), "{err}");
+        }
+    }
+    std::fs::remove_file(p.file("mappings/t.toml")).unwrap();
+    p.mapping(
+        "q",
+        "query = \"SELECT ID, K, V FROM T\"\ntarget = \"t\"\nkey = [\"K\"]\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n",
+    );
+    let err = p.run(&db, &["--check-only"]).expect(2).stderr();
+    assert!(err.contains("3 value(s) of key (K) occur more than once"), "{err}");
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 0);
+    // The row id is unique: every row arrives, duplicates of K included.
+    std::fs::remove_file(p.file("mappings/q.toml")).unwrap();
+    p.mapping("t", &mapping("T", "t", "key = [\"ROWID\"]", &fields));
+    p.run(&db, &["--yes", "--batch-size", "1000", "--validate", "--deep"])
+        .expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 2004);
+}
+
+#[test]
+fn keys_are_read_in_one_binary_order_whatever_the_column_collation() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // NOCASE columns: one whose key index is BINARY (k0999 and K0999 both exist), one whose
+    // key index is NOCASE itself, and a composite key mixing both.
+    p.sqlite(&format!(
+        "CREATE TABLE A (ID INTEGER, K TEXT COLLATE NOCASE, V TEXT, PRIMARY KEY (K COLLATE BINARY)); {}
+         CREATE TABLE B (ID INTEGER, K TEXT COLLATE NOCASE PRIMARY KEY, V TEXT); {}
+         CREATE TABLE C (ID INTEGER, K TEXT COLLATE NOCASE, V TEXT, PRIMARY KEY (V, K COLLATE BINARY)); {}",
+        rows_sql(
+            "A",
+            2400,
+            "CASE WHEN i % 2 = 0 THEN 'k' ELSE 'K' END || printf('%04d', i / 2)"
+        ),
+        rows_sql(
+            "B",
+            2400,
+            "CASE WHEN i % 3 = 0 THEN 'b' ELSE 'B' END || printf('%04d', i)"
+        ),
+        rows_sql(
+            "C",
+            2400,
+            "CASE WHEN i % 2 = 0 THEN 'k' ELSE 'K' END || printf('%04d', i / 2)"
+        ),
+    ));
+    for t in ["a", "b", "c"] {
+        db.exec(&format!("CREATE TABLE {t} (id int, k text, v text)"));
+        p.mapping(
+            t,
+            &mapping(&t.to_uppercase(), t, "", &[("ID", "id"), ("K", "k"), ("V", "v")]),
+        );
+    }
+    let out = p
+        .run(&db, &["--yes", "--batch-size", "1000", "--validate", "--deep"])
+        .expect(0);
+    for t in ["a", "b", "c"] {
+        assert_eq!(
+            db.scalar(&format!("SELECT count(*) FROM {t}")),
+            2400,
+            "{}",
+            out.stdout()
+        );
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM a WHERE k IN ('k0999', 'K0999')"), 2);
+}
+
+#[test]
+fn a_text_key_that_is_not_utf8_is_paged_past_as_text_and_rejected_alone() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // Keys k0001 … k2400; the 1,000th (the last of the first page) is not valid UTF-8 but is
+    // TEXT to SQLite, which sorts every TEXT before any BLOB.
+    p.sqlite(&format!(
+        "CREATE TABLE T (ID INTEGER, K TEXT PRIMARY KEY, V TEXT); {}
+         UPDATE T SET K = CAST(X'6B30393939FF' AS TEXT) WHERE ID = 999;
+         UPDATE T SET K = CAST(X'6B31373030FE' AS TEXT) WHERE ID = 1700;",
+        rows_sql("T", 2400, "'k' || printf('%04d', i)")
+    ));
+    db.exec("CREATE TABLE t (id int, k text, v text)");
+    p.mapping("t", &mapping("T", "t", "", &[("ID", "id"), ("K", "k"), ("V", "v")]));
+    p.run(&db, &["--yes", "--batch-size", "1000", "--validate", "--deep"])
+        .expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 2398);
+    let r = reasons(&db, "t");
+    assert_eq!(r.len(), 2, "{r:#?}");
+    assert!(r.iter().all(|x| x.contains("k: text is not valid UTF-8")), "{r:#?}");
+    // Into bytea the same keys load byte for byte.
+    let db2 = TestDb::new();
+    db2.exec("CREATE TABLE t (id int, k bytea, v text)");
+    p.run(&db2, &["--yes", "--batch-size", "1000"]).expect(0);
+    assert_eq!(
+        db2.scalar("SELECT count(*) FROM t WHERE k = '\\x6b30393939ff'::bytea"),
+        1
+    );
+    assert_eq!(db2.scalar("SELECT count(*) FROM t"), 2400);
+}
+
+#[test]
+fn tables_without_a_key_are_read_by_a_row_id_no_column_shadows() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(&format!(
+        "CREATE TABLE R (ROWID INTEGER, K TEXT, V TEXT); {}
+         CREATE TABLE S (rowid INTEGER, _rowid_ INTEGER, oid INTEGER, V TEXT);
+         INSERT INTO S VALUES (1, 1, 1, 'a');
+         CREATE TABLE W (K TEXT PRIMARY KEY, V TEXT) WITHOUT ROWID;
+         INSERT INTO W VALUES ('a', 'b');
+         CREATE VIEW VW AS SELECT ROWID AS ID, K, V FROM R;",
+        // The user's ROWID column runs backwards and repeats: paging by it would lose rows.
+        rows_sql("R", 2500, "'k' || i").replace("SELECT i, ", "SELECT 100 - i % 200, ")
+    ));
+    db.exec("CREATE TABLE r (id int, k text, v text)");
+    p.mapping("r", &mapping("R", "r", "", &[("ROWID", "id"), ("K", "k"), ("V", "v")]));
+    p.run(&db, &["--yes", "--batch-size", "1000", "--validate", "--deep"])
+        .expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM r"), 2500);
+    // No row id to read: said before the load, with the way out.
+    for (name, source) in [("s", "S"), ("w", "W"), ("vw", "VW")] {
+        p.mapping(name, &mapping(source, "r", "", &[("V", "v")]));
+    }
+    let err = p.run(&db, &["--check-only"]).expect(2).stderr();
+    assert!(
+        err.contains("S has columns named rowid, _rowid_ and oid, so its row id cannot be read"),
+        "{err}"
+    );
+    assert!(
+        err.contains("W has no row id (a view, or a WITHOUT ROWID table)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("VW has no row id (a view, or a WITHOUT ROWID table): set `key`"),
+        "{err}"
+    );
+    assert!(!err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(&format!(
+        "CREATE TABLE T (ID INTEGER PRIMARY KEY, K TEXT, V TEXT); {}",
+        rows_sql("T", 60_000, "'k' || i")
+    ));
+    db.exec("CREATE TABLE t (id int, k text, v text)");
+    p.mapping("t", &mapping("T", "t", "", &[("ID", "id"), ("K", "k"), ("V", "v")]));
+    let child = p
+        .command(&db, &["--yes", "--batch-size", "1000", "--jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first batch is committed: stop the process, delete the last rows, go on.
+    let pid = child.id() as i32;
+    let started = std::time::Instant::now();
+    loop {
+        let read = std::panic::catch_unwind(|| db.scalar("SELECT coalesce(max(rows_read), 0) FROM migrate.progress"))
+            .unwrap_or(0);
+        if read > 0 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 60, "the load did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    p.sqlite("DELETE FROM T WHERE ID > 59990");
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = Out(child.wait_with_output().unwrap()).expect(1);
+    let err = out.stderr();
+    assert!(
+        err.contains(
+            "t: 59990 source rows read, but 60000 were counted in scope before the load: 10 row(s) were not read"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("migrate sync"), "{err}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.progress WHERE entity = 't' AND status = 'done'"),
+        0
+    );
+    // A resume counts again (59,990 now) and finishes: nothing was lost of what is there.
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 59_990);
+}

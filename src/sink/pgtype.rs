@@ -222,7 +222,7 @@ impl PgType {
                 out.extend_from_slice(&micros_since_epoch(t, *p, "timestamptz")?.to_be_bytes());
             }
             PgType::Bytea => match v {
-                Value::Bytes(b) => out.extend_from_slice(b),
+                Value::Bytes(b) | Value::InvalidText(b) => out.extend_from_slice(b),
                 Value::Text(s) => out.extend_from_slice(s.as_bytes()),
                 other => return Err(format!("cannot store {} value in a bytea column", other.kind())),
             },
@@ -425,9 +425,16 @@ fn numeric_fits(d: &Decimal, p: u32, s: i32) -> Result<(), String> {
 fn decimal_of(v: &Value) -> Result<Decimal, String> {
     match v {
         Value::Float(f) if !f.is_finite() => Err(format!("{f} cannot be stored in a numeric column")),
-        Value::Bool(_) | Value::Bytes(_) | Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => Err(
-            format!("cannot store {} value {} in a numeric column", v.kind(), v.brief()),
-        ),
+        Value::Bool(_)
+        | Value::Bytes(_)
+        | Value::InvalidText(_)
+        | Value::Date(_)
+        | Value::Timestamp(_)
+        | Value::TimestampTz(_) => Err(format!(
+            "cannot store {} value {} in a numeric column",
+            v.kind(),
+            v.brief()
+        )),
         _ => v.to_decimal(),
     }
 }
@@ -442,6 +449,12 @@ fn text_of(v: &Value) -> Result<std::borrow::Cow<'_, str>, String> {
                 e.valid_up_to()
             )
         })?),
+        Value::InvalidText(b) => {
+            return Err(format!(
+                "text is not valid UTF-8 (invalid byte at offset {}), so no PostgreSQL text column can store it (a bytea column keeps its bytes)",
+                std::str::from_utf8(b).err().map_or(0, |e| e.valid_up_to())
+            ));
+        }
         Value::Int(i) => Cow::Owned(i.to_string()),
         Value::Decimal(d) => Cow::Owned(d.to_string()),
         Value::Float(f) => Cow::Owned(f.to_string()),

@@ -31,6 +31,14 @@ pub enum SourceError {
     /// The Oracle client library cannot be loaded (DPI-1047); the text says what to install.
     #[error("{0}")]
     ClientLibrary(String),
+    #[error(
+        "reading {relation}: rows do not come in strictly increasing key order (key {current} came after {previous}), so keyset reads would skip or repeat rows. The key is not unique, or the source compares it in another order than it sorts it (a collation). Choose unique columns with `key = [...]` in the mapping, or read by row id with `key = [\"ROWID\"]`"
+    )]
+    Order {
+        relation: String,
+        previous: String,
+        current: String,
+    },
     #[error("column {column} of {relation}: {reason}")]
     Unsupported {
         relation: String,
@@ -197,6 +205,21 @@ pub trait Source: Send {
         filter: Option<&str>,
         column: &str,
     ) -> Result<Option<(String, WmKind)>, SourceError>;
+    /// Why the relation's physical row id cannot be read (a view, a WITHOUT ROWID table, a
+    /// query), if it cannot: checked before the load of an entity without a key.
+    fn row_id_problem(&mut self, _relation: &Relation) -> Option<String> {
+        None
+    }
+    /// How many key values occur more than once among the rows in scope of `spec`.
+    fn duplicate_keys(&mut self, spec: &ReadSpec) -> Result<u64, SourceError>;
+    /// Every row in scope in one plain scan, in no particular order, `batch_rows` at a time,
+    /// until the end or until `emit` returns false (see [`scan_sql`]).
+    fn scan(
+        &mut self,
+        spec: &ReadSpec,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError>;
     /// Streams the rows after `after` (exclusive) in key order, `batch_rows` at a time (fewer
     /// when their values pass [`BATCH_BYTES`]), until the end or until `emit` returns false.
     /// `emit` may keep the batch's rows by taking them out of the vector, and may leave rows it
@@ -266,15 +289,56 @@ fn key_bound(keys: &[String], param: &dyn Fn(usize) -> String, before: &str, las
     build(keys, 0, param, before, last)
 }
 
-/// The key's columns as SQL, with the dialect's row id spelling.
-fn key_columns(spec: &ReadSpec, row_id: &str) -> Vec<String> {
-    spec.key
-        .iter()
-        .map(|&i| match &spec.columns[i] {
+/// How a source spells what the shared SQL needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialect {
+    /// The physical row id (`ROWID`; SQLite's `rowid`, `_rowid_` or `oid`, whichever no user
+    /// column shadows).
+    pub row_id: String,
+    /// Appended to every named key column in ORDER BY and in the keyset predicates, so both use
+    /// one explicit binary collation whatever the column declares (`" COLLATE BINARY"`).
+    /// Oracle sets NLS_SORT/NLS_COMP for the session instead.
+    pub collate: &'static str,
+    /// Oracle converts window bounds with TO_NUMBER/TO_TIMESTAMP.
+    pub oracle: bool,
+}
+
+impl Dialect {
+    pub fn oracle() -> Dialect {
+        Dialect {
+            row_id: "ROWID".into(),
+            collate: "",
+            oracle: true,
+        }
+    }
+
+    pub fn sqlite(row_id: &str) -> Dialect {
+        Dialect {
+            row_id: row_id.to_string(),
+            collate: " COLLATE BINARY",
+            oracle: false,
+        }
+    }
+
+    fn column(&self, c: &Column) -> String {
+        match c {
             Column::Named(n) => quote_ident(n),
-            Column::RowId => row_id.to_string(),
-        })
-        .collect()
+            Column::RowId => self.row_id.clone(),
+        }
+    }
+
+    /// A key column as ORDER BY and the keyset predicates compare it.
+    fn key_column(&self, c: &Column) -> String {
+        match c {
+            Column::Named(n) => format!("{}{}", quote_ident(n), self.collate),
+            Column::RowId => self.row_id.clone(),
+        }
+    }
+}
+
+/// The key's columns as SQL, as the dialect compares them.
+fn key_columns(spec: &ReadSpec, d: &Dialect) -> Vec<String> {
+    spec.key.iter().map(|&i| d.key_column(&spec.columns[i])).collect()
 }
 
 /// ` WHERE (filter)`, or nothing.
@@ -288,8 +352,8 @@ fn where_clause(spec: &ReadSpec) -> String {
 /// The keys that cut the relation's rows (in key order) into parts of `step` rows: every
 /// `step`-th key, read with ROW_NUMBER (SQLite 3.25 and Oracle 8i have it). `modulo` renders
 /// `a % b` in the dialect.
-pub fn split_sql(spec: &ReadSpec, row_id: &str, step: u64, modulo: &dyn Fn(&str, &str) -> String) -> String {
-    let keys = key_columns(spec, row_id);
+pub fn split_sql(spec: &ReadSpec, d: &Dialect, step: u64, modulo: &dyn Fn(&str, &str) -> String) -> String {
+    let keys = key_columns(spec, d);
     let aliases: Vec<String> = (0..keys.len()).map(|i| format!("migrate_k{i}")).collect();
     let selected: Vec<String> = keys.iter().zip(&aliases).map(|(k, a)| format!("{k} AS {a}")).collect();
     let filter = where_clause(spec);
@@ -306,12 +370,13 @@ pub fn split_sql(spec: &ReadSpec, row_id: &str, step: u64, modulo: &dyn Fn(&str,
 /// The key of the row after the first `?1` rows in key order (`LIMIT 1 OFFSET ?1`): where a
 /// part ends, for sources that skip rows cheaply (SQLite walks its b-tree; Oracle 11g has no
 /// OFFSET and uses [`split_sql`]).
-pub fn nth_key_sql(spec: &ReadSpec, row_id: &str) -> String {
-    let keys = key_columns(spec, row_id);
+pub fn nth_key_sql(spec: &ReadSpec, d: &Dialect) -> String {
+    let keys = key_columns(spec, d);
+    let plain: Vec<String> = spec.key.iter().map(|&i| d.column(&spec.columns[i])).collect();
     let filter = where_clause(spec);
     format!(
         "SELECT {} FROM {}{filter} ORDER BY {} LIMIT 1 OFFSET ?1",
-        keys.join(", "),
+        plain.join(", "),
         from_clause(&spec.relation),
         keys.join(", ")
     )
@@ -328,20 +393,16 @@ pub fn from_clause(relation: &Relation) -> String {
 
 /// `SELECT cols FROM rel WHERE (filter) AND (keyset) ORDER BY keys`, with the dialect's row id
 /// spelling and parameter style. Callers append their own row limit when they page.
-pub fn select_sql(spec: &ReadSpec, row_id: &str, resume: bool, param: &dyn Fn(usize) -> String) -> String {
-    let render = |c: &Column| match c {
-        Column::Named(n) => quote_ident(n),
-        Column::RowId => row_id.to_string(),
-    };
-    let cols: Vec<String> = spec.columns.iter().map(render).collect();
-    let keys: Vec<String> = spec.key.iter().map(|&i| render(&spec.columns[i])).collect();
+pub fn select_sql(spec: &ReadSpec, d: &Dialect, resume: bool, param: &dyn Fn(usize) -> String) -> String {
+    let cols: Vec<String> = spec.columns.iter().map(|c| d.column(c)).collect();
+    let keys = key_columns(spec, d);
     let mut conds = Vec::new();
     if let Some(f) = &spec.filter {
         conds.push(format!("({f})"));
     }
     if let Some(w) = &spec.window {
         // Parameters after the key's: `above`, then `upto`, each only when set.
-        let oracle = row_id == "ROWID";
+        let oracle = d.oracle;
         let col = quote_ident(&w.column);
         let mut n = spec.key.len();
         if w.above.is_some() {
@@ -371,6 +432,29 @@ pub fn select_sql(spec: &ReadSpec, row_id: &str, resume: bool, param: &dyn Fn(us
         sql.push_str(&keys.join(", "));
     }
     sql
+}
+
+/// Every row in scope in one plain scan, in no particular order and without a keyset
+/// predicate: what `validate --deep` reads, so that it does not share the load's blind spots.
+pub fn scan_sql(spec: &ReadSpec, d: &Dialect) -> String {
+    let cols: Vec<String> = spec.columns.iter().map(|c| d.column(c)).collect();
+    format!(
+        "SELECT {} FROM {}{}",
+        cols.join(", "),
+        from_clause(&spec.relation),
+        where_clause(spec)
+    )
+}
+
+/// Key values that occur more than once among the rows in scope (how many), or none.
+pub fn duplicate_keys_sql(spec: &ReadSpec, d: &Dialect) -> String {
+    let keys = key_columns(spec, d);
+    format!(
+        "SELECT COUNT(*) FROM (SELECT {k} FROM {}{} GROUP BY {k} HAVING COUNT(*) > 1) dup",
+        from_clause(&spec.relation),
+        where_clause(spec),
+        k = keys.join(", ")
+    )
 }
 
 pub fn count_sql(relation: &Relation, filter: Option<&str>) -> String {
@@ -455,8 +539,8 @@ mod tests {
             until: None,
         };
         assert_eq!(
-            select_sql(&spec, "rowid", true, &q),
-            "SELECT \"COIL_NO\", \"LINE\", rowid FROM \"AB_COIL\" WHERE (STATUS <> 'D') AND (\"LINE\" > ?1 OR (\"LINE\" = ?1 AND (\"COIL_NO\" > ?2))) ORDER BY \"LINE\", \"COIL_NO\""
+            select_sql(&spec, &Dialect::sqlite("rowid"), true, &q),
+            "SELECT \"COIL_NO\", \"LINE\", rowid FROM \"AB_COIL\" WHERE (STATUS <> 'D') AND (\"LINE\" COLLATE BINARY > ?1 OR (\"LINE\" COLLATE BINARY = ?1 AND (\"COIL_NO\" COLLATE BINARY > ?2))) ORDER BY \"LINE\" COLLATE BINARY, \"COIL_NO\" COLLATE BINARY"
         );
         let by_rowid = ReadSpec {
             key: vec![2],
@@ -464,7 +548,7 @@ mod tests {
             ..spec.clone()
         };
         assert_eq!(
-            select_sql(&by_rowid, "ROWID", false, &q),
+            select_sql(&by_rowid, &Dialect::oracle(), false, &q),
             "SELECT \"COIL_NO\", \"LINE\", ROWID FROM \"AB_COIL\" ORDER BY ROWID"
         );
         let query = ReadSpec {
@@ -476,7 +560,7 @@ mod tests {
             until: None,
         };
         assert_eq!(
-            select_sql(&query, "ROWID", false, &q),
+            select_sql(&query, &Dialect::oracle(), false, &q),
             "SELECT \"X\" FROM (SELECT 1 AS X FROM DUAL) q ORDER BY \"X\""
         );
         assert_eq!(
@@ -511,8 +595,8 @@ mod tests {
         };
         // Resume key ?1 ?2, then the part's end ?3 ?4.
         assert_eq!(
-            select_sql(&spec, "rowid", true, &q),
-            "SELECT \"A\", \"B\", \"V\" FROM \"T\" WHERE (V > 0) AND (\"A\" > ?1 OR (\"A\" = ?1 AND (\"B\" > ?2))) AND (\"A\" < ?3 OR (\"A\" = ?3 AND (\"B\" <= ?4))) ORDER BY \"A\", \"B\""
+            select_sql(&spec, &Dialect::sqlite("rowid"), true, &q),
+            "SELECT \"A\", \"B\", \"V\" FROM \"T\" WHERE (V > 0) AND (\"A\" COLLATE BINARY > ?1 OR (\"A\" COLLATE BINARY = ?1 AND (\"B\" COLLATE BINARY > ?2))) AND (\"A\" COLLATE BINARY < ?3 OR (\"A\" COLLATE BINARY = ?3 AND (\"B\" COLLATE BINARY <= ?4))) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY"
         );
         // After a sync window's two bounds: ?5 ?6.
         spec.window = Some(Window {
@@ -522,15 +606,15 @@ mod tests {
             upto: Some("2".into()),
         });
         assert!(
-            select_sql(&spec, "rowid", false, &q)
-                .ends_with("AND (\"A\" < ?5 OR (\"A\" = ?5 AND (\"B\" <= ?6))) ORDER BY \"A\", \"B\"")
+            select_sql(&spec, &Dialect::sqlite("rowid"), false, &q)
+                .ends_with("AND (\"A\" COLLATE BINARY < ?5 OR (\"A\" COLLATE BINARY = ?5 AND (\"B\" COLLATE BINARY <= ?6))) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY")
         );
         assert_eq!(
-            nth_key_sql(&spec, "rowid"),
-            "SELECT \"A\", \"B\" FROM \"T\" WHERE (V > 0) ORDER BY \"A\", \"B\" LIMIT 1 OFFSET ?1"
+            nth_key_sql(&spec, &Dialect::sqlite("rowid")),
+            "SELECT \"A\", \"B\" FROM \"T\" WHERE (V > 0) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY LIMIT 1 OFFSET ?1"
         );
         assert_eq!(
-            split_sql(&spec, "ROWID", 1000, &|a, b| format!("MOD({a}, {b})")),
+            split_sql(&spec, &Dialect::oracle(), 1000, &|a, b| format!("MOD({a}, {b})")),
             "SELECT migrate_k0, migrate_k1 FROM (SELECT \"A\" AS migrate_k0, \"B\" AS migrate_k1, ROW_NUMBER() OVER (ORDER BY \"A\", \"B\") AS migrate_rn FROM \"T\" WHERE (V > 0)) s WHERE MOD(migrate_rn, 1000) = 0 ORDER BY migrate_rn"
         );
     }

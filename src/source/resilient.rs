@@ -96,6 +96,52 @@ impl SourceError {
     }
 }
 
+/// Proof that rows come in strictly increasing key order, row by row, across batches,
+/// cursors and reconnections.
+struct KeyOrder {
+    prev: Option<Vec<Value>>,
+    /// The two keys (as shown in messages) that broke the order.
+    broken: Option<(String, String)>,
+}
+
+impl KeyOrder {
+    fn new(after: Option<Vec<Value>>) -> KeyOrder {
+        KeyOrder {
+            prev: after,
+            broken: None,
+        }
+    }
+
+    /// Whether every row of `rows` has a key greater than the one before it.
+    fn check(&mut self, spec: &ReadSpec, rows: &[Vec<Value>]) -> bool {
+        for row in rows {
+            if let Some(prev) = &mut self.prev {
+                let ord = spec
+                    .key
+                    .iter()
+                    .zip(prev.iter())
+                    .map(|(&i, p)| crate::value::cmp_key_value(&row[i], p))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                if ord.is_le() {
+                    self.broken = Some((
+                        crate::value::key_display(prev),
+                        crate::value::key_display(&spec.key_of(row)),
+                    ));
+                    return false;
+                }
+                // The previous key's buffers are reused.
+                for (slot, &i) in prev.iter_mut().zip(&spec.key) {
+                    slot.clone_from(&row[i]);
+                }
+            } else {
+                self.prev = Some(spec.key_of(row));
+            }
+        }
+        true
+    }
+}
+
 /// Reads every row after `after` in key order and hands them to `emit` in batches, until the
 /// end or until `emit` returns false. `open` is called once at the start (its failure is
 /// returned as is) and again after each lost connection.
@@ -112,6 +158,9 @@ pub fn read_all(
     let mut last = after;
     let mut stats = ReadStats::default();
     let mut attempt = 0u32;
+    // The key of the last row seen: every row's key must be greater, or keyset reads skip or
+    // repeat rows (a key that is not unique, or compared in another order than it is sorted).
+    let mut order = KeyOrder::new(last.clone());
     loop {
         stats.cursors += 1;
         let started = Instant::now();
@@ -119,6 +168,10 @@ pub fn read_all(
         let (mut rotate, mut stopped) = (false, false);
         let mut handed: Option<Vec<Value>> = None;
         let result = src.read(spec, last.as_deref(), batch_rows, &mut |rows| {
+            if !order.check(spec, rows) {
+                stopped = true;
+                return false;
+            }
             if let Some(r) = rows.last() {
                 handed = Some(spec.key_of(r));
             }
@@ -137,6 +190,13 @@ pub fn read_all(
         });
         if handed.is_some() {
             last = handed;
+        }
+        if let Some((previous, current)) = order.broken.take() {
+            return Err(SourceError::Order {
+                relation: what,
+                previous,
+                current,
+            });
         }
         match result {
             Ok(()) if stopped || !rotate => return Ok(stats),
@@ -198,6 +258,17 @@ mod tests {
     }
 
     impl Source for Fake {
+        fn duplicate_keys(&mut self, _spec: &ReadSpec) -> Result<u64, SourceError> {
+            Ok(0)
+        }
+        fn scan(
+            &mut self,
+            _spec: &ReadSpec,
+            _batch_rows: usize,
+            _emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
+        ) -> Result<(), SourceError> {
+            Ok(())
+        }
         fn table_info(&mut self, _: &str) -> Result<Option<TableInfo>, SourceError> {
             unimplemented!()
         }

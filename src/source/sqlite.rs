@@ -5,7 +5,8 @@
 //! source always lives in its own thread.
 
 use super::{
-    CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind, count_sql, select_sql,
+    CatalogTable, Column, Dialect, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind,
+    count_sql, select_sql,
 };
 use crate::plan::Relation;
 use crate::value::Value;
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 pub struct SqliteSource {
     conn: Connection,
+    /// Each table's row id spelling, or why it has none (found once per table).
+    row_ids: std::collections::HashMap<String, Result<String, String>>,
 }
 
 fn query_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> SourceError {
@@ -60,7 +63,56 @@ impl SqliteSource {
         // As long as a writer may hold the file before "database is locked" (a retried fault).
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| connect_err(Box::new(e)))?;
-        Ok(SqliteSource { conn })
+        Ok(SqliteSource {
+            conn,
+            row_ids: Default::default(),
+        })
+    }
+
+    /// How the relation's physical row id is spelled: `rowid`, or `_rowid_` or `oid` when a
+    /// user column takes the name (a column named `rowid` would otherwise be read as the row
+    /// id, and paged by). Views, queries and WITHOUT ROWID tables have none.
+    fn row_id(&mut self, relation: &Relation) -> Result<String, String> {
+        let Relation::Table(t) = relation else {
+            return Err("a query has no row id".into());
+        };
+        if let Some(found) = self.row_ids.get(t) {
+            return found.clone();
+        }
+        let found = (|| {
+            let columns = self
+                .table_info(t)
+                .map_err(|e| crate::error::chain(&e))?
+                .map(|i| i.columns)
+                .unwrap_or_default();
+            let Some(alias) = ["rowid", "_rowid_", "oid"]
+                .into_iter()
+                .find(|a| !columns.iter().any(|c| c.name.eq_ignore_ascii_case(a)))
+            else {
+                return Err(format!(
+                    "{t} has columns named rowid, _rowid_ and oid, so its row id cannot be read"
+                ));
+            };
+            let probe = format!("SELECT {alias} FROM {} LIMIT 0", super::from_clause(relation));
+            match self.conn.prepare(&probe) {
+                Ok(_) => Ok(alias.to_string()),
+                Err(_) => Err(format!("{t} has no row id (a view, or a WITHOUT ROWID table)")),
+            }
+        })();
+        self.row_ids.insert(t.clone(), found.clone());
+        found
+    }
+
+    /// The dialect for reading `spec`: its row id spelling is looked up only when it is read.
+    fn dialect(&mut self, spec: &ReadSpec) -> Result<Dialect, SourceError> {
+        if !spec.columns.contains(&Column::RowId) {
+            return Ok(Dialect::sqlite("rowid"));
+        }
+        let row_id = self.row_id(&spec.relation).map_err(|why| SourceError::Query {
+            what: format!("reading {} by its row id", spec.relation.describe()),
+            cause: format!("{why}; set `key` in the mapping to unique, non-null columns").into(),
+        })?;
+        Ok(Dialect::sqlite(&row_id))
     }
 }
 
@@ -72,7 +124,7 @@ fn decode_into(row: &Row<'_>, i: usize, slot: &mut Value) -> Result<(), rusqlite
         ValueRef::Real(f) => *slot = Value::Float(f),
         ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
             Ok(s) => slot.set_text(s),
-            Err(_) => slot.set_bytes(bytes),
+            Err(_) => slot.set_invalid_text(bytes),
         },
         ValueRef::Blob(b) => slot.set_bytes(b),
     }
@@ -86,7 +138,7 @@ fn decode(row: &Row<'_>, i: usize) -> Result<Value, rusqlite::Error> {
         ValueRef::Real(f) => Value::Float(f),
         ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
             Ok(s) => Value::Text(s.to_string()),
-            Err(_) => Value::Bytes(bytes.to_vec()),
+            Err(_) => Value::InvalidText(bytes.to_vec()),
         },
         ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
     })
@@ -102,6 +154,8 @@ fn bind(v: &Value) -> ToSqlOutput<'_> {
         Value::Decimal(d) => ToSqlOutput::Owned(SqlValue::Text(d.to_string())),
         Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
         Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        // Bound as the TEXT it was read as: as a BLOB it would sort after every text.
+        Value::InvalidText(b) => ToSqlOutput::Borrowed(ValueRef::Text(b)),
         Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(d.format("%Y-%m-%d").to_string())),
         Value::Timestamp(t) => ToSqlOutput::Owned(SqlValue::Text(t.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
         Value::TimestampTz(t) => ToSqlOutput::Owned(SqlValue::Text(t.to_rfc3339())),
@@ -256,7 +310,7 @@ impl Source for SqliteSource {
         // One short walk of the key's b-tree per boundary (ROW_NUMBER over the whole table
         // measured 30 times slower).
         let what = format!("finding where to split {}", spec.relation.describe());
-        let sql = super::nth_key_sql(spec, "rowid");
+        let sql = super::nth_key_sql(spec, &self.dialect(spec)?);
         let mut stmt = self.conn.prepare(&sql).map_err(query_err(what.clone()))?;
         let width = spec.key.len();
         let mut keys = Vec::new();
@@ -311,6 +365,51 @@ impl Source for SqliteSource {
         Ok(text.map(|t| (t, kind)))
     }
 
+    fn row_id_problem(&mut self, relation: &Relation) -> Option<String> {
+        self.row_id(relation).err()
+    }
+
+    fn duplicate_keys(&mut self, spec: &ReadSpec) -> Result<u64, SourceError> {
+        let sql = super::duplicate_keys_sql(spec, &self.dialect(spec)?);
+        let n: i64 = self.conn.query_row(&sql, [], |r| r.get(0)).map_err(query_err(format!(
+            "looking for duplicate keys in {}",
+            spec.relation.describe()
+        )))?;
+        Ok(n as u64)
+    }
+
+    fn scan(
+        &mut self,
+        spec: &ReadSpec,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError> {
+        let sql = super::scan_sql(spec, &self.dialect(spec)?);
+        let what = format!("scanning {}", spec.relation.describe());
+        let mut stmt = self.conn.prepare(&sql).map_err(query_err(what.clone()))?;
+        let mut rows = stmt.query([]).map_err(query_err(what.clone()))?;
+        let width = spec.columns.len();
+        let mut pool = super::RowPool::default();
+        let mut batch: Vec<Vec<Value>> = Vec::with_capacity(batch_rows.min(4096));
+        while let Some(r) = rows.next().map_err(|e| query_err(&what)(e))? {
+            let mut vals = pool.row(width);
+            for (i, v) in vals.iter_mut().enumerate() {
+                decode_into(r, i, v).map_err(|e| query_err(&what)(e))?;
+            }
+            batch.push(vals);
+            if batch.len() >= batch_rows {
+                if !emit(&mut batch) {
+                    return Ok(());
+                }
+                pool.recycle(&mut batch);
+            }
+        }
+        if !batch.is_empty() {
+            emit(&mut batch);
+        }
+        Ok(())
+    }
+
     fn read(
         &mut self,
         spec: &ReadSpec,
@@ -319,10 +418,11 @@ impl Source for SqliteSource {
         emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
         let param = |i: usize| format!("?{i}");
+        let dialect = self.dialect(spec)?;
         // One short query per batch (keyset paging): no read lock is held while the batch
         // waits in the pipeline.
-        let first = format!("{} LIMIT {batch_rows}", select_sql(spec, "rowid", false, &param));
-        let next = format!("{} LIMIT {batch_rows}", select_sql(spec, "rowid", true, &param));
+        let first = format!("{} LIMIT {batch_rows}", select_sql(spec, &dialect, false, &param));
+        let next = format!("{} LIMIT {batch_rows}", select_sql(spec, &dialect, true, &param));
         let mut last: Option<Vec<Value>> = after.map(<[Value]>::to_vec);
         let what = format!("reading {}", spec.relation.describe());
         let width = spec.columns.len();

@@ -3,7 +3,6 @@
 
 use crate::plan::quote_ident;
 use crate::sink::{self, pgtype::PgType};
-use crate::source::resilient::ReadPlan;
 use crate::telemetry::Bars;
 use crate::validate::deep::Gone;
 use crate::validate::pre::Bound;
@@ -12,8 +11,8 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 /// Finds the gone rows and rejects (key sets compared by hash ranges). Reads only; runs
 /// outside a transaction.
-pub async fn find(source: &str, conn: &mut PgConnection, b: &Bound, plan: &ReadPlan, bars: &Bars) -> Result<Gone> {
-    crate::validate::deep::gone_keys(source, conn, b, plan, bars).await
+pub async fn find(source: &str, conn: &mut PgConnection, b: &Bound, bars: &Bars) -> Result<Gone> {
+    crate::validate::deep::gone_keys(source, conn, b, bars).await
 }
 
 /// What [`apply`] changed.

@@ -424,7 +424,7 @@ async fn pass_entity(
     // record in migrate.runs counts exactly what it deleted, crash or not.
     let gone = match e.deletes {
         crate::config::Deletes::Off => None,
-        _ => Some(deletes::find(ctx.source, conn, b, ctx.read_plan, ctx.bars).await?),
+        _ => Some(deletes::find(ctx.source, conn, b, ctx.bars).await?),
     };
     // The pass ends, and the watermark moves, in one transaction.
     sink::execute(conn, "BEGIN", "starting a transaction").await?;

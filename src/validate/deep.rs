@@ -17,7 +17,6 @@
 
 use crate::plan::quote_ident;
 use crate::sink::pgtype::PgType;
-use crate::source::resilient::{ReadPlan, read_all};
 use crate::source::{self, SourceError};
 use crate::telemetry::{Bars, EntityBar};
 use crate::validate::pre::Bound;
@@ -410,12 +409,13 @@ fn read_source(
     rejects: &HashSet<String>,
     skip_rejected: bool,
     wanted: &Wanted,
-    plan: &ReadPlan,
 ) -> Result<Side, SourceError> {
     let mut side = Side::new();
     let mut buf = Vec::with_capacity(4096);
     let mut failure: Option<String> = None;
-    read_all(&mut || source::open(url), &b.spec, None, 1000, plan, &mut |rows| {
+    // One plain scan, not the load's keyset reads: rows those would skip are seen here.
+    let mut src = source::open(url)?;
+    src.scan(&b.spec, 1000, &mut |rows| {
         for row in rows.iter() {
             if !rejects.is_empty() {
                 let key = key_to_json(&b.spec.key_of(row)).to_string();
@@ -549,7 +549,6 @@ struct Job {
     rejects: Arc<HashSet<String>>,
     /// Rejected rows are left out of the comparison (they are not in the target).
     skip_rejected: bool,
-    plan: ReadPlan,
     /// Target rows compared: all, or those passing this condition (soft-deleted rows left out).
     target_filter: Option<String>,
 }
@@ -558,7 +557,7 @@ async fn pass(job: &Job, conn: &mut PgConnection, wanted: Wanted, bar: &EntityBa
     let (j, w) = (job.clone(), wanted.clone());
     let reader = std::thread::Builder::new()
         .name(format!("deep-{}", job.b.entity.name))
-        .spawn(move || read_source(&j.url, &j.b, &j.layout, &j.rejects, j.skip_rejected, &w, &j.plan))?;
+        .spawn(move || read_source(&j.url, &j.b, &j.layout, &j.rejects, j.skip_rejected, &w))?;
     let name = &job.b.entity.name;
     let target = read_target(conn, &job.b, &job.layout, &wanted, bar, job.target_filter.as_deref()).await;
     let source = tokio::task::spawn_blocking(move || reader.join())
@@ -589,13 +588,7 @@ async fn rejected_keys(conn: &mut PgConnection, entity: &str) -> anyhow::Result<
 }
 
 /// Compares one entity's source and target row by row.
-pub async fn check(
-    url: &str,
-    conn: &mut PgConnection,
-    b: &Bound,
-    bars: &Bars,
-    plan: &ReadPlan,
-) -> anyhow::Result<DeepCheck> {
+pub async fn check(url: &str, conn: &mut PgConnection, b: &Bound, bars: &Bars) -> anyhow::Result<DeepCheck> {
     let layout = Layout::of(b);
     let job = Job {
         url: url.to_string(),
@@ -603,7 +596,6 @@ pub async fn check(
         layout: layout.clone(),
         rejects: Arc::new(rejected_keys(conn, &b.entity.name).await?),
         skip_rejected: true,
-        plan: plan.clone(),
         target_filter: soft_delete_filter(conn, &b.entity).await?,
     };
     let bar = bars.entity(&format!("{} (compare)", b.entity.name), b.rows_in_scope, 0);
@@ -728,13 +720,7 @@ pub struct Gone {
 /// ranges that differ are read a second time and held (their keys, not their rows), so memory
 /// follows the number of changes, not the table. A rejected source row still counts as there:
 /// a target row that kept its key (its later version was rejected) is not gone.
-pub async fn gone_keys(
-    url: &str,
-    conn: &mut PgConnection,
-    b: &Bound,
-    plan: &ReadPlan,
-    bars: &Bars,
-) -> anyhow::Result<Gone> {
+pub async fn gone_keys(url: &str, conn: &mut PgConnection, b: &Bound, bars: &Bars) -> anyhow::Result<Gone> {
     let full = Layout::of(b);
     if !full.keyed {
         anyhow::bail!(
@@ -752,7 +738,6 @@ pub async fn gone_keys(
         layout: layout.clone(),
         rejects: rejects.clone(),
         skip_rejected: false,
-        plan: plan.clone(),
         target_filter: soft_delete_filter(conn, &b.entity).await?,
     };
     let bar = bars.entity(&format!("{} (deletes)", b.entity.name), b.rows_in_scope, 0);

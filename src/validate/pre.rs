@@ -120,12 +120,33 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                 },
             };
             if let Some(cols) = &columns {
+                // A declared primary key is unique by the source's word; any other key is
+                // checked for duplicates below.
+                let declared_pk = e.key.is_none() || e.key.as_ref() == Some(&pk);
                 let key_names = e.key.clone().unwrap_or(pk);
                 f.key = if key_names.is_empty() {
                     vec![Column::RowId]
                 } else {
-                    key_names.into_iter().map(Column::Named).collect()
+                    key_names
+                        .into_iter()
+                        .map(|n| {
+                            // `key = ["ROWID"]`: the physical row id, unless a column takes the name.
+                            if n.eq_ignore_ascii_case("rowid") && !cols.iter().any(|c| c.name == n) {
+                                Column::RowId
+                            } else {
+                                Column::Named(n)
+                            }
+                        })
+                        .collect()
                 };
+                if f.key.contains(&Column::RowId)
+                    && let Some(why) = src.row_id_problem(&e.relation)
+                {
+                    f.problems.push(format!(
+                        "{why}: set `key` in the mapping to unique, non-null columns of {}",
+                        e.relation.describe()
+                    ));
+                }
                 for k in &f.key {
                     if let Column::Named(n) = k
                         && !cols.iter().any(|c| &c.name == n)
@@ -187,6 +208,29 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                             "{n} source row(s) have a NULL in key ({}); a key must be unique and non-null",
                             named.join(", ")
                         ));
+                    }
+                }
+                if count && f.problems.is_empty() && !(declared_pk && matches!(e.relation, Relation::Table(_))) {
+                    let spec = ReadSpec {
+                        relation: e.relation.clone(),
+                        columns: f.key.clone(),
+                        key: (0..f.key.len()).collect(),
+                        filter: e.filter.clone(),
+                        window: None,
+                        until: None,
+                    };
+                    match src.duplicate_keys(&spec) {
+                        Ok(0) => {}
+                        Ok(n) => f.problems.push(format!(
+                            "{n} value(s) of key ({}) occur more than once in {}; a key must be unique (a keyset read would skip the repeats). Choose unique columns with `key = [...]`, or read by row id with `key = [\"ROWID\"]`",
+                            f.key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
+                            e.relation.describe()
+                        )),
+                        Err(err) => f.problems.push(format!(
+                            "checking key ({}) for duplicates: {}",
+                            f.key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
+                            crate::error::chain(&err)
+                        )),
                     }
                 }
             }

@@ -85,7 +85,7 @@ pub fn to_value(kind: FetchKind, fetched: Fetched<'_>) -> Result<Value, String> 
         Fetched::Double(f) => Value::Float(f),
         Fetched::Text(bytes) => match String::from_utf8(bytes.into_owned()) {
             Ok(s) => Value::Text(s),
-            Err(e) => Value::Bytes(e.into_bytes()),
+            Err(e) => Value::InvalidText(e.into_bytes()),
         },
         Fetched::Raw(bytes) => Value::Bytes(bytes.into_owned()),
         Fetched::Bool(b) => Value::Bool(b),
@@ -188,7 +188,7 @@ mod tests {
         // CHR(0) stays in the text: the sink rejects it with the column and the reason.
         assert_eq!(text(b"a\0b"), Value::Text("a\0b".into()));
         // Not UTF-8: kept as bytes, rejected by the sink for a text column, never altered.
-        assert_eq!(text(&[0x61, 0xff]), Value::Bytes(vec![0x61, 0xff]));
+        assert_eq!(text(&[0x61, 0xff]), Value::InvalidText(vec![0x61, 0xff]));
         let raw = to_value(FetchKind::Bytes, Fetched::Raw(Cow::Owned(vec![0, 1, 255]))).unwrap();
         assert_eq!(raw, Value::Bytes(vec![0, 1, 255]));
         assert_eq!(

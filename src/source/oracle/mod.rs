@@ -204,7 +204,7 @@ fn bind_value(v: &Value) -> Result<Box<dyn ToSql>, String> {
         Value::Decimal(d) => Box::new(d.to_string()),
         Value::Float(f) => Box::new(*f),
         Value::Text(s) => Box::new(s.clone()),
-        Value::Bytes(b) => Box::new(b.clone()),
+        Value::Bytes(b) | Value::InvalidText(b) => Box::new(b.clone()),
         Value::Timestamp(t) => Box::new(ts(t)?),
         Value::Date(d) => Box::new(ts(&d.and_time(chrono::NaiveTime::MIN))?),
         Value::TimestampTz(t) => Box::new(ts(&t.naive_utc())?.and_tz_offset(0).map_err(|e| e.to_string())?),
@@ -289,7 +289,9 @@ impl Source for OracleSource {
 
     fn split_keys(&mut self, spec: &ReadSpec, step: u64, count: usize) -> Result<Vec<Vec<Value>>, SourceError> {
         let what = format!("finding where to split {}", spec.relation.describe());
-        let sql = crate::source::split_sql(spec, "ROWID", step.max(1), &|a, b| format!("MOD({a}, {b})"));
+        let sql = crate::source::split_sql(spec, &crate::source::Dialect::oracle(), step.max(1), &|a, b| {
+            format!("MOD({a}, {b})")
+        });
         let rows = self.conn.query_as::<Cells>(&sql, &[]).map_err(|e| classify(e, &what))?;
         let mut keys = Vec::new();
         for row in rows.take(count) {
@@ -340,6 +342,26 @@ impl Source for OracleSource {
         Ok(text.map(|t| (t, kind)))
     }
 
+    fn duplicate_keys(&mut self, spec: &ReadSpec) -> Result<u64, SourceError> {
+        let sql = crate::source::duplicate_keys_sql(spec, &crate::source::Dialect::oracle());
+        self.conn.query_row_as::<u64>(&sql, &[]).map_err(|e| {
+            classify(
+                e,
+                &format!("looking for duplicate keys in {}", spec.relation.describe()),
+            )
+        })
+    }
+
+    fn scan(
+        &mut self,
+        spec: &ReadSpec,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError> {
+        let sql = crate::source::scan_sql(spec, &crate::source::Dialect::oracle());
+        self.stream(spec, &sql, Vec::new(), batch_rows, emit)
+    }
+
     fn read(
         &mut self,
         spec: &ReadSpec,
@@ -348,39 +370,7 @@ impl Source for OracleSource {
         emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
         let what = format!("reading {}", spec.relation.describe());
-        // Describe first: an unsupported column is named before anything is fetched, and
-        // LOB tables get smaller fetch arrays.
-        let probe = self
-            .conn
-            .query(&sql::probe_sql(spec), &[])
-            .map_err(|e| classify(e, &what))?;
-        let mut has_lobs = false;
-        for info in probe.column_info() {
-            let t = ora_type(info.oracle_type());
-            t.fetch_kind().map_err(|reason| SourceError::Unsupported {
-                relation: spec.relation.describe(),
-                column: info.name().to_string(),
-                reason,
-            })?;
-            has_lobs |= t.is_lob();
-        }
-        drop(probe);
-
-        let tuning = &self.spec.tuning;
         let sql = sql::read_sql(spec, after.is_some());
-        let mut builder = self.conn.statement(&sql);
-        if has_lobs {
-            // OCI does not prefetch rows with LOB/LONG columns; the array size is what counts.
-            builder.fetch_array_size(tuning.lob_fetch_rows).prefetch_rows(0);
-            if tuning.lobs == LobFetch::Locator {
-                builder.lob_locator();
-            }
-        } else {
-            builder
-                .fetch_array_size(tuning.fetch_rows)
-                .prefetch_rows(tuning.prefetch_rows);
-        }
-        let mut stmt = builder.build().map_err(|e| classify(e, &what))?;
         let binds: Vec<(String, Box<dyn ToSql>)> = match after {
             Some(key) => key
                 .iter()
@@ -409,6 +399,55 @@ impl Source for OracleSource {
                 binds.push((sql::bind_name(first + i + 1), b));
             }
         }
+        self.stream(spec, &sql, binds, batch_rows, emit)
+    }
+}
+
+impl OracleSource {
+    /// Runs one query of `spec`'s columns with `binds` and hands its rows over in batches:
+    /// described first (an unsupported column is named before anything is fetched, and LOB
+    /// tables get smaller fetch arrays), then one cursor with array fetches.
+    fn stream(
+        &mut self,
+        spec: &ReadSpec,
+        sql: &str,
+        binds: Vec<(String, Box<dyn ToSql>)>,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError> {
+        let what = format!("reading {}", spec.relation.describe());
+        // Describe first: an unsupported column is named before anything is fetched, and
+        // LOB tables get smaller fetch arrays.
+        let probe = self
+            .conn
+            .query(&sql::probe_sql(spec), &[])
+            .map_err(|e| classify(e, &what))?;
+        let mut has_lobs = false;
+        for info in probe.column_info() {
+            let t = ora_type(info.oracle_type());
+            t.fetch_kind().map_err(|reason| SourceError::Unsupported {
+                relation: spec.relation.describe(),
+                column: info.name().to_string(),
+                reason,
+            })?;
+            has_lobs |= t.is_lob();
+        }
+        drop(probe);
+
+        let tuning = &self.spec.tuning;
+        let mut builder = self.conn.statement(sql);
+        if has_lobs {
+            // OCI does not prefetch rows with LOB/LONG columns; the array size is what counts.
+            builder.fetch_array_size(tuning.lob_fetch_rows).prefetch_rows(0);
+            if tuning.lobs == LobFetch::Locator {
+                builder.lob_locator();
+            }
+        } else {
+            builder
+                .fetch_array_size(tuning.fetch_rows)
+                .prefetch_rows(tuning.prefetch_rows);
+        }
+        let mut stmt = builder.build().map_err(|e| classify(e, &what))?;
         let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
         let rows = stmt.query_as_named::<Cells>(&named).map_err(|e| classify(e, &what))?;
         let mut batch = Vec::with_capacity(batch_rows.min(4096));

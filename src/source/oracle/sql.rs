@@ -2,7 +2,7 @@
 //! row-value comparison, ANSI joins only where 9i already had them). Pure and unit-tested.
 
 use crate::plan::{Relation, quote_ident};
-use crate::source::{ReadSpec, WmKind, from_clause, select_sql};
+use crate::source::{Dialect, ReadSpec, WmKind, from_clause, select_sql};
 
 /// Run once per session, before anything is read.
 /// - NLS_SORT/NLS_COMP BINARY: ORDER BY and the keyset `>` must agree on one order, or a
@@ -25,7 +25,7 @@ pub fn bind_name(i: usize) -> String {
 
 /// The one ordered read of an entity: full (`resume` false) or after the last key handed over.
 pub fn read_sql(spec: &ReadSpec, resume: bool) -> String {
-    select_sql(spec, "ROWID", resume, &|i| format!(":{}", bind_name(i)))
+    select_sql(spec, &Dialect::oracle(), resume, &|i| format!(":{}", bind_name(i)))
 }
 
 /// The newest watermark as exact text: `kind` None only describes the column's type.
@@ -56,7 +56,7 @@ pub fn probe_sql(spec: &ReadSpec) -> String {
         window: None,
         until: None,
     };
-    select_sql(&probe, "ROWID", false, &|i| format!(":{}", bind_name(i)))
+    select_sql(&probe, &Dialect::oracle(), false, &|i| format!(":{}", bind_name(i)))
 }
 
 /// The columns of a query, without rows.
