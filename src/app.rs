@@ -552,16 +552,17 @@ async fn post_validate(
 fn print_validation(v: &Validation) {
     println!("\nvalidation");
     println!(
-        "{:<20} {:>10} {:>10} {:>10} {:>10}  result",
-        "entity", "source", "loaded", "rejected", "target"
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>10}  result",
+        "entity", "source", "loaded", "rejected", "kept out", "target"
     );
     for c in &v.entities {
         println!(
-            "{:<20} {:>10} {:>10} {:>10} {:>10}  {}",
+            "{:<20} {:>10} {:>10} {:>10} {:>10} {:>10}  {}",
             c.entity,
             c.source_rows,
             c.loaded,
             c.rejected,
+            c.kept_out,
             c.target_rows,
             if c.ok { "ok" } else { "MISMATCH" }
         );
@@ -1032,6 +1033,8 @@ async fn load_parts(
         done.rows_read = s.read as i64;
         done.rows_loaded = s.loaded as i64;
         done.rows_rejected = s.rejected as i64;
+        done.rows_kept_out = s.kept_out as i64;
+        done.rows_merged = s.merged as i64;
         done.status = "done".into();
         retries.fetch_add(s.retries, std::sync::atomic::Ordering::Relaxed);
         Ok(done)
@@ -1055,6 +1058,8 @@ async fn load_parts(
     pipeline::check_all_read(&e.name, whole.rows_read as u64, b.rows_in_scope)?;
     whole.rows_loaded = done.iter().map(|p| p.rows_loaded).sum();
     whole.rows_rejected = done.iter().map(|p| p.rows_rejected).sum();
+    whole.rows_kept_out = done.iter().map(|p| p.rows_kept_out).sum();
+    whole.rows_merged = done.iter().map(|p| p.rows_merged).sum();
     whole.last_key = None;
     whole.status = "done".into();
     let retry = &ctx.retry;
@@ -1093,6 +1098,8 @@ fn stats_of(b: &Bound, p: &Progress, status: &str) -> EntityStats {
         read: p.rows_read as u64,
         loaded: p.rows_loaded as u64,
         rejected: p.rows_rejected as u64,
+        kept_out: p.rows_kept_out as u64,
+        merged: p.rows_merged as u64,
         status: status.into(),
         ..Default::default()
     }

@@ -66,8 +66,14 @@ pub struct EntityStats {
     /// Source rows the mapping's `where` leaves out.
     pub skipped_by_where: u64,
     pub read: u64,
+    /// Rows stored as new rows, as PostgreSQL counted them.
     pub loaded: u64,
     pub rejected: u64,
+    /// Rows PostgreSQL took without an error but kept out (a trigger returned NULL, a rule,
+    /// `on_conflict = "skip"` met a key already there).
+    pub kept_out: u64,
+    /// Rows that updated a row already in the target (`on_conflict = "update"`).
+    pub merged: u64,
     pub seconds: f64,
     /// Seconds spent re-creating held indexes and foreign keys after the load (not in `seconds`).
     pub rebuild_seconds: f64,
@@ -390,7 +396,7 @@ async fn commit_batch(
     sink::execute(conn, "BEGIN", "starting a transaction")
         .await
         .map_err(sink_err)?;
-    let refused = sink::load(conn, &b.loader, enc).await.map_err(sink_err)?;
+    let sink::Loaded { refused, stored } = sink::load(conn, &b.loader, enc).await.map_err(sink_err)?;
     let mut rejects = client_rejects.to_vec();
     let mut reject_src = client_reject_src.to_vec();
     for r in &refused {
@@ -405,7 +411,7 @@ async fn commit_batch(
     }
     let mut next = before.clone();
     next.rows_read += rows.len() as i64;
-    next.rows_loaded += (enc.rows.len() - refused.len()) as i64;
+    count_stored(&mut next, (enc.rows.len() - refused.len()) as u64, stored);
     next.rows_rejected += rejects.len() as i64;
     next.last_key = rows.last().map(|r| b.spec.key_of(r));
     if before.is_sync() {
@@ -424,6 +430,15 @@ async fn commit_batch(
         .map_err(state_err)?;
     checkpoint::save_and_commit(conn, &next).await.map_err(state_err)?;
     Ok(next)
+}
+
+/// Counts rows PostgreSQL took without an error (`taken`) by what it says it stored: new rows
+/// are loaded, rows that updated one already there are merged, the rest were kept out (a
+/// trigger returned NULL, a rule, `on_conflict = "skip"`).
+fn count_stored(p: &mut Progress, taken: u64, stored: sink::Stored) {
+    p.rows_loaded += (stored.rows - stored.merged) as i64;
+    p.rows_merged += stored.merged as i64;
+    p.rows_kept_out += taken.saturating_sub(stored.rows) as i64;
 }
 
 /// In a sync pass, a changed row that is rejected must not leave its earlier version in the
@@ -750,6 +765,8 @@ async fn fast_batch(
     let mut next = before.clone();
     let mut rejects: Vec<RejectRecord> = Vec::new();
     let (mut bytes, mut held, mut ended, mut stop) = (0usize, None, false, false);
+    // Rows sent, and what PostgreSQL says it stored of them.
+    let (mut sent, mut stored) = (0u64, sink::Stored::default());
     let result: Result<(), sqlx::Error> = async {
         let mut copy = conn.copy_in_raw(b.loader.copy_sql()).await?;
         let sent: Result<(), sqlx::Error> = async {
@@ -759,7 +776,7 @@ async fn fast_batch(
                 let n = p.read as u64;
                 rows += n;
                 next.rows_read += n as i64;
-                next.rows_loaded += p.enc.rows.len() as i64;
+                sent += p.enc.rows.len() as u64;
                 next.rows_rejected += p.rejects.len() as i64;
                 next.last_key = p.last_key;
                 rejects.extend(p.rejects);
@@ -790,12 +807,8 @@ async fn fast_batch(
             let _ = copy.abort("send failed").await;
             return Err(e);
         }
-        copy.finish().await?;
-        if let Some(insert) = b.loader.insert_sql() {
-            sqlx::query(sqlx::AssertSqlSafe(insert.to_string()))
-                .execute(&mut *conn)
-                .await?;
-        }
+        let copied = copy.finish().await?;
+        stored = sink::stored_after_copy(conn, &b.loader, copied).await?;
         Ok(())
     }
     .await;
@@ -810,6 +823,7 @@ async fn fast_batch(
         };
         return Err(fail(rows, cause.for_entity(name)));
     }
+    count_stored(&mut next, sent, stored);
     checkpoint::save_rejects(conn, name, &rejects)
         .await
         .map_err(|c| fail(rows, c.for_entity(name)))?;
@@ -1171,6 +1185,8 @@ pub async fn run_entity(
         stats.read = progress.rows_read as u64;
         stats.loaded = progress.rows_loaded as u64;
         stats.rejected = progress.rows_rejected as u64;
+        stats.kept_out = progress.rows_kept_out as u64;
+        stats.merged = progress.rows_merged as u64;
     }
     tracing::debug!(
         "{name}: the loader waited {:.2}s for the reader and spent {:.2}s on PostgreSQL",

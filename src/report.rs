@@ -72,6 +72,22 @@ pub fn table(stats: &[EntityStats]) -> String {
         "{:<20} {:>10} {:>10} {:>10} {:>9.2}\n",
         "total", r, l, j, secs
     ));
+    // Rows the target took without an error but did not store as new rows: counted apart,
+    // with the reason, from PostgreSQL's own counts.
+    for s in stats {
+        if s.kept_out > 0 {
+            out.push_str(&format!(
+                "{}: {} row(s) kept out by the target without an error (PostgreSQL stored fewer rows than it was sent: a BEFORE INSERT trigger returned NULL, a rule, or on_conflict = \"skip\" met a key already there)\n",
+                s.entity, s.kept_out
+            ));
+        }
+        if s.merged > 0 {
+            out.push_str(&format!(
+                "{}: {} row(s) merged into rows already in the target (on_conflict = \"update\")\n",
+                s.entity, s.merged
+            ));
+        }
+    }
     let rebuild: f64 = stats.iter().map(|s| s.rebuild_seconds).sum();
     if rebuild > 0.0 {
         out.push_str(&format!(

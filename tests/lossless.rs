@@ -306,21 +306,48 @@ fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Once the first batch is committed: stop the process, delete the last rows, go on.
+    // Once the first batch is committed: stop the process, delete the last rows, go on. A
+    // process stopped inside a read holds SQLite's shared lock: then let it run a moment and
+    // try again.
     let pid = child.id() as i32;
     let started = std::time::Instant::now();
+    let read = |db: &TestDb| {
+        block(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&db.url).await.ok()?;
+            sqlx::query_scalar::<_, i64>("SELECT max(rows_read) FROM migrate.progress")
+                .fetch_one(&mut c)
+                .await
+                .ok()
+        })
+    };
+    while read(&db).is_none_or(|n| n == 0) {
+        assert!(started.elapsed().as_secs() < 60, "the load did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let delete = || {
+        block(async {
+            use sqlx::Connection;
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(p.file("legacy.db"))
+                .busy_timeout(std::time::Duration::ZERO);
+            let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+            sqlx::query("DELETE FROM T WHERE ID > 59990")
+                .execute(&mut c)
+                .await
+                .is_ok()
+        })
+    };
     loop {
-        let read = std::panic::catch_unwind(|| db.scalar("SELECT coalesce(max(rows_read), 0) FROM migrate.progress"))
-            .unwrap_or(0);
-        if read > 0 {
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let done = delete();
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        if done {
             break;
         }
-        assert!(started.elapsed().as_secs() < 60, "the load did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(started.elapsed().as_secs() < 60, "the source stayed locked");
+        std::thread::sleep(std::time::Duration::from_millis(3));
     }
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    p.sqlite("DELETE FROM T WHERE ID > 59990");
-    unsafe { libc::kill(pid, libc::SIGCONT) };
     let out = Out(child.wait_with_output().unwrap()).expect(1);
     let err = out.stderr();
     assert!(
@@ -337,4 +364,86 @@ fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
     // A resume counts again (59,990 now) and finishes: nothing was lost of what is there.
     p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
     assert_eq!(db.scalar("SELECT count(*) FROM t"), 59_990);
+}
+
+#[test]
+fn counts_are_what_postgresql_stored_not_what_was_sent() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE T (ID INTEGER PRIMARY KEY, CODE TEXT, N INTEGER);
+         INSERT INTO T VALUES (1, 'a', 1), (2, 'b', 2), (3, 'A', 3), (4, 'c', -4), (5, 'B', 5), (6, 'd', 6), (7, 'e', 7), (8, 'f', 8);",
+    );
+    // A trigger that keeps out every row with N divisible by 3, and a CHECK that refuses
+    // negative N (so one batch goes the careful way too).
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, code text, n int CHECK (n >= 0));
+         CREATE FUNCTION keep_out() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.n % 3 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER keep_out BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION keep_out();
+         CREATE TABLE u (code text PRIMARY KEY, n int);
+         CREATE TABLE w (code text PRIMARY KEY, n int);",
+    );
+    p.mapping(
+        "t",
+        &mapping("T", "t", "", &[("ID", "id"), ("CODE", "code"), ("N", "n")]),
+    );
+    // Codes that collide once upper-cased: a, A; b, B.
+    let upper = |target: &str, conflict: &str| {
+        format!(
+            "source = \"T\"\ntarget = \"{target}\"\nkey = [\"CODE\"]\non_conflict = \"{conflict}\"\n[[fields]]\nfrom = \"CODE\"\nto = \"code\"\ntransform = [\"upper\"]\n[[fields]]\nfrom = \"ID\"\nto = \"n\"\n"
+        )
+    };
+    p.mapping("u", &upper("u", "skip"));
+    p.mapping("w", &upper("w", "update"));
+    let out = p
+        .run(&db, &["--yes", "--validate", "--deep", "--report", "report.json"])
+        .expect(0);
+    let stdout = out.stdout();
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 5, "{stdout}");
+    assert_eq!(db.scalar("SELECT count(*) FROM u"), 6);
+    assert_eq!(db.scalar("SELECT count(*) FROM w"), 6);
+    // The later of two colliding rows (in key order: 'A' < 'a') updated the earlier one.
+    assert_eq!(db.scalar("SELECT n::bigint FROM w WHERE code = 'A'"), 1);
+    let progress = db.rows(
+        "SELECT entity, rows_read, rows_loaded, rows_rejected, rows_kept_out, rows_merged FROM migrate.progress ORDER BY entity",
+    );
+    assert_eq!(
+        progress,
+        vec![
+            serde_json::json!({"entity": "t", "rows_read": 8, "rows_loaded": 5, "rows_rejected": 1, "rows_kept_out": 2, "rows_merged": 0}),
+            serde_json::json!({"entity": "u", "rows_read": 8, "rows_loaded": 6, "rows_rejected": 0, "rows_kept_out": 2, "rows_merged": 0}),
+            serde_json::json!({"entity": "w", "rows_read": 8, "rows_loaded": 6, "rows_rejected": 0, "rows_kept_out": 0, "rows_merged": 2}),
+        ]
+    );
+    assert!(
+        stdout.contains("t: 2 row(s) kept out by the target without an error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("u: 2 row(s) kept out by the target"), "{stdout}");
+    assert!(
+        stdout.contains("w: 2 row(s) merged into rows already in the target"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 source row(s) are not in the target because the target kept them out"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file("report.json")).unwrap()).unwrap();
+    let t = report["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entity"] == "t")
+        .unwrap();
+    assert_eq!(
+        (t["loaded"].as_u64(), t["kept_out"].as_u64()),
+        (Some(5), Some(2)),
+        "{t}"
+    );
+    // The status shows them too.
+    let status = p.run(&db, &["status", "--json"]).expect(0).stdout();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status[0]["rows_kept_out"], 2, "{status}");
 }

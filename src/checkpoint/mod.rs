@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS migrate.progress (
 );
 -- One part of an entity split into key ranges (`<entity>#<i>/<n>`): the last key of its range.
 ALTER TABLE migrate.progress ADD COLUMN IF NOT EXISTS until_key jsonb;
+-- Rows PostgreSQL took without an error but did not store as new rows, by its command tags: kept
+-- out (a trigger returned NULL, a rule, on_conflict = skip) or merged into a row already there
+-- (on_conflict = update).
+ALTER TABLE migrate.progress ADD COLUMN IF NOT EXISTS rows_kept_out bigint NOT NULL DEFAULT 0;
+ALTER TABLE migrate.progress ADD COLUMN IF NOT EXISTS rows_merged bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS migrate.rejects (
     id              bigserial PRIMARY KEY,
     entity          text NOT NULL,
@@ -102,8 +107,16 @@ pub struct Progress {
     #[serde(serialize_with = "ser_key")]
     pub last_key: Option<Vec<Value>>,
     pub rows_read: i64,
+    /// Rows stored as new rows, as PostgreSQL's command tags count them.
     pub rows_loaded: i64,
     pub rows_rejected: i64,
+    /// Rows PostgreSQL took without an error but kept out: a trigger returned NULL, a rule,
+    /// or `on_conflict = "skip"` met a key already there.
+    #[serde(default)]
+    pub rows_kept_out: i64,
+    /// Rows that updated a row already in the target (`on_conflict = "update"`).
+    #[serde(default)]
+    pub rows_merged: i64,
     /// `running` or `done`.
     pub status: String,
     /// A part of a split entity: the last key of its range (`None`: to the end).
@@ -128,9 +141,16 @@ impl Progress {
             rows_read: 0,
             rows_loaded: 0,
             rows_rejected: 0,
+            rows_kept_out: 0,
+            rows_merged: 0,
             status: "running".into(),
             until_key: None,
         }
+    }
+
+    /// Source rows accounted for: loaded, rejected, kept out or merged by the target.
+    pub fn rows_accounted(&self) -> i64 {
+        self.rows_loaded + self.rows_rejected + self.rows_kept_out + self.rows_merged
     }
 
     pub fn is_done(&self) -> bool {
@@ -326,7 +346,7 @@ pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progre
         return Ok(BTreeMap::new());
     }
     let rows = sqlx::query(
-        "SELECT entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, until_key FROM migrate.progress",
+        "SELECT entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, until_key, rows_kept_out, rows_merged FROM migrate.progress",
     )
     .fetch_all(&mut *conn)
     .await
@@ -342,6 +362,8 @@ pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progre
             rows_read: r.get(4),
             rows_loaded: r.get(5),
             rows_rejected: r.get(6),
+            rows_kept_out: r.get(9),
+            rows_merged: r.get(10),
             status: r.get(7),
             until_key: r
                 .get::<Option<serde_json::Value>, _>(8)
@@ -356,12 +378,13 @@ pub async fn load_all(conn: &mut PgConnection) -> Result<BTreeMap<String, Progre
 /// Writes one entity's progress; called inside the batch's transaction.
 pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), CheckpointError> {
     sqlx::query(
-        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at, until_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'done' THEN now() END, $9)
+        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at, until_key, rows_kept_out, rows_merged)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'done' THEN now() END, $9, $10, $11)
          ON CONFLICT (entity) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, target_table = EXCLUDED.target_table,
            last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
            rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status, updated_at = now(),
-           finished_at = EXCLUDED.finished_at, until_key = EXCLUDED.until_key",
+           finished_at = EXCLUDED.finished_at, until_key = EXCLUDED.until_key,
+           rows_kept_out = EXCLUDED.rows_kept_out, rows_merged = EXCLUDED.rows_merged",
     )
     .bind(&p.entity)
     .bind(&p.fingerprint)
@@ -372,6 +395,8 @@ pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), Checkpoin
     .bind(p.rows_rejected)
     .bind(&p.status)
     .bind(p.until_key.as_deref().map(key_to_json))
+    .bind(p.rows_kept_out)
+    .bind(p.rows_merged)
     .execute(conn)
     .await
     .map_err(state_err("saving progress"))?;
@@ -386,12 +411,12 @@ pub async fn save_and_commit(conn: &mut PgConnection, p: &Progress) -> Result<()
         None => "NULL".into(),
     };
     let sql = format!(
-        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at)
-         VALUES ({entity}, {fp}, {table}, {key}, {read}, {loaded}, {rejected}, {status}, CASE WHEN {status} = 'done' THEN now() END)
+        "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at, rows_kept_out, rows_merged)
+         VALUES ({entity}, {fp}, {table}, {key}, {read}, {loaded}, {rejected}, {status}, CASE WHEN {status} = 'done' THEN now() END, {kept_out}, {merged})
          ON CONFLICT (entity) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, target_table = EXCLUDED.target_table,
            last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
            rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status, updated_at = now(),
-           finished_at = EXCLUDED.finished_at;
+           finished_at = EXCLUDED.finished_at, rows_kept_out = EXCLUDED.rows_kept_out, rows_merged = EXCLUDED.rows_merged;
          COMMIT",
         entity = literal(&p.entity),
         fp = literal(&p.fingerprint),
@@ -399,6 +424,8 @@ pub async fn save_and_commit(conn: &mut PgConnection, p: &Progress) -> Result<()
         read = p.rows_read,
         loaded = p.rows_loaded,
         rejected = p.rows_rejected,
+        kept_out = p.rows_kept_out,
+        merged = p.rows_merged,
         status = literal(&p.status),
     );
     sqlx::raw_sql(AssertSqlSafe(sql))

@@ -929,8 +929,11 @@ impl Loader {
                     "CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {} WITH NO DATA; TRUNCATE pg_temp.{stage}",
                     table.sql()
                 ),
+                // The rows stored and, of them, those that updated a row already there
+                // (xmax is set on an updated row, 0 on a new one): the command tag alone
+                // cannot tell the two apart.
                 insert_sql: format!(
-                    "INSERT INTO {} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT ({conflict_cols}) {action}",
+                    "WITH m AS (INSERT INTO {} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT ({conflict_cols}) {action} RETURNING (xmax = 0) AS fresh) SELECT count(*), count(*) FILTER (WHERE NOT fresh) FROM m",
                     table.sql()
                 ),
             }),
@@ -964,6 +967,51 @@ impl Encoded {
     }
 }
 
+/// What PostgreSQL stored of rows it took without an error, by its own counts (the COPY's
+/// command tag, or the upsert's returned rows): rows it did not store were kept out by a
+/// trigger or rule, or by `on_conflict = "skip"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Rows stored: new rows and, with `on_conflict = "update"`, rows that updated one there.
+    pub rows: u64,
+    /// Of `rows`, those that updated a row already in the target.
+    pub merged: u64,
+}
+
+impl std::ops::AddAssign for Stored {
+    fn add_assign(&mut self, o: Stored) {
+        self.rows += o.rows;
+        self.merged += o.merged;
+    }
+}
+
+/// What became of a batch: the rows PostgreSQL refused, and what it stored of the others.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub refused: Vec<Refused>,
+    pub stored: Stored,
+}
+
+/// What PostgreSQL stored after a finished COPY of `copied` rows into the loader's table or
+/// staging table; staged rows are moved into the table here.
+pub async fn stored_after_copy(conn: &mut PgConnection, loader: &Loader, copied: u64) -> Result<Stored, sqlx::Error> {
+    match &loader.staging {
+        None => Ok(Stored {
+            rows: copied,
+            merged: 0,
+        }),
+        Some(st) => {
+            let (rows, merged): (i64, i64) = sqlx::query_as(AssertSqlSafe(st.insert_sql.clone()))
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(Stored {
+                rows: rows as u64,
+                merged: merged as u64,
+            })
+        }
+    }
+}
+
 /// A row PostgreSQL refused: its index in the [`Encoded`] batch, the reason, the column if known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refused {
@@ -980,9 +1028,9 @@ pub struct Refused {
 /// still refuses is isolated by halving under savepoints. Every other error aborts the batch.
 /// With foreign keys held off the table (`loader.checked_fks`), the parent check runs first,
 /// on every batch, in the same transaction.
-pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Vec<Refused>, SinkError> {
+pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> Result<Loaded, SinkError> {
     if batch.rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Loaded::default());
     }
     let load_err = |cause| SinkError::Query {
         what: format!("loading into {}", loader.table.display()),
@@ -995,7 +1043,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
         todo.retain(|i| refused.binary_search_by_key(i, |o: &Refused| o.row).is_err());
     }
     match copy_rows(conn, loader, batch, &todo).await {
-        Ok(()) => return Ok(refused),
+        Ok(stored) => return Ok(Loaded { refused, stored }),
         Err(e) if data_error(&e).is_some() => {}
         Err(e) => return Err(load_err(e)),
     }
@@ -1014,7 +1062,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
             todo.retain(|i| orphans.binary_search_by_key(i, |o| o.row).is_err());
             refused = orphans;
             match copy_rows(conn, loader, batch, &todo).await {
-                Ok(()) => return Ok(refused),
+                Ok(stored) => return Ok(Loaded { refused, stored }),
                 Err(e) if data_error(&e).is_some() => {
                     execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
                     execute(conn, "BEGIN", "starting a transaction").await?;
@@ -1026,13 +1074,17 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
     // Spans are ranges of positions in `todo`.
     let mut spans: Vec<Range<usize>> = Vec::with_capacity(16);
     spans.push(0..todo.len());
+    let mut stored = Stored::default();
     while let Some(span) = spans.pop() {
         if span.is_empty() {
             continue;
         }
         execute(conn, "SAVEPOINT migrate_batch", "creating a savepoint").await?;
         match copy_rows(conn, loader, batch, &todo[span.clone()]).await {
-            Ok(()) => execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?,
+            Ok(s) => {
+                execute(conn, "RELEASE SAVEPOINT migrate_batch", "releasing a savepoint").await?;
+                stored += s;
+            }
             Err(e) => {
                 let Some((reason, column)) = data_error(&e) else {
                     return Err(load_err(e));
@@ -1053,7 +1105,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
         }
     }
     refused.sort_by_key(|r| r.row);
-    Ok(refused)
+    Ok(Loaded { refused, stored })
 }
 
 /// What became of a rejected row's earlier version in the target (`migrate sync`).
@@ -1939,24 +1991,35 @@ async fn copy_rows(
     loader: &Loader,
     batch: &Encoded,
     idx: &[usize],
-) -> Result<(), sqlx::Error> {
+) -> Result<Stored, sqlx::Error> {
     if let Some(st) = &loader.staging {
         sqlx::raw_sql(AssertSqlSafe(st.prepare_sql.clone()))
             .execute(&mut *conn)
             .await?;
     }
-    send_rows(conn, &loader.copy_sql, batch, idx).await?;
-    if let Some(st) = &loader.staging {
-        sqlx::query(AssertSqlSafe(st.insert_sql.clone()))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let copied = start_rows(conn, &loader.copy_sql, batch, idx).await?.finish().await?;
+    stored_after_copy(conn, loader, copied).await
 }
 
-/// One COPY of the rows `idx` (positions in the batch, ascending). Runs of rows that lie next
-/// to each other in the buffer are sent straight from it, in pieces of about 1 MiB.
-async fn send_rows(conn: &mut PgConnection, copy_sql: &str, batch: &Encoded, idx: &[usize]) -> Result<(), sqlx::Error> {
+/// One COPY of the rows `idx` (positions in the batch, ascending), finished: how many it stored.
+async fn send_rows(
+    conn: &mut PgConnection,
+    copy_sql: &str,
+    batch: &Encoded,
+    idx: &[usize],
+) -> Result<u64, sqlx::Error> {
+    start_rows(conn, copy_sql, batch, idx).await?.finish().await
+}
+
+/// Sends the rows `idx` (positions in the batch, ascending) in one COPY, not yet finished.
+/// Runs of rows that lie next to each other in the buffer are sent straight from it, in pieces
+/// of about 1 MiB.
+async fn start_rows<'c>(
+    conn: &'c mut PgConnection,
+    copy_sql: &str,
+    batch: &Encoded,
+    idx: &[usize],
+) -> Result<sqlx::postgres::PgCopyIn<&'c mut PgConnection>, sqlx::Error> {
     let mut copy = conn.copy_in_raw(copy_sql).await?;
     let mut chunk = Vec::with_capacity(SEND_BYTES.min(batch.buf.len() + 64));
     chunk.extend_from_slice(COPY_HEADER);
@@ -1987,8 +2050,7 @@ async fn send_rows(conn: &mut PgConnection, copy_sql: &str, batch: &Encoded, idx
         let _ = copy.abort("send failed").await;
         return Err(e);
     }
-    copy.finish().await?;
-    Ok(())
+    Ok(copy)
 }
 
 /// Whether PostgreSQL refused the statement for the data it was given (SQLSTATE classes 21,
@@ -2150,7 +2212,7 @@ mod tests {
         let st = u.staging.unwrap();
         assert_eq!(
             st.insert_sql,
-            "INSERT INTO \"app\".\"User Name\" (\"id\", \"order\") SELECT \"id\", \"order\" FROM pg_temp.\"migrate_stage_3\" ON CONFLICT (\"id\") DO UPDATE SET \"order\" = EXCLUDED.\"order\""
+            "WITH m AS (INSERT INTO \"app\".\"User Name\" (\"id\", \"order\") SELECT \"id\", \"order\" FROM pg_temp.\"migrate_stage_3\" ON CONFLICT (\"id\") DO UPDATE SET \"order\" = EXCLUDED.\"order\" RETURNING (xmax = 0) AS fresh) SELECT count(*), count(*) FILTER (WHERE NOT fresh) FROM m"
         );
         let s = Loader::new(
             3,

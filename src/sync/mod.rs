@@ -441,7 +441,7 @@ async fn pass_entity(
     .bind(pass_id)
     .bind(&e.name)
     .bind(s.read as i64)
-    .bind(s.loaded as i64)
+    .bind((s.loaded + s.merged) as i64)
     .bind(s.rejected as i64)
     .bind(deleted as i64)
     .bind(&upto)
@@ -479,7 +479,7 @@ async fn pass_entity(
     Ok(PassStats {
         entity: e.name.clone(),
         read: s.read,
-        upserted: s.loaded,
+        upserted: s.loaded + s.merged,
         rejected: s.rejected,
         deleted,
         watermark_before: st.watermark,
@@ -497,6 +497,10 @@ pub struct EntityStatus {
     /// `done`, `running`, or `not started` (the full load).
     pub load: String,
     pub rows_loaded: i64,
+    /// Taken by the target without an error but kept out (trigger, rule, on_conflict = skip).
+    pub rows_kept_out: i64,
+    /// Merged into rows already in the target (on_conflict = update).
+    pub rows_merged: i64,
     pub rows_upserted_by_sync: i64,
     pub rows_deleted_by_sync: i64,
     pub rejects: i64,
@@ -565,6 +569,16 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
                     .iter()
                     .map(|p| p.rows_loaded)
                     .sum::<i64>(),
+            rows_kept_out: p.map_or(0, |p| p.rows_kept_out)
+                + checkpoint::parts_of(&progress, &e.name)
+                    .iter()
+                    .map(|p| p.rows_kept_out)
+                    .sum::<i64>(),
+            rows_merged: p.map_or(0, |p| p.rows_merged)
+                + checkpoint::parts_of(&progress, &e.name)
+                    .iter()
+                    .map(|p| p.rows_merged)
+                    .sum::<i64>(),
             rows_upserted_by_sync: upserted.unwrap_or(0),
             rows_deleted_by_sync: deleted.unwrap_or(0),
             rejects,
@@ -581,16 +595,17 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "{:<16} {:<11} {:<11} {:>10} {:>9} {:>8} {:<29} {:>10}  last pass",
-        "entity", "mode", "load", "loaded", "synced", "rejects", "watermark", "lag"
+        "{:<16} {:<11} {:<11} {:>10} {:>9} {:>9} {:>8} {:<29} {:>10}  last pass",
+        "entity", "mode", "load", "loaded", "kept out", "synced", "rejects", "watermark", "lag"
     );
     for s in &out {
         println!(
-            "{:<16} {:<11} {:<11} {:>10} {:>9} {:>8} {:<29} {:>10}  {}{}",
+            "{:<16} {:<11} {:<11} {:>10} {:>9} {:>9} {:>8} {:<29} {:>10}  {}{}",
             s.entity,
             s.mode,
             s.load,
             s.rows_loaded,
+            s.rows_kept_out + s.rows_merged,
             s.rows_upserted_by_sync,
             s.rejects,
             s.watermark.as_deref().unwrap_or("-"),

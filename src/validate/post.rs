@@ -16,6 +16,8 @@ pub struct EntityCheck {
     pub source_rows: u64,
     pub loaded: i64,
     pub rejected: i64,
+    /// Kept out by the target without an error, or merged into rows already there.
+    pub kept_out: i64,
     pub target_rows: i64,
     pub ok: bool,
     pub problems: Vec<String>,
@@ -124,12 +126,14 @@ pub async fn validate(
                 source_rows: *source_rows,
                 loaded: live,
                 rejected,
+                kept_out: 0,
                 target_rows,
                 ok: problems.is_empty(),
                 problems,
             });
             continue;
         }
+        let kept_out = state.get(&e.name).map_or(0, |p| p.rows_kept_out + p.rows_merged);
         let (loaded, rejected) = match state.get(&e.name) {
             Some(p) => {
                 if !p.is_done() {
@@ -163,10 +167,10 @@ pub async fn validate(
                     e.name
                 ));
             }
-            if *source_rows as i64 != loaded + rejected {
+            if *source_rows as i64 != loaded + rejected + kept_out {
                 problems.push(format!(
-                    "source has {source_rows} rows in scope but loaded {loaded} + rejected {rejected} = {}",
-                    loaded + rejected
+                    "source has {source_rows} rows in scope but loaded {loaded} + rejected {rejected} + kept out or merged by the target {kept_out} = {}",
+                    loaded + rejected + kept_out
                 ));
             }
             if e.on_conflict == OnConflict::Error && target_rows != loaded {
@@ -181,6 +185,7 @@ pub async fn validate(
             source_rows: *source_rows,
             loaded,
             rejected,
+            kept_out,
             target_rows,
             ok: problems.is_empty(),
             problems,
