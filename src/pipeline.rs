@@ -45,6 +45,16 @@ pub enum PipelineError {
         attempts: u32,
         last: String,
     },
+    /// A batch failed for a reason that is not one row's: the run stops there.
+    #[error(
+        "loading {entity}: the batch after key {after} failed for a reason that is not one row's (the connection, the server, the schema, a permission, a lock or a timeout), so the run stops; every batch before it is committed. Fix the cause, then run the same command with --resume"
+    )]
+    Batch {
+        entity: String,
+        after: String,
+        #[source]
+        cause: Box<PipelineError>,
+    },
     #[error(
         "{entity}: {read} source rows read, but {counted} were counted in scope before the load: {} row(s) were not read. Either the key does not order the rows the way the source compares them (rows skipped), or rows were deleted from the source while it loaded (a source that is still being written is `migrate sync`'s job: load a quiet copy, then sync). The entity is not marked done; fix the cause and run again (--truncate to start over)",
         counted - read
@@ -142,6 +152,22 @@ impl Retry {
 }
 
 impl PipelineError {
+    /// This error, as the failure of the batch after `progress`'s last key.
+    fn in_batch_after(self, progress: &Progress) -> PipelineError {
+        let entity = match &self {
+            PipelineError::Sink { entity, .. } | PipelineError::State { entity, .. } => entity.clone(),
+            _ => return self,
+        };
+        PipelineError::Batch {
+            entity,
+            after: progress
+                .last_key
+                .as_deref()
+                .map_or_else(|| "(none: the first batch)".to_string(), crate::value::key_display),
+            cause: Box::new(self),
+        }
+    }
+
     pub fn is_connection_lost(&self) -> bool {
         match self {
             PipelineError::Sink { cause, .. } => cause.is_connection_lost(),
@@ -393,7 +419,7 @@ async fn commit_batch(
         entity: name.clone(),
         cause,
     };
-    sink::execute(conn, "BEGIN", "starting a transaction")
+    sink::execute(conn, sink::BEGIN_BATCH, "starting a transaction")
         .await
         .map_err(sink_err)?;
     let sink::Loaded { refused, stored } = sink::load(conn, &b.loader, enc).await.map_err(sink_err)?;
@@ -756,8 +782,8 @@ async fn fast_batch(
         }
     };
     let begin = match b.loader.prepare_sql() {
-        Some(prepare) => format!("BEGIN; {prepare}"),
-        None => "BEGIN".to_string(),
+        Some(prepare) => format!("{}; {prepare}", sink::BEGIN_BATCH),
+        None => sink::BEGIN_BATCH.to_string(),
     };
     sink::execute(conn, &begin, "starting a transaction")
         .await
@@ -1031,7 +1057,7 @@ pub async fn run_entity(
                             }
                             FastFail::Other(e) => {
                                 feed.stop().await;
-                                return Err(e);
+                                return Err(e.in_batch_after(&progress));
                             }
                         };
                         let (checker, reconnects) = feed.stop().await;
@@ -1119,7 +1145,7 @@ pub async fn run_entity(
                     {
                         Ok(p) => break p,
                         Err(e) if e.is_connection_lost() => e,
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(e.in_batch_after(&progress)),
                     };
                     stats.retries += 1;
                     reconnect(conn, retry, &mut attempt, &name, &lost).await?;

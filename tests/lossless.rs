@@ -447,3 +447,92 @@ fn counts_are_what_postgresql_stored_not_what_was_sent() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status[0]["rows_kept_out"], 2, "{status}");
 }
+
+#[test]
+fn a_row_the_target_refuses_for_any_row_level_reason_is_that_rows_reject() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // Row 3: a trigger raises for it (P0001); row 5: its value makes an index row too large
+    // for a B-tree (54000); row 7: 70 characters for a `name` column; rows 8 and 9 share a
+    // code under a DEFERRABLE INITIALLY DEFERRED unique constraint, which would otherwise
+    // fail only at COMMIT.
+    p.sqlite(
+        "CREATE TABLE T (ID INTEGER PRIMARY KEY, CODE TEXT, BIG TEXT, NM TEXT);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 12)
+         INSERT INTO T SELECT i, 'c' || i, 'small', 'n' || i FROM c;
+         UPDATE T SET BIG = (WITH RECURSIVE r(i, s) AS (SELECT 0, '' UNION ALL SELECT i + 1, s || hex(randomblob(64)) FROM r WHERE i < 100) SELECT s FROM r WHERE i = 100) WHERE ID = 5;
+         UPDATE T SET NM = printf('%070d', 7) WHERE ID = 7;
+         UPDATE T SET CODE = 'c8' WHERE ID = 9;",
+    );
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, code text, big text, nm name,
+            CONSTRAINT t_code_key UNIQUE (code) DEFERRABLE INITIALLY DEFERRED);
+         CREATE INDEX t_big ON t (big);
+         CREATE FUNCTION no_three() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.id = 3 THEN RAISE EXCEPTION 'row % is not welcome here', NEW.id; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER no_three BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION no_three();",
+    );
+    p.mapping(
+        "t",
+        &mapping(
+            "T",
+            "t",
+            "",
+            &[("ID", "id"), ("CODE", "code"), ("BIG", "big"), ("NM", "nm")],
+        ),
+    );
+    p.run(&db, &["--yes", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 8);
+    let r = reasons(&db, "t");
+    assert_eq!(r.len(), 4, "{r:#?}");
+    assert!(
+        r.iter()
+            .any(|x| x.starts_with("3 ") && x.contains("row 3 is not welcome here (SQLSTATE P0001)")),
+        "{r:#?}"
+    );
+    assert!(
+        r.iter().any(|x| x.starts_with("5 ") && x.contains("SQLSTATE 54000")),
+        "{r:#?}"
+    );
+    assert!(
+        r.iter()
+            .any(|x| x.starts_with("7 nm: value is 70 bytes, longer than the 63 bytes a name column holds")),
+        "{r:#?}"
+    );
+    assert!(
+        r.iter()
+            .any(|x| x.starts_with("9 code: duplicate key value violates unique constraint \"t_code_key\"")),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn an_error_that_is_not_one_rows_stops_the_run_naming_the_entity_and_the_key() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(&format!(
+        "CREATE TABLE T (ID INTEGER PRIMARY KEY, K TEXT, V TEXT); {}",
+        rows_sql("T", 3000, "'k' || i")
+    ));
+    // From row 2,500 on, the target says its disk is full (SQLSTATE 53100): not a row's fault.
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, k text, v text);
+         CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.id >= 2500 THEN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER full_disk BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION full_disk();",
+    );
+    p.mapping("t", &mapping("T", "t", "", &[("ID", "id"), ("K", "k"), ("V", "v")]));
+    let err = p.run(&db, &["--yes", "--batch-size", "1000"]).expect(1).stderr();
+    assert!(
+        err.contains("loading t: the batch after key 2000 failed for a reason that is not one row's"),
+        "{err}"
+    );
+    assert!(err.contains("could not extend file"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 2000);
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.rejects"), 0);
+    // Once the cause is gone, a resume finishes exactly.
+    db.exec("DROP TRIGGER full_disk ON t");
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 3000);
+}

@@ -15,6 +15,9 @@ use std::ops::Range;
 use std::str::FromStr;
 
 const SEND_BYTES: usize = 1 << 20;
+/// How every batch's transaction begins: deferred constraints are checked at each row, so a
+/// row that breaks one is found and rejected like any other, instead of failing the COMMIT.
+pub const BEGIN_BATCH: &str = "BEGIN; SET CONSTRAINTS ALL IMMEDIATE";
 /// The binary COPY header: signature, flags, no extension.
 pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -1048,7 +1051,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
         Err(e) => return Err(load_err(e)),
     }
     execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
-    execute(conn, "BEGIN", "starting a transaction").await?;
+    execute(conn, BEGIN_BATCH, "starting a transaction").await?;
     // Whatever the first refusal was, rows without a parent are the usual bulk of a legacy
     // database's bad rows (PostgreSQL checks foreign keys last, so a CHECK can hide them).
     if loader.staging.is_none() && loader.checked_fks.is_empty() {
@@ -1065,7 +1068,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
                 Ok(stored) => return Ok(Loaded { refused, stored }),
                 Err(e) if data_error(&e).is_some() => {
                     execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
-                    execute(conn, "BEGIN", "starting a transaction").await?;
+                    execute(conn, BEGIN_BATCH, "starting a transaction").await?;
                 }
                 Err(e) => return Err(load_err(e)),
             }
@@ -2053,18 +2056,32 @@ async fn start_rows<'c>(
     Ok(copy)
 }
 
-/// Whether PostgreSQL refused the statement for the data it was given (SQLSTATE classes 21,
-/// 22, 23), not for the statement or the connection.
+/// Whether an error with this SQLSTATE can follow one row: the data (classes 21, 22, 23), a
+/// limit one value breaks (54: an index row too large), a trigger or function that raises
+/// for it (P0, 38, 39, 2F, 27), a view's CHECK OPTION (44), an identifier value too long
+/// (42622). A batch refused with one of these is split until the row stands alone, and that
+/// row alone is rejected with PostgreSQL's words; the rest loads. Everything else (the
+/// connection, the server, resources, the schema, permissions, locks, timeouts) stops the
+/// run: it would fail every row alike.
+pub fn is_row_sqlstate(code: &str) -> bool {
+    ["21", "22", "23", "54", "P0", "38", "39", "2F", "27", "44"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || code == "42622"
+}
+
+/// Whether PostgreSQL refused the statement for a row it was given (see [`is_row_sqlstate`]),
+/// not for the statement or the connection.
 pub fn is_data_error(e: &sqlx::Error) -> bool {
     data_error(e).is_some()
 }
 
-/// For errors caused by the data: the reason and the column, if PostgreSQL names one.
+/// For errors caused by a row: the reason and the column, if PostgreSQL names one.
 fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
     let db = e.as_database_error()?;
     let pg = db.try_downcast_ref::<PgDatabaseError>()?;
     let code = pg.code();
-    if !(code.starts_with("22") || code.starts_with("23") || code.starts_with("21")) {
+    if !is_row_sqlstate(code) {
         return None;
     }
     let column = pg.column().map(str::to_string).or_else(|| {
