@@ -225,7 +225,24 @@ fn confirm(question: &str) -> Result<()> {
     }
 }
 
+/// The run, with its lock waits watched: a statement waits for another session's lock at most
+/// `--lock-wait`, and the error then says which table waited on which backend.
 async fn run(cli: &Cli) -> Result<u8> {
+    sink::locks::set_lock_wait(cli.run.lock_wait);
+    let watch = match (cli.run.dry_run, &cli.common.target) {
+        (false, Some(target)) => sink::locks::LockWatch::start(target, cli.run.lock_wait).await,
+        _ => None,
+    };
+    let result = load(cli).await;
+    match result {
+        Err(e) if sink::locks::is_lock_timeout(&e) => {
+            Err(Failed(sink::locks::LockWatch::explain(watch.as_ref(), cli.run.lock_wait)).into())
+        }
+        other => other,
+    }
+}
+
+async fn load(cli: &Cli) -> Result<u8> {
     crate::interrupt::install();
     let started = chrono::Utc::now();
     let dry = cli.run.dry_run;

@@ -86,8 +86,10 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["resume", "dry_run", "check_only"])]
     pub truncate: bool,
 
-    /// Seconds to wait for another run's lock on the target before refusing (the session of a
-    /// run that was just killed takes a moment to end)
+    /// Seconds to wait for a lock: another run's lock on the target (the session of a run that
+    /// was just killed takes a moment to end), or a lock another session holds on a target table
+    /// (LOCK TABLE, an open ALTER TABLE, a long transaction). A wait is logged after 3 s with
+    /// the backend that holds the lock; after SECS the run stops saying so (resume with --resume)
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub lock_wait: u64,
 
@@ -183,7 +185,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub retry_wait: f64,
 
-    /// Wait this long for another run's lock on the target before refusing
+    /// Seconds to wait for a lock: another run's lock on the target, or a lock another session
+    /// holds on a target table; after that the pass stops naming the backend that holds it
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub lock_wait: u64,
 }

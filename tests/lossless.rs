@@ -536,3 +536,51 @@ fn an_error_that_is_not_one_rows_stops_the_run_naming_the_entity_and_the_key() {
     p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
     assert_eq!(db.scalar("SELECT count(*) FROM t"), 3000);
 }
+
+#[test]
+fn a_table_locked_by_another_session_is_named_and_the_run_stops_after_lock_wait() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(&format!(
+        "CREATE TABLE T (ID INTEGER PRIMARY KEY, K TEXT, V TEXT); {}",
+        rows_sql("T", 100, "'k' || i")
+    ));
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, k text, v text)");
+    p.mapping("t", &mapping("T", "t", "", &[("ID", "id"), ("K", "k"), ("V", "v")]));
+    // Another session holds the table (an open transaction that took LOCK TABLE).
+    let url = db.url.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        block(async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN; LOCK TABLE t; SELECT 'reporting job'")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+        })
+    });
+    locked_rx.recv().unwrap();
+    let started = std::time::Instant::now();
+    let out = p.run(&db, &["--yes", "--lock-wait", "5"]).expect(1);
+    let took = started.elapsed().as_secs_f64();
+    let err = out.stderr();
+    assert!((4.0..30.0).contains(&took), "stopped after {took:.1}s: {err}");
+    // Said while it waited, and again when it stopped: the table, the backend, its query.
+    assert!(err.contains("t waits for a lock held by backend"), "{err}");
+    assert!(err.contains("SELECT 'reporting job'"), "{err}");
+    assert!(err.contains("the run stops after --lock-wait 5s"), "{err}");
+    assert!(
+        err.contains("stopped after waiting 5s (--lock-wait) for a lock: t waits for a lock held by backend"),
+        "{err}"
+    );
+    assert!(err.contains("--resume"), "{err}");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM t"), 100);
+}

@@ -4,6 +4,7 @@
 //! the batch under savepoints until each bad row stands alone (as pgloader does).
 //! This module and `plan::quote_ident` are the only places that build SQL around identifiers.
 
+pub mod locks;
 pub mod pgtype;
 
 use crate::config::OnConflict;
@@ -83,6 +84,11 @@ pub async fn connect(url: &str) -> Result<PgConnection, SinkError> {
         // commits, batches and progress together, so --resume loads them again.
         .options([("synchronous_commit", "off")])
         .log_statements(tracing::log::LevelFilter::Trace);
+    // A statement waits for another session's lock at most `--lock-wait` (locks.rs).
+    let opts = match locks::lock_timeout_setting() {
+        Some(t) => opts.options([("lock_timeout", t.as_str())]),
+        None => opts,
+    };
     let conn = opts
         .connect()
         .await

@@ -123,7 +123,22 @@ pub struct PassStats {
     pub resumed: bool,
 }
 
+/// `migrate sync`, with its lock waits watched (see `sink::locks`).
 pub async fn sync(cli: &Cli, args: &SyncArgs) -> Result<u8> {
+    sink::locks::set_lock_wait(args.lock_wait);
+    let watch = match &cli.common.target {
+        Some(target) => sink::locks::LockWatch::start(target, args.lock_wait).await,
+        None => None,
+    };
+    match sync_passes(cli, args).await {
+        Err(e) if sink::locks::is_lock_timeout(&e) => {
+            Err(crate::error::Failed(sink::locks::LockWatch::explain(watch.as_ref(), args.lock_wait)).into())
+        }
+        other => other,
+    }
+}
+
+async fn sync_passes(cli: &Cli, args: &SyncArgs) -> Result<u8> {
     crate::interrupt::install();
     let plan = app::load_plan(&cli.common)?;
     let selected = app::select(&plan, &cli.common.entity)?;
