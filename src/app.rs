@@ -747,13 +747,23 @@ async fn restore(conn: &mut sqlx::PgConnection, entity: &str) -> Result<sink::Re
             r.seconds
         );
     }
-    if !r.not_valid.is_empty() {
-        tracing::warn!(
-            "{entity}: foreign key(s) {} left NOT VALID: some rows have no parent",
-            r.not_valid.join(", ")
-        );
+    for why in &r.not_valid {
+        tracing::warn!("{entity}: {why}");
     }
     Ok(r)
+}
+
+/// A foreign key that cannot be validated after the load fails the run (it would otherwise
+/// stay NOT VALID, and the target would accept what the constraint forbids).
+fn fail_on_invalid(entity: &str, not_valid: &[String]) -> Result<()> {
+    if not_valid.is_empty() {
+        return Ok(());
+    }
+    Err(Failed(format!(
+        "{entity}: {}. The rows are loaded, but the target's constraint does not hold for them: fix or delete them, then run the same command with --resume to validate it",
+        not_valid.join("; ")
+    ))
+    .into())
 }
 
 /// Counts rows that a key built after the load moved to the rejects (the state table has them
@@ -841,6 +851,8 @@ async fn load_entity(
                 start.rows_rejected += r.duplicates as i64;
                 moved_to_rejects(ctx, &e.name, r.duplicates)?;
             }
+            // A foreign key an earlier run could not validate is still held: tried again.
+            fail_on_invalid(&e.name, &r.not_valid)?;
         }
         tracing::info!("{}: already done ({} rows loaded), skipping", e.name, start.rows_loaded);
         return Ok(EntityStats {
@@ -909,6 +921,7 @@ async fn load_entity(
             s.rejected += restored.duplicates;
             moved_to_rejects(ctx, &e.name, restored.duplicates)?;
         }
+        fail_on_invalid(&e.name, &restored.not_valid)?;
     }
     tracing::info!(
         "{}: {} read, {} loaded, {} rejected in {:.1}s",

@@ -584,3 +584,128 @@ fn a_table_locked_by_another_session_is_named_and_the_run_stops_after_lock_wait(
     p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
     assert_eq!(db.scalar("SELECT count(*) FROM t"), 100);
 }
+
+#[test]
+fn defer_indexes_accepts_what_the_target_accepts_and_puts_back_what_it_took() {
+    let (db, plain) = (TestDb::new(), TestDb::new());
+    let p = Project::new();
+    // A MATCH FULL foreign key on two columns: (1, NULL) breaks it, (NULL, NULL) does not.
+    // The parent has 50,000 rows, so --defer-indexes builds its primary key after the load.
+    p.sqlite(&format!(
+        "CREATE TABLE P (ID INTEGER PRIMARY KEY, K INTEGER, V TEXT); {}
+         CREATE TABLE C (ID INTEGER PRIMARY KEY, A INTEGER, B INTEGER, UP INTEGER);
+         INSERT INTO C VALUES (1, 1, 1, NULL), (2, 1, NULL, 1), (3, NULL, NULL, 1), (4, NULL, 2, 3), (5, 7, 7, 1), (6, 9, 1, 1);",
+        rows_sql("P", 50_000, "i")
+    ));
+    let ddl =
+        "CREATE TABLE p (id int, k int, v text, CONSTRAINT p_pkey PRIMARY KEY (id), CONSTRAINT p_id_k UNIQUE (id, k));
+         CREATE INDEX p_v ON p (v);
+         CREATE TABLE c (id int PRIMARY KEY, a int, b int, up int,
+            CONSTRAINT c_ab FOREIGN KEY (a, b) REFERENCES p (id, k) MATCH FULL,
+            CONSTRAINT c_up FOREIGN KEY (up) REFERENCES c (id));
+         COMMENT ON CONSTRAINT p_pkey ON p IS 'the key, ''quoted''';
+         COMMENT ON INDEX p_pkey IS 'its index';
+         COMMENT ON INDEX p_v IS 'for reports';
+         COMMENT ON CONSTRAINT c_ab ON c IS 'full match';
+         COMMENT ON CONSTRAINT c_up ON c IS 'tree';";
+    db.exec(ddl);
+    plain.exec(ddl);
+    p.mapping("p", &mapping("P", "p", "", &[("ID", "id"), ("K", "k"), ("V", "v")]));
+    p.mapping(
+        "c",
+        &mapping(
+            "C",
+            "c",
+            "depends_on = [\"p\"]",
+            &[("ID", "id"), ("A", "a"), ("B", "b"), ("UP", "up")],
+        ),
+    );
+    let comments = "SELECT string_agg(d, ' | ' ORDER BY d) FROM (
+        SELECT conname || ': ' || obj_description(oid, 'pg_constraint') AS d FROM pg_constraint
+          WHERE obj_description(oid, 'pg_constraint') IS NOT NULL
+        UNION ALL SELECT relname || ': ' || obj_description(oid, 'pg_class') FROM pg_class
+          WHERE relkind = 'i' AND obj_description(oid, 'pg_class') IS NOT NULL) s";
+    let before = db.rows(comments);
+    let rejected = "SELECT row_key, reason FROM migrate.rejects ORDER BY row_key";
+    let log = p
+        .run(&db, &["--yes", "--defer-indexes", "--validate"])
+        .expect(0)
+        .stderr();
+    assert!(
+        log.contains("p: 0 foreign key(s), 1 index(es) and 2 primary/unique key(s) held"),
+        "{log}"
+    );
+    assert!(log.contains("c: 1 foreign key(s), 0 index(es) and 0 primary/unique key(s) held for the load (--defer-indexes); rows are checked for their parents"), "{log}");
+    p.run(
+        &plain,
+        &[
+            "--yes",
+            "--validate",
+            "--checkpoint",
+            p.file("plain.json").to_str().unwrap(),
+        ],
+    )
+    .expect(0);
+    // The same rows are refused as with the constraints in place, in the same words.
+    assert_eq!(db.rows(rejected), plain.rows(rejected));
+    let r = reasons(&db, "c");
+    assert!(
+        r.iter().any(|x| x.starts_with("2 a, b: ")
+            && x.contains("MATCH FULL does not allow mixing of null and nonnull key values")),
+        "{r:#?}"
+    );
+    assert!(r.iter().any(|x| x.starts_with("4 a, b: ")), "{r:#?}");
+    assert!(
+        r.iter()
+            .any(|x| x.starts_with("6 a, b: ") && x.contains("Key (a, b)=(9, 1) is not present")),
+        "{r:#?}"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM c"), 3);
+    // Every object is back, validated, with its comments.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"),
+        0
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
+    assert_eq!(db.rows(comments), before);
+    assert!(before[0].to_string().contains("the key, 'quoted'"), "{before:?}");
+}
+
+#[test]
+fn a_foreign_key_the_loaded_rows_break_fails_the_run_until_fixed() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE P (ID INTEGER PRIMARY KEY); INSERT INTO P VALUES (1), (2), (3);
+         CREATE TABLE C (ID INTEGER PRIMARY KEY, PID INTEGER); INSERT INTO C VALUES (1, 1), (2, 2), (3, 3);",
+    );
+    // Someone deletes parent 2 while its child loads (here: a trigger on the child table),
+    // after the parent check has passed the row.
+    db.exec(
+        "CREATE TABLE p (id int PRIMARY KEY);
+         CREATE TABLE c (id int PRIMARY KEY, pid int REFERENCES p (id));
+         CREATE FUNCTION meddle() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN DELETE FROM p WHERE id = 2; RETURN NEW; END $$;
+         CREATE TRIGGER meddle BEFORE INSERT ON c FOR EACH ROW EXECUTE FUNCTION meddle();",
+    );
+    p.mapping("p", &mapping("P", "p", "", &[("ID", "id")]));
+    p.mapping(
+        "c",
+        &mapping("C", "c", "depends_on = [\"p\"]", &[("ID", "id"), ("PID", "pid")]),
+    );
+    let err = p.run(&db, &["--yes", "--defer-indexes"]).expect(1).stderr();
+    assert!(
+        err.contains("c: foreign key c_pid_fkey of public.c cannot be validated (it stays NOT VALID): 1 row(s) break it, e.g. (2)"),
+        "{err}"
+    );
+    // A resume says so again while the row is broken, and passes once it is fixed.
+    db.exec("DROP TRIGGER meddle ON c");
+    p.run(&db, &["--yes", "--resume"]).expect(1);
+    db.exec("INSERT INTO p VALUES (2)");
+    p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"),
+        0
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
+}

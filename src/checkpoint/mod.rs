@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS migrate.held_constraints (
 );
 -- A held foreign key's columns and parent (JSON), for the set-wise parent check of --defer-indexes.
 ALTER TABLE migrate.held_constraints ADD COLUMN IF NOT EXISTS info jsonb;
+-- The COMMENT ON statements that give a re-created object its comments back.
+ALTER TABLE migrate.held_constraints ADD COLUMN IF NOT EXISTS comments text;
 -- `migrate sync`: per incremental entity, the watermark after the last finished pass (exact
 -- text), and the pass in flight, whose window a resume reuses.
 CREATE TABLE IF NOT EXISTS migrate.sync_state (

@@ -553,6 +553,21 @@ struct Held1<'a> {
     info: Option<serde_json::Value>,
 }
 
+/// The COMMENT ON statements that give a held object its comments back once it is
+/// re-created (`$1`: the table, `$2`: the constraint's name, or the index as `schema.name`): a
+/// constraint's own, and for a primary or unique key its index's too.
+const COMMENTS_OF_CONSTRAINT: &str = "SELECT string_agg(stmt, '; ') FROM (
+    SELECT format('COMMENT ON CONSTRAINT %I ON %s IS %L', k.conname, $1, obj_description(k.oid, 'pg_constraint')) AS stmt
+      FROM pg_constraint k WHERE k.conrelid = to_regclass($1) AND k.conname = $2
+       AND obj_description(k.oid, 'pg_constraint') IS NOT NULL
+    UNION ALL
+    SELECT format('COMMENT ON INDEX %s IS %L', k.conindid::regclass, obj_description(k.conindid, 'pg_class'))
+      FROM pg_constraint k WHERE k.conrelid = to_regclass($1) AND k.conname = $2 AND k.contype IN ('p', 'u')
+       AND obj_description(k.conindid, 'pg_class') IS NOT NULL) s";
+const COMMENTS_OF_INDEX: &str =
+    "SELECT format('COMMENT ON INDEX %s IS %L', to_regclass($2), obj_description(to_regclass($2), 'pg_class'))
+    WHERE $1::text IS NOT NULL AND obj_description(to_regclass($2), 'pg_class') IS NOT NULL";
+
 /// Records `row` and runs `drop` in one transaction, so that no crash can lose what was
 /// dropped. A drop PostgreSQL refuses is rolled back, record and all.
 async fn hold_one(
@@ -563,15 +578,37 @@ async fn hold_one(
     what: &str,
 ) -> Result<(), SinkError> {
     execute(conn, "BEGIN", "starting a transaction").await?;
-    let done = match sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-        .bind(entity)
+    // The object's comments go with its record, to come back with it.
+    let (comments_sql, object) = match row.name.strip_prefix(INDEX_PREFIX) {
+        Some(_) => (COMMENTS_OF_INDEX, drop.trim_start_matches("DROP INDEX ").to_string()),
+        None => (
+            COMMENTS_OF_CONSTRAINT,
+            row.info
+                .as_ref()
+                .and_then(|i| i["name"].as_str())
+                .unwrap_or_else(|| row.name.strip_prefix(KEY_PREFIX).unwrap_or(row.name))
+                .to_string(),
+        ),
+    };
+    let comments: Result<Option<String>, _> = sqlx::query_scalar(comments_sql)
         .bind(row.table_sql)
-        .bind(row.name)
-        .bind(row.definition)
-        .bind(row.info)
-        .execute(&mut *conn)
+        .bind(&object)
+        .fetch_optional(&mut *conn)
         .await
-    {
+        .map(Option::flatten);
+    let recorded = match comments {
+        Ok(comments) => sqlx::query("INSERT INTO migrate.held_constraints (entity, table_sql, name, definition, info, comments) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+            .bind(entity)
+            .bind(row.table_sql)
+            .bind(row.name)
+            .bind(row.definition)
+            .bind(row.info)
+            .bind(comments)
+            .execute(&mut *conn)
+            .await,
+        Err(e) => Err(e),
+    };
+    let done = match recorded {
         Ok(_) => execute(conn, drop, what).await,
         Err(e) => Err(q_err(format!("recording {} of {entity}", row.name))(e)),
     };
@@ -621,10 +658,13 @@ pub struct Restored {
     /// Rows moved to the rejects because a key built after the load found them duplicated (the
     /// source key was not unique).
     pub duplicates: u64,
-    /// Foreign keys some rows break: back, but NOT VALID (post-validation reports the orphans).
+    /// Foreign keys some rows break, described: back, but NOT VALID. The run fails on them.
     pub not_valid: Vec<String>,
     pub seconds: f64,
 }
+
+/// A `migrate.held_constraints` row as read back: table, name, definition, info, comments.
+type HeldRow = (String, String, String, Option<serde_json::Value>, Option<String>);
 
 /// What a `migrate.held_constraints` row holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -667,8 +707,8 @@ impl<'a> HeldKind<'a> {
 pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Restored, SinkError> {
     let t0 = std::time::Instant::now();
     let err = q_err(format!("restoring held constraints of {entity}"));
-    let mut rows: Vec<(String, String, String, Option<serde_json::Value>)> = sqlx::query_as(
-        "SELECT table_sql, name, definition, info FROM migrate.held_constraints WHERE entity = $1 ORDER BY name",
+    let mut rows: Vec<HeldRow> = sqlx::query_as(
+        "SELECT table_sql, name, definition, info, comments FROM migrate.held_constraints WHERE entity = $1 ORDER BY name",
     )
     .bind(entity)
     .fetch_all(&mut *conn)
@@ -676,8 +716,11 @@ pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Resto
     .map_err(err)?;
     rows.sort_by_key(|r| HeldKind::of(&r.1, r.3.as_ref()).rank());
     let mut done = Restored::default();
-    for (table_sql, name, definition, info) in &rows {
+    for (table_sql, name, definition, info, comments) in &rows {
         let err = q_err(format!("restoring {name} of {entity}"));
+        // What comes back is what was taken away: its comments too.
+        let comment_sql = comments.as_deref().unwrap_or("");
+        let comment_what = format!("restoring the comments of {name}");
         let kind = HeldKind::of(name, info.as_ref());
         let exists: bool = match kind {
             HeldKind::Index(index) => sqlx::query_scalar(
@@ -724,6 +767,9 @@ pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Resto
                 }
                 Err(e) => return Err(e),
             }
+            if !exists && !comment_sql.is_empty() {
+                execute(conn, comment_sql, &comment_what).await?;
+            }
             forget_held(conn, entity, name).await?;
             execute(conn, "COMMIT", "committing").await?;
             done.keys += 1;
@@ -743,33 +789,125 @@ pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Resto
                 ),
             };
             execute(conn, &sql, &format!("re-creating {name} on {table_sql}")).await?;
+            if !comment_sql.is_empty() {
+                execute(conn, comment_sql, &comment_what).await?;
+            }
         }
-        forget_held(conn, entity, name).await?;
-        execute(conn, "COMMIT", "committing").await?;
         if matches!(kind, HeldKind::Index(_)) {
+            forget_held(conn, entity, name).await?;
+            execute(conn, "COMMIT", "committing").await?;
             done.indexes += 1;
             continue;
         }
+        execute(conn, "COMMIT", "committing").await?;
         done.foreign_keys += 1;
-        let validate = format!(
-            "ALTER TABLE {table_sql} VALIDATE CONSTRAINT {}",
-            quote_ident(constraint)
-        );
-        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await {
-            if connection_lost(&e) {
-                return Err(SinkError::Query {
-                    what: format!("validating {name} of {entity}"),
-                    cause: e,
-                });
-            }
-            tracing::warn!("{entity}: foreign key {constraint} of {table_sql} is back but NOT VALID: {e}");
-            done.not_valid.push(constraint.to_string());
+        // A foreign key leaves the record only once validated: one the rows break stays
+        // NOT VALID and recorded, and every later run tries it again (and fails) until fixed.
+        match validate_foreign_key(conn, table_sql, constraint).await? {
+            None => forget_held(conn, entity, name).await?,
+            Some(why) => done.not_valid.push(why),
         }
     }
     if !rows.is_empty() {
         done.seconds = t0.elapsed().as_secs_f64();
     }
     Ok(done)
+}
+
+/// Validates the foreign key `constraint` of `table_sql`; `Some(description)` when rows break
+/// it: the constraint stays NOT VALID, and the description counts them and shows some.
+pub async fn validate_foreign_key(
+    conn: &mut PgConnection,
+    table_sql: &str,
+    constraint: &str,
+) -> Result<Option<String>, SinkError> {
+    let validate = format!(
+        "ALTER TABLE {table_sql} VALIDATE CONSTRAINT {}",
+        quote_ident(constraint)
+    );
+    let Err(e) = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await else {
+        return Ok(None);
+    };
+    if connection_lost(&e) || is_lock_timeout_error(&e) {
+        return Err(SinkError::Query {
+            what: format!("validating foreign key {constraint} of {table_sql}"),
+            cause: e,
+        });
+    }
+    let table = TargetTable::parse(&table_sql.replace('"', ""));
+    let table = match sqlx::query_as::<_, (String, String)>(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+    )
+    .bind(table_sql)
+    .fetch_optional(&mut *conn)
+    .await
+    {
+        Ok(Some((schema, name))) => TargetTable {
+            schema: Some(schema),
+            name,
+        },
+        _ => table,
+    };
+    let fk = foreign_keys(conn, &table)
+        .await?
+        .into_iter()
+        .find(|f| f.name == constraint);
+    let shown = match fk {
+        Some(fk) => {
+            let (n, samples) = orphan_rows(conn, &table, &fk).await?;
+            format!("{n} row(s) break it, e.g. ({})", samples.join("), ("))
+        }
+        None => e.to_string(),
+    };
+    Ok(Some(format!(
+        "foreign key {constraint} of {} cannot be validated (it stays NOT VALID): {shown}",
+        table.display()
+    )))
+}
+
+fn is_lock_timeout_error(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
+
+/// The rows of `table` that break `fk` (a missing parent; with MATCH FULL, a partly NULL key):
+/// how many, and the keys of up to 5.
+pub async fn orphan_rows(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    fk: &ForeignKeyInfo,
+) -> Result<(i64, Vec<String>), SinkError> {
+    let err = q_err(format!(
+        "looking for rows of {} that break {}",
+        table.display(),
+        fk.name
+    ));
+    let from = format!("FROM {} c WHERE {}", table.sql(), fk.orphan_condition("c"));
+    let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {from}")))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    if count == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let err = q_err(format!(
+        "looking for rows of {} that break {}",
+        table.display(),
+        fk.name
+    ));
+    let samples: Vec<Option<String>> =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT {} {from} LIMIT 5", fk.shown_values("c"))))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+    Ok((
+        count,
+        samples
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| "a key with NULLs".into()))
+            .collect(),
+    ))
 }
 
 async fn forget_held(conn: &mut PgConnection, entity: &str, name: &str) -> Result<(), SinkError> {
@@ -1272,12 +1410,53 @@ pub struct ForeignKeyInfo {
     pub ref_columns: Vec<String>,
     /// The table references itself.
     pub self_ref: bool,
+    /// `MATCH FULL`: a key whose columns are partly NULL breaks it (under MATCH SIMPLE, the
+    /// default, any NULL satisfies it).
+    #[serde(default)]
+    pub match_full: bool,
 }
 
 impl ForeignKeyInfo {
-    /// The condition under which row `c` breaks this key (MATCH SIMPLE: a NULL in any of its
-    /// columns satisfies it).
+    /// The condition under which row `c` breaks this key: no parent for a key without NULLs;
+    /// with MATCH FULL, also a key that is partly NULL.
     pub fn orphan_condition(&self, c: &str) -> String {
+        if self.match_full {
+            return format!("(({}) OR ({}))", self.mixed_nulls(c), self.missing_parent(c));
+        }
+        self.missing_parent(c)
+    }
+
+    /// Row `c`'s key is partly NULL (what MATCH FULL forbids).
+    fn mixed_nulls(&self, c: &str) -> String {
+        let nulls: Vec<String> = self
+            .columns
+            .iter()
+            .map(|col| format!("{c}.{} IS NULL", quote_ident(col)))
+            .collect();
+        format!("({}) AND NOT ({})", nulls.join(" OR "), nulls.join(" AND "))
+    }
+
+    /// The SELECTs that find the rows of `from` (each with `migrate_row_ordinal`) breaking this
+    /// key, as (ordinal, `i`, the key's values): with MATCH FULL, partly NULL keys come with
+    /// `-1 - i` (their reason differs).
+    pub fn check_selects(&self, i: usize, from: &str) -> Vec<String> {
+        let mut out = vec![format!(
+            "SELECT c.migrate_row_ordinal::bigint, {i}, {} FROM {from} WHERE {}",
+            self.shown_values("c"),
+            self.missing_parent("c")
+        )];
+        if self.match_full {
+            out.push(format!(
+                "SELECT c.migrate_row_ordinal::bigint, {}, NULL::text FROM {from} WHERE {}",
+                -1 - i as i64,
+                self.mixed_nulls("c")
+            ));
+        }
+        out
+    }
+
+    /// A key without NULLs that no parent row has.
+    fn missing_parent(&self, c: &str) -> String {
         let not_null = self
             .columns
             .iter()
@@ -1315,7 +1494,7 @@ pub async fn foreign_keys(conn: &mut PgConnection, table: &TargetTable) -> Resul
                    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
                 (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
                    JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n),
-                c.confrelid = c.conrelid, pg_get_constraintdef(c.oid)
+                c.confrelid = c.conrelid, pg_get_constraintdef(c.oid), c.confmatchtype = 'f'
          FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
          WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) ORDER BY 1",
     )
@@ -1345,6 +1524,7 @@ pub async fn foreign_keys(conn: &mut PgConnection, table: &TargetTable) -> Resul
             columns: r.get(3),
             ref_columns: r.get(4),
             self_ref: r.get(5),
+            match_full: r.get(7),
         })
         .collect())
 }
@@ -1381,13 +1561,7 @@ async fn without_parent(
     let checks: Vec<String> = fks
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            format!(
-                "SELECT c.migrate_row_ordinal, {i}, {} FROM {stage} c WHERE {}",
-                f.shown_values("c"),
-                f.orphan_condition("c")
-            )
-        })
+        .flat_map(|(i, f)| f.check_selects(i, &format!("{stage} c")))
         .collect();
     let found: Vec<(i64, i32, Option<String>)> =
         sqlx::query_as(AssertSqlSafe(format!("{} ORDER BY 1, 2", checks.join(" UNION ALL "))))
@@ -1410,9 +1584,22 @@ fn refusals(found: Vec<(i64, i32, Option<String>)>, idx: &[usize], fks: &[Foreig
         if refused.last().is_some_and(|r| r.row == row) {
             continue;
         }
+        // A partly NULL key of a MATCH FULL foreign key comes as `-1 - i`.
+        let (fk, mixed) = if fk < 0 { (-1 - fk, true) } else { (fk, false) };
         let Some(f) = usize::try_from(fk).ok().and_then(|i| fks.get(i)) else {
             continue;
         };
+        if mixed {
+            refused.push(Refused {
+                row,
+                reason: format!(
+                    "insert or update on table \"{}\" violates foreign key constraint \"{}\": MATCH FULL does not allow mixing of null and nonnull key values. (SQLSTATE 23503)",
+                    f.table, f.name
+                ),
+                column: Some(f.columns.join(", ")),
+            });
+            continue;
+        }
         refused.push(Refused {
             row,
             reason: format!(
@@ -1635,13 +1822,7 @@ impl ParentCheck {
         let checks: Vec<String> = fks
             .iter()
             .enumerate()
-            .map(|(i, f)| {
-                format!(
-                    "SELECT c.migrate_row_ordinal::bigint, {i}, {} FROM {from} WHERE {}",
-                    f.shown_values("c"),
-                    f.orphan_condition("c")
-                )
-            })
+            .flat_map(|(i, f)| f.check_selects(i, &from))
             .collect();
         Some(ParentCheck {
             create_sql: format!(

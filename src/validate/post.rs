@@ -7,7 +7,7 @@ use crate::config::OnConflict;
 use crate::plan::{Entity, TargetTable};
 use crate::sink::{self, SinkError};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,30 +206,12 @@ pub async fn validate(
 
 /// Orphan rows for each foreign key of `table` (rows whose non-null reference has no parent).
 async fn orphans(conn: &mut PgConnection, table: &TargetTable) -> Result<Vec<OrphanCheck>, SinkError> {
-    let err = |cause| SinkError::Query {
-        what: format!("reading foreign keys of {}", table.display()),
-        cause,
-    };
     let mut out = Vec::new();
     for fk in sink::foreign_keys(conn, table).await? {
-        let name = fk.name.clone();
-        let shown = fk.shown_values("c");
-        let from = format!("FROM {} c WHERE {}", table.sql(), fk.orphan_condition("c"));
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {from}")))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(err)?;
-        let samples: Vec<String> = if count > 0 {
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT {shown} {from} LIMIT 5")))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(err)?
-        } else {
-            vec![]
-        };
+        let (count, samples) = sink::orphan_rows(conn, table, &fk).await?;
         out.push(OrphanCheck {
             table: table.display(),
-            constraint: name,
+            constraint: fk.name.clone(),
             orphans: count,
             samples,
         });
