@@ -4,12 +4,16 @@
 # binary, creates the demo legacy database and the target schema, writes .env, and runs the
 # demo migration with validation.
 #
-#   ./setup_migration.sh              # DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/migrate_demo
-#   DATABASE_URL=postgres://u:p@host/db ./setup_migration.sh
+#   ./setup_migration.sh              # the demo's own database: postgres://postgres@127.0.0.1:5432/migrate_demo
+#   MIGRATE_DEMO_URL=postgres://u:p@host/demo_db ./setup_migration.sh
+#
+# DATABASE_URL is NOT used: it may point at a real migration's target, and the demo drops its
+# tables and the migrate schema in the database it is given (migrate demo --create-target
+# refuses a database that holds anything else anyway).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/migrate_demo}
+DEMO_URL=${MIGRATE_DEMO_URL:-postgres://postgres@127.0.0.1:5432/migrate_demo}
 SOURCE=sqlite:demo/legacy.db
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
@@ -30,8 +34,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 step "PostgreSQL"
-admin_url="${DATABASE_URL%/*}/postgres"
-dbname="${DATABASE_URL##*/}"
+admin_url="${DEMO_URL%/*}/postgres"
+dbname="${DEMO_URL##*/}"
 dbname="${dbname%%\?*}"
 if psql "$admin_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
   echo "reachable at $(echo "$admin_url" | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')"
@@ -48,10 +52,10 @@ cargo build --release
 MIGRATE=./target/release/migrate
 
 step "creating the demo legacy database and the target tables"
-"$MIGRATE" demo --out demo/legacy.db --force --create-target --target "$DATABASE_URL"
+"$MIGRATE" demo --out demo/legacy.db --force --create-target --target "$DEMO_URL"
 
 if [ ! -f .env ]; then
-  printf 'MIGRATE_SOURCE=%s\nDATABASE_URL=%s\n' "$SOURCE" "$DATABASE_URL" > .env
+  printf 'MIGRATE_SOURCE=%s\nDATABASE_URL=%s\n' "$SOURCE" "$DEMO_URL" > .env
   chmod 600 .env
   echo "wrote .env"
 else
@@ -59,12 +63,12 @@ else
 fi
 
 step "running the demo migration with validation"
-"$MIGRATE" --source "$SOURCE" --target "$DATABASE_URL" --yes --validate --report demo/report.json
+"$MIGRATE" --source "$SOURCE" --target "$DEMO_URL" --yes --validate --report demo/report.json
 
 step "done"
 cat <<MSG
 The demo data is in PostgreSQL. Look at it:
-  psql "$DATABASE_URL" -c 'SELECT * FROM customers_customer LIMIT 5'
-  psql "$DATABASE_URL" -c 'SELECT entity, row_key, column_name, reason FROM migrate.rejects'
+  psql "$DEMO_URL" -c 'SELECT * FROM customers_customer LIMIT 5'
+  psql "$DEMO_URL" -c 'SELECT entity, row_key, column_name, reason FROM migrate.rejects'
 Run the tests:  cargo test
 MSG

@@ -244,11 +244,14 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
 
-    /// Also create the demo target tables in --target (drops the demo tables and the migrate schema first)
+    /// Also create the demo target tables in --target (drops the demo tables and the migrate
+    /// schema first). Refused where the database holds anything else (other tables, other
+    /// entities' progress, keys held by --defer-indexes); with --force it asks first
     #[arg(long)]
     pub create_target: bool,
 
-    /// Overwrite --out if it exists
+    /// Overwrite --out if it exists; with --create-target, ask (instead of refusing) before
+    /// wiping a database that holds more than the demo
     #[arg(long)]
     pub force: bool,
 }

@@ -128,11 +128,107 @@ pub async fn run(args: &DemoArgs, target: Option<&str>) -> Result<()> {
     if args.create_target {
         let url = target.ok_or_else(|| UsageError("--create-target needs --target URL or DATABASE_URL".into()))?;
         let mut conn = crate::sink::connect(url).await?;
+        guard_target(&mut conn, url, args.force).await?;
         sqlx::raw_sql(TARGET_SCHEMA)
             .execute(&mut conn)
             .await
             .context("creating the demo target schema")?;
         println!("demo target tables created in {}", crate::telemetry::redact_url(url));
+    }
+    Ok(())
+}
+
+/// The tables `--create-target` drops and creates (demo/target_schema.sql).
+pub const DEMO_TABLES: [&str; 8] = [
+    "carriers_carrier",
+    "production_line",
+    "customers_customer",
+    "inventory_coil",
+    "production_job",
+    "inventory_skid",
+    "quality_qaresult",
+    "shipping_shipment",
+];
+
+/// The demo mappings' entities, whose state `--create-target` may forget.
+pub const DEMO_ENTITIES: [&str; 8] = [
+    "carrier",
+    "line",
+    "customer",
+    "coil",
+    "job",
+    "skid",
+    "qa_result",
+    "shipment",
+];
+
+/// What in the database `--create-target` would destroy that is not the demo's: other tables,
+/// other entities' state in the migrate schema, keys and indexes held by `--defer-indexes`.
+const NOT_THE_DEMOS: &str = "SELECT format('table %I.%I', n.nspname, c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'migrate')
+       AND left(n.nspname, 3) <> 'pg_' AND NOT (n.nspname = 'public' AND c.relname = ANY($1))
+    UNION ALL
+    SELECT format('the progress of entity %s in migrate.progress', entity) FROM migrate.progress
+     WHERE to_regclass('migrate.progress') IS NOT NULL AND NOT (split_part(split_part(entity, '#', 1), '@', 1) = ANY($2))
+    UNION ALL
+    SELECT format('%s key(s), index(es) or foreign key(s) held in migrate.held_constraints (the only record of them)', count(*))
+      FROM migrate.held_constraints HAVING count(*) > 0
+    ORDER BY 1";
+
+/// Refuses to wipe a database that holds more than the demo: `--create-target` drops the demo
+/// tables and the whole migrate schema, which may be another migration's only record of its
+/// progress and of the keys it took off its tables. With `force`, asks first.
+async fn guard_target(conn: &mut sqlx::PgConnection, url: &str, force: bool) -> Result<()> {
+    let has_state: bool = sqlx::query_scalar(
+        "SELECT to_regclass('migrate.progress') IS NOT NULL AND to_regclass('migrate.held_constraints') IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let sql = if has_state {
+        NOT_THE_DEMOS.to_string()
+    } else {
+        // Without the migrate schema only the first part applies.
+        NOT_THE_DEMOS[..NOT_THE_DEMOS.find("    UNION ALL").unwrap_or(NOT_THE_DEMOS.len())].to_string() + " ORDER BY 1"
+    };
+    let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(DEMO_TABLES.to_vec())
+        .bind(DEMO_ENTITIES.to_vec())
+        .fetch_all(&mut *conn)
+        .await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let shown = crate::telemetry::redact_url(url);
+    let mut list: Vec<String> = found.iter().take(10).cloned().collect();
+    if found.len() > 10 {
+        list.push(format!("… {} more", found.len() - 10));
+    }
+    let what = format!(
+        "{shown} holds more than the demo ({}); --create-target drops the demo tables and the whole migrate schema there",
+        list.join("; ")
+    );
+    if !force {
+        return Err(UsageError(format!(
+            "refusing: {what}. Give the demo a database of its own (--target postgres://…/migrate_demo), or pass --force to be asked"
+        ))
+        .into());
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "refusing: {what}, and stdin is not a terminal to ask; give the demo a database of its own"
+        ))
+        .into());
+    }
+    eprint!("{what}. Type the database's name to go on: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    let dbname: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    if answer.trim() != dbname {
+        return Err(crate::error::Failed("aborted: nothing was dropped".into()).into());
     }
     Ok(())
 }

@@ -709,3 +709,94 @@ fn a_foreign_key_the_loaded_rows_break_fails_the_run_until_fixed() {
     );
     assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
 }
+
+#[test]
+fn the_demo_set_up_refuses_a_database_that_holds_anything_else() {
+    let db = TestDb::new();
+    let p = Project::new();
+    // Another migration's state: its progress, and a key --defer-indexes took off its table.
+    db.exec(
+        "CREATE TABLE orders (id int);
+         CREATE SCHEMA migrate;
+         CREATE TABLE migrate.progress (entity text PRIMARY KEY, fingerprint text, target_table text, last_key jsonb,
+           rows_read bigint, rows_loaded bigint, rows_rejected bigint, status text);
+         INSERT INTO migrate.progress VALUES ('order', 'f', 'orders', NULL, 145000, 145000, 0, 'running');
+         CREATE TABLE migrate.held_constraints (entity text, table_sql text, name text, definition text);
+         INSERT INTO migrate.held_constraints VALUES ('order', 'orders', 'key orders_pkey', 'PRIMARY KEY (id)');",
+    );
+    let demo = |extra: &[&str]| {
+        let mut args = vec![
+            "demo",
+            "--out",
+            "legacy.db",
+            "--scale",
+            "0.01",
+            "--create-target",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        p.run(&db, &args)
+    };
+    let err = p
+        .run(
+            &db,
+            &["demo", "--out", "legacy.db", "--scale", "0.01", "--create-target"],
+        )
+        .expect(2)
+        .stderr();
+    assert!(err.contains("refusing:"), "{err}");
+    assert!(err.contains("table public.orders"), "{err}");
+    assert!(
+        err.contains("the progress of entity order in migrate.progress"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 key(s), index(es) or foreign key(s) held in migrate.held_constraints"),
+        "{err}"
+    );
+    // --force asks; without a terminal to ask, it refuses too.
+    let err = demo(&[]).expect(2).stderr();
+    assert!(err.contains("stdin is not a terminal"), "{err}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM migrate.progress WHERE entity = 'order'"),
+        1
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 1);
+    // The demo's own database (demo tables and demo state only) is fine, again and again.
+    let own = TestDb::new();
+    p.run(
+        &own,
+        &[
+            "demo",
+            "--out",
+            "legacy.db",
+            "--scale",
+            "0.01",
+            "--create-target",
+            "--force",
+        ],
+    )
+    .expect(0);
+    demo_mappings(&p);
+    p.run(&own, &["--yes"]).expect(0);
+    p.run(
+        &own,
+        &[
+            "demo",
+            "--out",
+            "legacy.db",
+            "--scale",
+            "0.01",
+            "--create-target",
+            "--force",
+        ],
+    )
+    .expect(0);
+    // The set-up script gives the demo its own database, whatever DATABASE_URL says.
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/setup_migration.sh")).unwrap();
+    assert!(script.contains("DEMO_URL=${MIGRATE_DEMO_URL:-postgres://postgres@127.0.0.1:5432/migrate_demo}"));
+    assert!(
+        !script.contains("${DATABASE_URL"),
+        "setup_migration.sh must not take DATABASE_URL"
+    );
+}
