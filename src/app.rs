@@ -32,15 +32,34 @@ pub async fn main(cli: Cli) -> Result<u8> {
     }
 }
 
+/// The plan of the mappings directory. The problems of every file come together: those that
+/// do not parse, and those of the files that do.
 pub(crate) fn load_plan(common: &Common) -> Result<Plan> {
-    let files = crate::config::load_dir(&common.mappings)?;
-    Ok(plan::compile(&files)?)
+    let (files, mut problems) = crate::config::load_dir_all(&common.mappings)?;
+    if problems.is_empty() {
+        return Ok(plan::compile(&files)?);
+    }
+    let broken: Vec<String> = problems
+        .iter()
+        .filter_map(|p| p.at.file.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    if let Err(crate::config::MappingErrors(more)) = plan::compile_with(&files, &broken) {
+        problems.extend(more);
+    }
+    problems.sort_by(|a, b| (&a.at.file, a.at.line, a.at.column).cmp(&(&b.at.file, b.at.line, b.at.column)));
+    Err(crate::config::MappingErrors(problems).into())
 }
 
 /// `--source`/MIGRATE_SOURCE, else an Oracle URL from the ORACLE_* variables (ORACLE_CONNECT,
 /// a descriptor or EZConnect string, wins over ORACLE_HOST/ORACLE_PORT with ORACLE_SERVICE or ORACLE_SID).
 pub fn source_url(common: &Common) -> Result<String> {
     if let Some(s) = &common.source {
+        if s.trim().is_empty() {
+            return Err(UsageError(
+                "MIGRATE_SOURCE is set but empty (in the environment or .env): set it to oracle://user:pass@host:1521/SERVICE or sqlite:path.db, or unset it to use the ORACLE_* variables".into(),
+            )
+            .into());
+        }
         return Ok(s.clone());
     }
     if let Some(url) = crate::source::oracle::url::url_from_env() {
@@ -121,9 +140,17 @@ async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8> {
 }
 
 pub(crate) fn target_url(common: &Common) -> Result<String> {
-    common.target.clone().ok_or_else(|| {
-        UsageError("no target database: pass --target URL or set DATABASE_URL in the environment or .env".into()).into()
-    })
+    match common.target.as_deref().map(str::trim) {
+        Some("") => Err(UsageError(
+            "DATABASE_URL is set but empty (in the environment or .env): set it to postgres://user@host:5432/dbname, or pass --target URL".into(),
+        )
+        .into()),
+        Some(url) => Ok(url.to_string()),
+        None => Err(UsageError(
+            "no target database: pass --target URL or set DATABASE_URL in the environment or .env".into(),
+        )
+        .into()),
+    }
 }
 
 /// The entities to work on: all, or the `--entity` ones (in dependency order).
@@ -244,6 +271,12 @@ async fn run(cli: &Cli) -> Result<u8> {
 
 async fn load(cli: &Cli) -> Result<u8> {
     crate::interrupt::install();
+    if cli.run.truncate {
+        crate::interrupt::set_resume_hint(
+            "run the same command with --resume in place of --truncate (which would empty the tables again) to continue"
+                .into(),
+        );
+    }
     let started = chrono::Utc::now();
     let dry = cli.run.dry_run;
     let resume = cli.run.resume;
@@ -284,21 +317,27 @@ async fn load(cli: &Cli) -> Result<u8> {
             if cli.run.truncate {
                 continue;
             }
+            // A split entity's rows are in its ranges' rows until it finishes.
+            let loaded = p.rows_loaded
+                + checkpoint::parts_of(&state, &e.name)
+                    .iter()
+                    .map(|p| p.rows_loaded)
+                    .sum::<i64>();
             if !resume {
                 return Err(UsageError(format!(
                     "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or --truncate to empty {} and start over",
                     e.name,
                     p.status,
-                    p.rows_loaded,
+                    loaded,
                     e.target.display()
                 ))
                 .into());
             }
             if p.fingerprint != e.fingerprint {
                 return Err(UsageError(format!(
-                    "mapping {} changed since its load started ({} rows loaded with the old mapping); resuming would mix two mappings in {}. Restore the old mapping, or empty the table and delete its row in migrate.progress to reload",
+                    "mapping {} changed since its load started ({} rows loaded with the old mapping); resuming would mix two mappings in {}. Restore the old mapping, or start that entity over with --truncate (without --resume)",
                     e.file.display(),
-                    p.rows_loaded,
+                    loaded,
                     e.target.display()
                 ))
                 .into());
@@ -905,8 +944,10 @@ async fn load_entity(
         if dry {
             "dry run stopped".to_string()
         } else {
-            "migration stopped; every committed batch is kept: run the same command with --resume to continue"
-                .to_string()
+            format!(
+                "migration stopped; every committed batch is kept: {}",
+                crate::interrupt::resume_hint()
+            )
         }
     })?;
     if !dry {

@@ -29,6 +29,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<crate::source::SourceError>()
                 .is_some_and(|e| matches!(e, SourceError::ClientLibrary(_) | SourceError::Url(_)))
+            || cause
+                .downcast_ref::<crate::sink::SinkError>()
+                .is_some_and(|e| matches!(e, crate::sink::SinkError::Refused(_)))
         {
             return 2;
         }
@@ -38,10 +41,10 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 
 /// `outer: inner: innermost`, the whole chain on one line.
 pub fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
+    let mut parts = vec![shown(e)];
     let mut cur = e.source();
     while let Some(c) = cur {
-        let s = c.to_string();
+        let s = shown(c);
         if !parts.last().is_some_and(|p| p.contains(&s)) {
             parts.push(s);
         }
@@ -50,13 +53,75 @@ pub fn chain(e: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-/// An operator hint for well-known failures, shown under the error.
+/// One error of a chain as users read it: PostgreSQL's errors in its own words, with the detail
+/// and the SQLSTATE (sqlx's own text ends in "at line N" of PostgreSQL's C source).
+fn shown(e: &(dyn StdError + 'static)) -> String {
+    if let Some(pg) = e
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+    {
+        let mut s = pg.message().to_string();
+        if let Some(d) = pg.detail() {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+        if let Some(h) = pg.hint() {
+            s.push_str(&format!(" ({h})"));
+        }
+        return format!("{s} (SQLSTATE {})", pg.code());
+    }
+    e.to_string()
+}
+
+/// The SQLSTATE of the first PostgreSQL error in the chain.
+fn sqlstate(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned())
+    })
+}
+
+/// Whether the target could not be reached at all (nothing listening, host unknown).
+fn target_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::sink::SinkError>(),
+            Some(crate::sink::SinkError::Connect {
+                cause: sqlx::Error::Io(_) | sqlx::Error::Tls(_),
+                ..
+            })
+        )
+    })
+}
+
+/// An operator hint for well-known failures, shown under the error: chosen by the error's kind
+/// (a PostgreSQL SQLSTATE, a connection that found nothing listening), not by its words.
 pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
     let text = format!("{e:#}");
+    let code = sqlstate(e);
+    let connect_failed = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::sink::SinkError>(),
+            Some(crate::sink::SinkError::Connect { .. })
+        )
+    });
     if text.contains("stayed unreachable after") {
         Some("every committed batch is kept: once PostgreSQL is back, run the same command with --resume")
-    } else if text.contains("cannot connect to target") {
-        Some("is PostgreSQL running and is --target / DATABASE_URL right? Try: pg_isready -d \"$DATABASE_URL\"")
+    } else if connect_failed && code.as_deref() == Some("3D000") {
+        Some(
+            "PostgreSQL is up, but that database does not exist: create it (createdb NAME, or CREATE DATABASE) or fix the database name in --target / DATABASE_URL",
+        )
+    } else if connect_failed && matches!(code.as_deref(), Some("28000" | "28P01")) {
+        Some(
+            "PostgreSQL is up, but refused that user or password: check the user (and password) in --target / DATABASE_URL, and pg_hba.conf",
+        )
+    } else if target_unreachable(e) {
+        Some(
+            "nothing answered there: is PostgreSQL running, and are the host and port in --target / DATABASE_URL right? Try: pg_isready -d \"$DATABASE_URL\"",
+        )
     } else if text.contains("cannot open source") && text.contains("sqlite") {
         Some("does the SQLite file exist? Create the demo database with: migrate demo")
     } else {

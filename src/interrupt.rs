@@ -8,6 +8,21 @@ use tokio::sync::watch;
 
 static STOP: std::sync::OnceLock<watch::Sender<i32>> = std::sync::OnceLock::new();
 
+/// How this run is resumed, as the messages of a stopped run say it.
+static RESUME_HINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets how this run is resumed (a run with --truncate is resumed without it).
+pub fn set_resume_hint(hint: String) {
+    let _ = RESUME_HINT.set(hint);
+}
+
+/// "run the same command with --resume to continue", or what was set for this run.
+pub fn resume_hint() -> &'static str {
+    RESUME_HINT
+        .get()
+        .map_or("run the same command with --resume to continue", String::as_str)
+}
+
 fn sender() -> &'static watch::Sender<i32> {
     STOP.get_or_init(|| watch::channel(0).0)
 }
@@ -41,8 +56,9 @@ pub fn install() {
                     );
                 } else {
                     eprintln!(
-                        "\n{} received again: stopping now; the open batch is rolled back by PostgreSQL; run the same command with --resume to continue",
-                        name(signo)
+                        "\n{} received again: stopping now; the open batch is rolled back by PostgreSQL; {}",
+                        name(signo),
+                        resume_hint()
                     );
                     std::process::exit(128 + signo);
                 }

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // `.env` fills in what the real environment does not set.
     warn_if_env_file_is_readable(std::path::Path::new(".env"));
-    let _ = dotenvy::dotenv();
+    if let Err(e) = read_env_file(std::path::Path::new(".env")) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
     migrate::telemetry::init(cli.common.verbose, cli.common.quiet, writes_log);
@@ -34,6 +37,43 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Fills in, from `.env`, what the real environment does not set. A line that cannot be read
+/// is an error naming its line (dotenvy would stop there and silently drop every later line);
+/// its text is not shown, as it may hold a password.
+fn read_env_file(path: &std::path::Path) -> Result<(), String> {
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(e) if e.not_found() => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut vars = Vec::new();
+    for item in iter {
+        match item {
+            Ok(kv) => vars.push(kv),
+            Err(dotenvy::Error::LineParse(bad, _)) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let first = bad.lines().next().unwrap_or_default().trim_end();
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_end() == first)
+                    .map_or_else(|| "?".to_string(), |i| (i + 1).to_string());
+                return Err(format!(
+                    "{} line {line} cannot be read as NAME=value (nothing of .env was used): fix that line (quote values with spaces or # in \"…\"), or remove it",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        }
+    }
+    for (k, v) in vars {
+        if std::env::var_os(&k).is_none() {
+            // SAFETY: called at the start of main, before any other thread exists.
+            unsafe { std::env::set_var(k, v) };
+        }
+    }
+    Ok(())
 }
 
 /// `.env` holds passwords: say so when other users can read it.

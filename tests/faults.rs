@@ -279,7 +279,8 @@ fn a_source_that_becomes_unreadable_mid_run_is_reopened_and_read_on_after_the_la
         .find(|f| f.extension().is_some_and(|x| x == "log"))
         .unwrap();
     let log = std::fs::read_to_string(log).unwrap();
-    assert!(log.contains("cursor 1 closed after 2000 rows"), "{log}");
+    // (The first cursor may be the one the lock broke: any one closed at the bound will do.)
+    assert!(log.contains(" closed after 2000 rows"), "{log}");
     p.run(&db, &["validate", "--deep"]).expect(0);
 }
 

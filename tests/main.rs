@@ -12,6 +12,7 @@ mod exactness;
 mod faults;
 mod keys;
 mod lossless;
+mod messages;
 mod oracle_client;
 mod oracle_live;
 mod scaffold;

@@ -203,6 +203,17 @@ pub fn parse_mapping(path: &Path, text: &str) -> Result<MappingFile, Problem> {
 /// Reads every `*.toml` in `dir`, sorted by name. All parse problems of all files are returned
 /// together.
 pub fn load_dir(dir: &Path) -> Result<Vec<MappingFile>, ConfigError> {
+    let (files, problems) = load_dir_all(dir)?;
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(MappingErrors(problems).into())
+    }
+}
+
+/// Every mapping file of `dir` that parses, and the problems of those that do not: callers
+/// report the problems of all files at once, the compiled files' too.
+pub fn load_dir_all(dir: &Path) -> Result<(Vec<MappingFile>, Vec<Problem>), ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|cause| ConfigError::ReadDir {
         dir: dir.to_path_buf(),
         cause,
@@ -233,11 +244,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<MappingFile>, ConfigError> {
             }),
         }
     }
-    if problems.is_empty() {
-        Ok(files)
-    } else {
-        Err(MappingErrors(problems).into())
-    }
+    Ok((files, problems))
 }
 
 #[cfg(test)]

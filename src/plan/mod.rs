@@ -130,6 +130,12 @@ impl Plan {
 
 /// Compiles parsed mapping files into a plan; every problem of every file is collected.
 pub fn compile(files: &[MappingFile]) -> Result<Plan, MappingErrors> {
+    compile_with(files, &[])
+}
+
+/// [`compile`], where `broken` names the entities of files that did not parse (they exist, so
+/// depending on them is no problem of its own).
+pub fn compile_with(files: &[MappingFile], broken: &[String]) -> Result<Plan, MappingErrors> {
     let mut problems = Vec::new();
     let mut entities = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -145,7 +151,11 @@ pub fn compile(files: &[MappingFile]) -> Result<Plan, MappingErrors> {
         }
     }
     // Dependencies must name known entities.
-    let names: BTreeSet<String> = files.iter().map(MappingFile::entity).collect();
+    let names: BTreeSet<String> = files
+        .iter()
+        .map(MappingFile::entity)
+        .chain(broken.iter().cloned())
+        .collect();
     for f in files {
         for d in &f.mapping.depends_on {
             if !names.contains(d.get_ref()) {

@@ -36,6 +36,9 @@ pub enum SinkError {
         #[source]
         cause: sqlx::Error,
     },
+    /// The target's state forbids the step; the text says why and what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl SinkError {
@@ -45,6 +48,7 @@ impl SinkError {
         match self {
             SinkError::Connect { .. } => true,
             SinkError::Query { cause, .. } => connection_lost(cause),
+            SinkError::Refused(_) => false,
         }
     }
 }
@@ -298,6 +302,27 @@ pub async fn has_rows(conn: &mut PgConnection, table: &TargetTable) -> Result<bo
 /// one of them makes PostgreSQL refuse, which is what we want: nothing unselected is emptied.
 pub async fn truncate(conn: &mut PgConnection, tables: &[&TargetTable]) -> Result<(), SinkError> {
     let list: Vec<String> = tables.iter().map(|t| t.sql()).collect();
+    // PostgreSQL refuses to empty a table another table's foreign key references: name them.
+    let blockers: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT f.conrelid::regclass::text, f.conname::text, f.confrelid::regclass::text FROM pg_constraint f
+         WHERE f.contype = 'f' AND f.confrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+           AND NOT f.conrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+         ORDER BY 1, 2",
+    )
+    .bind(&list)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(q_err("looking for tables that reference the tables to empty"))?;
+    if !blockers.is_empty() {
+        let shown: Vec<String> = blockers
+            .iter()
+            .map(|(child, fk, parent)| format!("table {child} (foreign key {fk}) references {parent}"))
+            .collect();
+        return Err(SinkError::Refused(format!(
+            "--truncate cannot empty those tables: {}, and is not among the tables being emptied. Add its entity to the run (--entity), empty it yourself first, or drop that foreign key",
+            shown.join("; ")
+        )));
+    }
     execute(
         conn,
         &format!("TRUNCATE {}", list.join(", ")),

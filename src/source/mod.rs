@@ -299,7 +299,8 @@ pub struct Dialect {
     /// one explicit binary collation whatever the column declares (`" COLLATE BINARY"`).
     /// Oracle sets NLS_SORT/NLS_COMP for the session instead.
     pub collate: &'static str,
-    /// Oracle converts window bounds with TO_NUMBER/TO_TIMESTAMP.
+    /// Oracle converts window bounds with TO_NUMBER/TO_TIMESTAMP, and reads `OWNER.TABLE` as a
+    /// table of another schema; to SQLite, `a.b` is one table's name.
     pub oracle: bool,
 }
 
@@ -362,7 +363,7 @@ pub fn split_sql(spec: &ReadSpec, d: &Dialect, step: u64, modulo: &dyn Fn(&str, 
         aliases.join(", "),
         selected.join(", "),
         keys.join(", "),
-        from_clause(&spec.relation),
+        from_clause(&spec.relation, d),
         modulo("migrate_rn", &step.to_string()),
     )
 }
@@ -377,16 +378,17 @@ pub fn nth_key_sql(spec: &ReadSpec, d: &Dialect) -> String {
     format!(
         "SELECT {} FROM {}{filter} ORDER BY {} LIMIT 1 OFFSET ?1",
         plain.join(", "),
-        from_clause(&spec.relation),
+        from_clause(&spec.relation, d),
         keys.join(", ")
     )
 }
 
 /// The relation as it goes after FROM.
-pub fn from_clause(relation: &Relation) -> String {
+pub fn from_clause(relation: &Relation, d: &Dialect) -> String {
     match relation {
-        // `OWNER.TABLE` is schema-qualified, like a target.
-        Relation::Table(t) => crate::plan::TargetTable::parse(t).sql(),
+        // `OWNER.TABLE` is schema-qualified in Oracle, like a target.
+        Relation::Table(t) if d.oracle => crate::plan::TargetTable::parse(t).sql(),
+        Relation::Table(t) => quote_ident(t),
         Relation::Query(q) => format!("({}) q", q.trim().trim_end_matches(';')),
     }
 }
@@ -422,7 +424,7 @@ pub fn select_sql(spec: &ReadSpec, d: &Dialect, resume: bool, param: &dyn Fn(usi
         let first = spec.key.len() + spec.window.as_ref().map_or(0, |w| w.binds().len());
         conds.push(format!("({})", keyset_upto_predicate(&keys, &|i| param(first + i))));
     }
-    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), from_clause(&spec.relation));
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), from_clause(&spec.relation, d));
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&conds.join(" AND "));
@@ -441,7 +443,7 @@ pub fn scan_sql(spec: &ReadSpec, d: &Dialect) -> String {
     format!(
         "SELECT {} FROM {}{}",
         cols.join(", "),
-        from_clause(&spec.relation),
+        from_clause(&spec.relation, d),
         where_clause(spec)
     )
 }
@@ -451,14 +453,14 @@ pub fn duplicate_keys_sql(spec: &ReadSpec, d: &Dialect) -> String {
     let keys = key_columns(spec, d);
     format!(
         "SELECT COUNT(*) FROM (SELECT {k} FROM {}{} GROUP BY {k} HAVING COUNT(*) > 1) dup",
-        from_clause(&spec.relation),
+        from_clause(&spec.relation, d),
         where_clause(spec),
         k = keys.join(", ")
     )
 }
 
-pub fn count_sql(relation: &Relation, filter: Option<&str>) -> String {
-    let mut sql = format!("SELECT COUNT(*) FROM {}", from_clause(relation));
+pub fn count_sql(relation: &Relation, filter: Option<&str>, d: &Dialect) -> String {
+    let mut sql = format!("SELECT COUNT(*) FROM {}", from_clause(relation, d));
     if let Some(f) = filter {
         sql.push_str(&format!(" WHERE ({f})"));
     }
@@ -564,7 +566,7 @@ mod tests {
             "SELECT \"X\" FROM (SELECT 1 AS X FROM DUAL) q ORDER BY \"X\""
         );
         assert_eq!(
-            count_sql(&spec.relation, Some("A = 1")),
+            count_sql(&spec.relation, Some("A = 1"), &Dialect::oracle()),
             "SELECT COUNT(*) FROM \"AB_COIL\" WHERE (A = 1)"
         );
         assert_eq!(

@@ -93,7 +93,10 @@ impl SqliteSource {
                     "{t} has columns named rowid, _rowid_ and oid, so its row id cannot be read"
                 ));
             };
-            let probe = format!("SELECT {alias} FROM {} LIMIT 0", super::from_clause(relation));
+            let probe = format!(
+                "SELECT {alias} FROM {} LIMIT 0",
+                super::from_clause(relation, &Dialect::sqlite("rowid"))
+            );
             match self.conn.prepare(&probe) {
                 Ok(_) => Ok(alias.to_string()),
                 Err(_) => Err(format!("{t} has no row id (a view, or a WITHOUT ROWID table)")),
@@ -298,7 +301,7 @@ impl Source for SqliteSource {
     }
 
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError> {
-        let sql = count_sql(relation, filter);
+        let sql = count_sql(relation, filter, &Dialect::sqlite("rowid"));
         let n: i64 = self
             .conn
             .query_row(&sql, [], |r| r.get(0))
@@ -340,7 +343,7 @@ impl Source for SqliteSource {
         let col = crate::plan::quote_ident(column);
         let mut sql = format!(
             "SELECT CAST(MAX({col}) AS TEXT), typeof(MAX({col})) FROM {}",
-            crate::source::from_clause(relation)
+            crate::source::from_clause(relation, &Dialect::sqlite("rowid"))
         );
         if let Some(f) = filter {
             sql.push_str(&format!(" WHERE ({f})"));

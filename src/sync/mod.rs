@@ -533,30 +533,37 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
     let selected = app::select(&plan, &cli.common.entity)?;
     let target = app::target_url(&cli.common)?;
     let mut conn = sink::connect(&target).await?;
-    let schema: Option<String> = sqlx::query_scalar("SELECT to_regclass('migrate.sync_state')::text")
-        .fetch_one(&mut conn)
-        .await?;
-    if schema.is_none() {
-        checkpoint::ensure_schema(&mut conn).await?;
-    }
+    // A read-only command: without the migrate schema (nothing loaded yet), every entity is
+    // "not started", and nothing is created.
+    let has_state: bool = sqlx::query_scalar(
+        "SELECT to_regclass('migrate.sync_state') IS NOT NULL AND to_regclass('migrate.runs') IS NOT NULL
+            AND to_regclass('migrate.rejects') IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await?;
     let progress = checkpoint::load_all(&mut conn).await?;
     let source = app::source_url(&cli.common).ok();
     let mut out = Vec::new();
     for e in &selected {
         let p = progress.get(&e.name);
-        let st = read_state(&mut conn, &e.name).await?.unwrap_or_default();
-        let (upserted, deleted, last_error): (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
-            "SELECT sum(rows_upserted)::bigint, sum(rows_deleted)::bigint,
-                    (SELECT error FROM migrate.runs r2 WHERE r2.entity = $1 ORDER BY pass_id DESC LIMIT 1)
-             FROM migrate.runs WHERE entity = $1",
-        )
-        .bind(&e.name)
-        .fetch_one(&mut conn)
-        .await?;
-        let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM migrate.rejects WHERE entity = $1")
+        let (st, (upserted, deleted, last_error), rejects) = if has_state {
+            let st = read_state(&mut conn, &e.name).await?.unwrap_or_default();
+            let runs: (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
+                "SELECT sum(rows_upserted)::bigint, sum(rows_deleted)::bigint,
+                        (SELECT error FROM migrate.runs r2 WHERE r2.entity = $1 ORDER BY pass_id DESC LIMIT 1)
+                 FROM migrate.runs WHERE entity = $1",
+            )
             .bind(&e.name)
             .fetch_one(&mut conn)
             .await?;
+            let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM migrate.rejects WHERE entity = $1")
+                .bind(&e.name)
+                .fetch_one(&mut conn)
+                .await?;
+            (st, runs, rejects)
+        } else {
+            (Default::default(), (None, None, None), 0)
+        };
         let mut newest_text = None;
         let mut lag = None;
         if e.incremental.is_some()

@@ -81,17 +81,27 @@ pub async fn validate(
         };
         // After `migrate sync` passes, the target is the truth: its rows (flagged rows left
         // out) and today's rejects must add up to the source.
-        let synced: bool = sqlx::query_scalar(
-            "SELECT to_regclass('migrate.sync_state') IS NOT NULL
-                AND EXISTS (SELECT 1 FROM migrate.sync_state WHERE entity = $1 AND last_pass_at IS NOT NULL)",
-        )
-        .bind(&e.name)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|cause| SinkError::Query {
+        // PostgreSQL resolves every table of a statement before running it: the sync state is
+        // read only once it is known to exist (before any load, it does not).
+        let sync_err = |cause| SinkError::Query {
             what: "reading the sync state".into(),
             cause,
-        })?;
+        };
+        let has_sync_state: bool = sqlx::query_scalar("SELECT to_regclass('migrate.sync_state') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sync_err)?;
+        let synced: bool = if has_sync_state {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM migrate.sync_state WHERE entity = $1 AND last_pass_at IS NOT NULL)",
+            )
+            .bind(&e.name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sync_err)?
+        } else {
+            false
+        };
         if synced && state.get(&e.name).is_some_and(Progress::is_done) {
             let filter = crate::validate::deep::soft_delete_filter(conn, e)
                 .await

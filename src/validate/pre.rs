@@ -266,7 +266,16 @@ pub async fn bind_all(
         if let (Some(src_cols), Some(tgt_cols)) = (&f.columns, &target_cols) {
             match bind_one(index, e, &f, src_cols, tgt_cols, &mut problems) {
                 Some(mut b) if problems.is_empty() => {
-                    if e.on_conflict != OnConflict::Error {
+                    if e.on_conflict != OnConflict::Error && conflict_columns(&b).len() < b.spec.key.len() {
+                        let key: Vec<String> = b.spec.key.iter().map(|&k| b.spec.columns[k].to_string()).collect();
+                        problems.push(format!(
+                            "on_conflict = \"{}\" finds the target row by the key ({}), but no field maps {} to the target: add a field with from = \"{}\" (the target needs a primary key or unique index on it), or use on_conflict = \"error\"",
+                            if e.on_conflict == OnConflict::Skip { "skip" } else { "update" },
+                            key.join(", "),
+                            if key.len() == 1 { "it" } else { "all of them" },
+                            key[0]
+                        ));
+                    } else if e.on_conflict != OnConflict::Error {
                         let conflict: Vec<String> = conflict_columns(&b);
                         let uniques = sink::unique_keys(conn, &e.target).await?;
                         let mut sorted = conflict.clone();
@@ -387,6 +396,35 @@ fn bind_one(
                 "field '{}': {why} (target column {} is {})",
                 fd.to, fd.to, tc.formatted
             ));
+        }
+        // A constant (`value`) or `default` goes into every row (or every NULL): one the column
+        // cannot hold would reject them all, so it is a problem now.
+        for (what, v) in [("value", fd.constant.as_ref()), ("default", fd.default.as_ref())] {
+            let Some(v) = v else { continue };
+            let v = match (what, fd.constant.is_some()) {
+                // A constant goes through the field's transforms, as each row would.
+                ("value", _) => match fd.chain.apply_ref(v) {
+                    Ok(t) => t.into_owned(),
+                    Err(why) => {
+                        problems.push(format!(
+                            "field '{}': its value {} fails its transforms: {why}",
+                            fd.to,
+                            v.brief()
+                        ));
+                        continue;
+                    }
+                },
+                _ => v.clone(),
+            };
+            if let Err(why) = tc.ty.encode(&v, &mut Vec::new()) {
+                problems.push(format!(
+                    "field '{}': its {what} {} cannot be stored in column {} ({}): {why}",
+                    fd.to,
+                    v.brief(),
+                    fd.to,
+                    tc.formatted
+                ));
+            }
         }
         field_pos.push(pos.map(|(p, _)| p));
         targets.push(tc.clone());

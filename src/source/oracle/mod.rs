@@ -283,7 +283,7 @@ impl Source for OracleSource {
 
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError> {
         self.conn
-            .query_row_as::<u64>(&count_sql(relation, filter), &[])
+            .query_row_as::<u64>(&count_sql(relation, filter, &crate::source::Dialect::oracle()), &[])
             .map_err(|e| classify(e, &format!("counting rows of {}", relation.describe())))
     }
 

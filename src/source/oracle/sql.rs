@@ -37,7 +37,7 @@ pub fn newest_sql(relation: &Relation, filter: Option<&str>, column: &str, kind:
         Some(WmKind::Date) => format!("TO_CHAR(MAX({col}), 'YYYY-MM-DD HH24:MI:SS')"),
         Some(WmKind::Timestamp) => format!("TO_CHAR(MAX({col}), 'YYYY-MM-DD HH24:MI:SS.FF9')"),
     };
-    let mut sql = format!("SELECT {max} FROM {}", from_clause(relation));
+    let mut sql = format!("SELECT {max} FROM {}", from_clause(relation, &Dialect::oracle()));
     if let Some(f) = filter {
         sql.push_str(&format!(" WHERE ({f})"));
     }
