@@ -1,0 +1,589 @@
+//! The parent check of `--defer-indexes` and of tables with foreign keys: each chunk's rows are
+//! checked for their parents before they are loaded, on a session of its own, against the
+//! parents' keys held in memory (`KeySet`) or by index probes.
+
+use super::catalog::{ForeignKeyInfo, PgColumn};
+use super::copy::{COPY_HEADER, Encoded, fields_at};
+use super::load::{Refused, refusals};
+use super::pgtype::PgType;
+use super::{SinkError, execute, q_err};
+use crate::plan::{TargetTable, quote_ident};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+/// Checks batches for rows without a parent before they are loaded, on a session of its own
+/// (the parents are other entities' tables, loaded and committed before this one starts), in
+/// one query per batch: only the key columns go to the server, and every parent's key index
+/// is probed once per row. Integer and text keys go as array parameters; keys of other types
+/// are staged (with each row's ordinal) in a temp table that empties at each commit.
+#[derive(Debug, Clone)]
+pub struct ParentCheck {
+    fks: Vec<ForeignKeyInfo>,
+    /// Positions, in the encoded rows, of the key columns sent, and their types.
+    fields: Vec<usize>,
+    types: Vec<PgType>,
+    /// Arrays, or the staged path.
+    arrays: bool,
+    create_sql: String,
+    copy_sql: String,
+    query_sql: String,
+    /// The most parent keys held in memory (see [`ParentCheck::with_local_keys`]).
+    local_budget: usize,
+    /// Decided at the first check: the keys held in memory, and the check of the other keys.
+    split: Option<std::sync::Arc<LocalSplit>>,
+    index: usize,
+    table: TargetTable,
+    cols: Vec<PgColumn>,
+}
+
+/// The parents whose keys a [`ParentCheck`] holds in memory, and the check of the others.
+#[derive(Debug)]
+struct LocalSplit {
+    local: Vec<LocalKeys>,
+    /// The other foreign keys' check, with each one's position in the whole check's keys.
+    remote: Option<(ParentCheck, Vec<usize>)>,
+}
+
+/// The keys of one foreign key's parent, sorted: a single integer column.
+#[derive(Debug)]
+struct LocalKeys {
+    /// The foreign key's position in the check's keys.
+    fk: usize,
+    /// The column's position in the encoded rows, and its type.
+    field: usize,
+    ty: PgType,
+    keys: KeySet,
+}
+
+/// A set of integer keys: a bitmap over their span when that is at most 8 bits a key (serial
+/// keys: a bit each, and a lookup that stays in cache), else sorted.
+#[derive(Debug)]
+enum KeySet {
+    Bits { min: i64, bits: Vec<u64>, len: usize },
+    Sorted(Vec<i64>),
+}
+
+impl KeySet {
+    /// A bitmap for keys from `min` over `span` values, none in it yet.
+    fn empty_bits(min: i64, span: usize) -> KeySet {
+        KeySet::Bits {
+            min,
+            bits: vec![0u64; span.div_ceil(64)],
+            len: 0,
+        }
+    }
+
+    /// Adds keys (a sorted set sorts in [`KeySet::finish`]); `false` if a key is outside a
+    /// bitmap's span.
+    fn extend(&mut self, keys: &[i64]) -> bool {
+        match self {
+            KeySet::Bits { min, bits, len } => {
+                for &k in keys {
+                    let Some(at) = k.checked_sub(*min).filter(|d| *d >= 0) else {
+                        return false;
+                    };
+                    let at = at as u64;
+                    let Some(w) = bits.get_mut((at / 64) as usize) else {
+                        return false;
+                    };
+                    let bit = 1u64 << (at % 64);
+                    if *w & bit == 0 {
+                        *w |= bit;
+                        *len += 1;
+                    }
+                }
+                true
+            }
+            KeySet::Sorted(v) => {
+                v.extend_from_slice(keys);
+                true
+            }
+        }
+    }
+
+    /// Sorts a sorted set's keys (a bitmap has nothing to do).
+    fn finish(&mut self) {
+        if let KeySet::Sorted(v) = self {
+            v.sort_unstable();
+            v.dedup();
+            v.shrink_to_fit();
+        }
+    }
+
+    fn contains(&self, k: i64) -> bool {
+        match self {
+            KeySet::Bits { min, bits, .. } => {
+                let Some(at) = k.checked_sub(*min).filter(|d| *d >= 0) else {
+                    return false;
+                };
+                let at = at as u64;
+                bits.get((at / 64) as usize).is_some_and(|w| w & (1 << (at % 64)) != 0)
+            }
+            KeySet::Sorted(keys) => keys.binary_search(&k).is_ok(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            KeySet::Bits { len, .. } => *len,
+            KeySet::Sorted(keys) => keys.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            KeySet::Bits { bits, .. } => bits.len() * 8,
+            KeySet::Sorted(keys) => keys.len() * 8,
+        }
+    }
+}
+
+/// Takes the decimal keys of text COPY output apart, one a line; `partial` carries a number cut
+/// by the end of a chunk (negative or not, and its value so far: negatives are built downwards,
+/// so i64::MIN fits).
+fn parse_key_lines(chunk: &[u8], partial: &mut Option<(bool, i64)>, keys: &mut Vec<i64>) -> Result<(), String> {
+    let bad = || "a key line of the COPY output is not a number".to_string();
+    for &b in chunk {
+        match b {
+            b'\n' => keys.push(partial.take().ok_or_else(bad)?.1),
+            b'-' if partial.is_none() => *partial = Some((true, 0)),
+            b'0'..=b'9' => {
+                let (neg, v) = partial.get_or_insert((false, 0));
+                let d = (b - b'0') as i64;
+                *v = v
+                    .checked_mul(10)
+                    .and_then(|x| if *neg { x.checked_sub(d) } else { x.checked_add(d) })
+                    .ok_or_else(bad)?;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(())
+}
+
+/// The most memory one check gives its parents' keys: 4 MiB, a bitmap of 32 M serial keys or a
+/// sorted list of 512 k others.
+pub const LOCAL_PARENT_BYTES: usize = 4 << 20;
+
+impl ParentCheck {
+    /// For the foreign keys (to other tables) whose columns are all among `cols`, the target
+    /// columns in the order rows are encoded; `None` when there is none.
+    pub fn new(index: usize, table: &TargetTable, cols: &[PgColumn], fks: &[ForeignKeyInfo]) -> Option<ParentCheck> {
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        let fks: Vec<ForeignKeyInfo> = fks
+            .iter()
+            .filter(|f| !f.self_ref && f.columns.iter().all(|c| names.contains(&c.as_str())))
+            .cloned()
+            .collect();
+        if fks.is_empty() {
+            return None;
+        }
+        let mut fields: Vec<usize> = fks
+            .iter()
+            .flat_map(|f| f.columns.iter())
+            .filter_map(|c| names.iter().position(|x| x == c))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let types: Vec<PgType> = fields.iter().map(|&i| cols[i].ty.clone()).collect();
+        let arrays = types.iter().all(|t| {
+            matches!(
+                t,
+                PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Text | PgType::Varchar(_) | PgType::Bpchar(_)
+            )
+        });
+        let quoted: Vec<String> = fields.iter().map(|&i| quote_ident(&cols[i].name)).collect();
+        let stage = quote_ident(&format!("migrate_parent_check_{index}"));
+        let from = if arrays {
+            let params: Vec<String> = fields
+                .iter()
+                .zip(&types)
+                .enumerate()
+                .map(|(n, (&i, t))| match t {
+                    PgType::Int2 => format!("${}::int2[]", n + 1),
+                    PgType::Int4 => format!("${}::int4[]", n + 1),
+                    PgType::Int8 => format!("${}::int8[]", n + 1),
+                    _ => format!("${}::text[]::{}[]", n + 1, cols[i].formatted),
+                })
+                .collect();
+            format!(
+                "unnest({}) WITH ORDINALITY AS c({}, migrate_row_ordinal)",
+                params.join(", "),
+                quoted.join(", ")
+            )
+        } else {
+            format!("pg_temp.{stage} c")
+        };
+        let checks: Vec<String> = fks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f.check_selects(i, &from))
+            .collect();
+        Some(ParentCheck {
+            create_sql: format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS
+                   SELECT 0::int AS migrate_row_ordinal, {} FROM {} WITH NO DATA",
+                quoted.join(", "),
+                table.sql()
+            ),
+            copy_sql: format!(
+                "COPY pg_temp.{stage} (migrate_row_ordinal, {}) FROM STDIN (FORMAT binary)",
+                quoted.join(", ")
+            ),
+            query_sql: format!("{} ORDER BY 1, 2", checks.join(" UNION ALL ")),
+            fks,
+            fields,
+            types,
+            arrays,
+            local_budget: 0,
+            split: None,
+            index,
+            table: table.clone(),
+            cols: cols.to_vec(),
+        })
+    }
+
+    /// Lets the check, which will see about `rows` rows, hold its parents' keys in memory: at
+    /// the first check, each single-integer-column foreign key whose parent's keys fit what is
+    /// left of [`LOCAL_PARENT_BYTES`] (as a bitmap over their span, or a sorted list), and
+    /// number at most 8 per row to check (a probe costs about that many key reads), is checked
+    /// against a copy of them read in one scan of the parent, not by an index probe per row.
+    /// The parents are loaded before the check starts; a parent row added during the load is
+    /// noticed while the keys are read (the index answers then), and one deleted by someone
+    /// else is caught when the foreign key is validated.
+    pub fn with_local_keys(mut self, rows: usize) -> ParentCheck {
+        self.local_budget = rows;
+        self
+    }
+
+    /// The foreign keys checked.
+    pub fn foreign_keys(&self) -> &[ForeignKeyInfo] {
+        &self.fks
+    }
+
+    /// Reads, for the integer foreign keys whose parents fit the budget, their keys.
+    async fn split_off_local(&self, conn: &mut PgConnection) -> Result<LocalSplit, SinkError> {
+        // Reading more keys than 8 per row to check costs more than the probes it saves.
+        let most_keys = self.local_budget.saturating_mul(8) as i128;
+        let mut bytes_left = LOCAL_PARENT_BYTES;
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for (i, f) in self.fks.iter().enumerate() {
+            let field = match f.columns.as_slice() {
+                [c] => self.cols.iter().position(|x| &x.name == c),
+                _ => None,
+            };
+            let int = field.filter(|&p| matches!(self.cols[p].ty, PgType::Int2 | PgType::Int4 | PgType::Int8));
+            let (Some(field), [ref_col]) = (int, f.ref_columns.as_slice()) else {
+                remote.push(i);
+                continue;
+            };
+            let what = format!("reading the keys of {}", f.parent_name);
+            let c = quote_ident(ref_col);
+            // The parent's key is unique, so it has an index: its ends cost two probes.
+            let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT min({c})::int8, max({c})::int8 FROM {}",
+                f.parent
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(q_err(what.clone()))?;
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                // No parent rows at all: every key is missing.
+                local.push(LocalKeys {
+                    fk: i,
+                    field,
+                    ty: self.cols[field].ty.clone(),
+                    keys: KeySet::Sorted(Vec::new()),
+                });
+                continue;
+            };
+            let span = hi as i128 - lo as i128 + 1;
+            let bits = span <= most_keys && (span as u128).div_ceil(8) <= bytes_left as u128;
+            let limit = (most_keys.min((bytes_left / 8) as i128) as usize).min(1 << 40);
+            if !bits && limit == 0 {
+                remote.push(i);
+                continue;
+            }
+            // Text COPY: one decimal a line, far cheaper to take apart than a row each.
+            let sql = if bits {
+                format!(
+                    "COPY (SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL) TO STDOUT",
+                    f.parent
+                )
+            } else {
+                format!(
+                    "COPY (SELECT {c}::int8 FROM {} WHERE {c} IS NOT NULL LIMIT {}) TO STDOUT",
+                    f.parent,
+                    limit + 1
+                )
+            };
+            let mut set = if bits {
+                KeySet::empty_bits(lo, span as usize)
+            } else {
+                // Untouched capacity costs no memory; it saves the doublings.
+                KeySet::Sorted(Vec::with_capacity(limit + 1))
+            };
+            let mut usable = true;
+            {
+                use futures_util::StreamExt;
+                let mut stream = conn.copy_out_raw(&sql).await.map_err(q_err(what.clone()))?;
+                let mut partial: Option<(bool, i64)> = None;
+                let mut keys: Vec<i64> = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(q_err(what.clone()))?;
+                    keys.clear();
+                    parse_key_lines(&chunk, &mut partial, &mut keys).map_err(|e| SinkError::Query {
+                        what: what.clone(),
+                        cause: sqlx::Error::Protocol(e),
+                    })?;
+                    // A key outside the ends read before (a parent row added since): the copy
+                    // would be wrong, so the index answers instead.
+                    usable &= set.extend(&keys);
+                }
+            }
+            if !usable || (!bits && set.len() > limit) {
+                remote.push(i);
+                continue;
+            }
+            set.finish();
+            bytes_left = bytes_left.saturating_sub(set.bytes());
+            tracing::debug!(
+                "{}: parent check of {} against {} key(s) of {} held in memory ({} bytes)",
+                self.table.display(),
+                f.name,
+                set.len(),
+                f.parent_name,
+                set.bytes()
+            );
+            local.push(LocalKeys {
+                fk: i,
+                field,
+                ty: self.cols[field].ty.clone(),
+                keys: set,
+            });
+        }
+        let remote = if local.is_empty() || remote.is_empty() {
+            None
+        } else {
+            let fks: Vec<ForeignKeyInfo> = remote.iter().map(|&i| self.fks[i].clone()).collect();
+            ParentCheck::new(self.index, &self.table, &self.cols, &fks).map(|c| (c, remote.clone()))
+        };
+        if local.is_empty() {
+            return Ok(LocalSplit { local, remote: None });
+        }
+        Ok(LocalSplit { local, remote })
+    }
+
+    /// The rows of `batch` (positions in it) that have no parent. `fresh`: nothing was run on
+    /// `conn` for this check yet.
+    pub async fn check(
+        &mut self,
+        conn: &mut PgConnection,
+        batch: &Encoded,
+        fresh: &mut bool,
+    ) -> Result<Vec<Refused>, SinkError> {
+        if batch.rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.split.is_none() {
+            let split = if self.local_budget > 0 {
+                self.split_off_local(conn).await?
+            } else {
+                LocalSplit {
+                    local: Vec::new(),
+                    remote: None,
+                }
+            };
+            self.split = Some(std::sync::Arc::new(split));
+        }
+        let split = self.split.clone().unwrap_or_else(|| {
+            std::sync::Arc::new(LocalSplit {
+                local: Vec::new(),
+                remote: None,
+            })
+        });
+        let mut found = if split.local.is_empty() {
+            self.found(conn, batch, fresh).await?
+        } else {
+            let mut found = Vec::new();
+            if let Some((remote, positions)) = &split.remote {
+                for (ord, fk, v) in remote.found(conn, batch, fresh).await? {
+                    found.push((ord, positions[fk as usize] as i32, v));
+                }
+            }
+            let bad = || SinkError::Query {
+                what: "checking rows for their parents".into(),
+                cause: sqlx::Error::Protocol("a malformed encoded row".into()),
+            };
+            let mut one = Vec::with_capacity(1);
+            for l in &split.local {
+                for (ord, r) in batch.rows.iter().enumerate() {
+                    one.clear();
+                    fields_at(&batch.buf[r.clone()], &[l.field], &mut one).map_err(|_| bad())?;
+                    let Some(Some(b)) = one.first().copied() else { continue };
+                    let k = match l.ty {
+                        PgType::Int2 => b.try_into().ok().map(|b| i16::from_be_bytes(b) as i64),
+                        PgType::Int4 => b.try_into().ok().map(|b| i32::from_be_bytes(b) as i64),
+                        _ => b.try_into().ok().map(i64::from_be_bytes),
+                    }
+                    .ok_or_else(bad)?;
+                    if !l.keys.contains(k) {
+                        found.push((ord as i64 + 1, l.fk as i32, Some(k.to_string())));
+                    }
+                }
+            }
+            found
+        };
+        found.sort_by_key(|(ord, fk, _)| (*ord, *fk));
+        let all: Vec<usize> = (0..batch.rows.len()).collect();
+        Ok(refusals(found, &all, &self.fks))
+    }
+
+    /// What the server finds: (1-based row, foreign key, the key's values as text).
+    async fn found(
+        &self,
+        conn: &mut PgConnection,
+        batch: &Encoded,
+        fresh: &mut bool,
+    ) -> Result<Vec<(i64, i32, Option<String>)>, SinkError> {
+        let what = "checking rows for their parents";
+        let malformed = |e: String| SinkError::Query {
+            what: what.into(),
+            cause: sqlx::Error::Protocol(e),
+        };
+        if *fresh {
+            // The anti-join must probe each parent's key index per row; a hash of a whole
+            // parent table per batch is what the planner may choose for an unanalysed stage.
+            // This session runs nothing else.
+            execute(conn, "SET enable_hashjoin = off; SET enable_mergejoin = off", what).await?;
+        }
+        let found: Vec<(i64, i32, Option<String>)> = if self.arrays {
+            *fresh = false;
+            let mut q = sqlx::query_as(AssertSqlSafe(self.query_sql.clone()));
+            let mut values: Vec<Vec<Option<&[u8]>>> = vec![Vec::with_capacity(batch.rows.len()); self.fields.len()];
+            for r in &batch.rows {
+                let mut fields = Vec::with_capacity(self.fields.len());
+                fields_at(&batch.buf[r.clone()], &self.fields, &mut fields).map_err(malformed)?;
+                for (v, f) in values.iter_mut().zip(fields) {
+                    v.push(f);
+                }
+            }
+            for (t, v) in self.types.iter().zip(&values) {
+                q = match t {
+                    PgType::Int2 => q.bind(
+                        v.iter()
+                            .map(|f| f.and_then(|b| b.try_into().ok()).map(i16::from_be_bytes))
+                            .collect::<Vec<_>>(),
+                    ),
+                    PgType::Int4 => q.bind(
+                        v.iter()
+                            .map(|f| f.and_then(|b| b.try_into().ok()).map(i32::from_be_bytes))
+                            .collect::<Vec<_>>(),
+                    ),
+                    PgType::Int8 => q.bind(
+                        v.iter()
+                            .map(|f| f.and_then(|b| b.try_into().ok()).map(i64::from_be_bytes))
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => q.bind(
+                        v.iter()
+                            .map(|f| f.map(|b| String::from_utf8_lossy(b).into_owned()))
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+            }
+            q.fetch_all(&mut *conn).await.map_err(q_err(what))?
+        } else {
+            let begin = if *fresh {
+                format!("BEGIN; {}", self.create_sql)
+            } else {
+                "BEGIN".to_string()
+            };
+            execute(conn, &begin, what).await?;
+            *fresh = false;
+            let mut data = Vec::with_capacity(COPY_HEADER.len() + batch.rows.len() * (8 + 12 * self.fields.len()) + 2);
+            data.extend_from_slice(COPY_HEADER);
+            let mut fields = Vec::with_capacity(self.fields.len());
+            for (ord, r) in batch.rows.iter().enumerate() {
+                data.extend_from_slice(&(1 + self.fields.len() as i16).to_be_bytes());
+                data.extend_from_slice(&4i32.to_be_bytes());
+                data.extend_from_slice(&(ord as i32 + 1).to_be_bytes());
+                fields.clear();
+                fields_at(&batch.buf[r.clone()], &self.fields, &mut fields).map_err(malformed)?;
+                for f in &fields {
+                    match f {
+                        None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+                        Some(b) => {
+                            data.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                            data.extend_from_slice(b);
+                        }
+                    }
+                }
+            }
+            data.extend_from_slice(&(-1i16).to_be_bytes());
+            let mut copy = conn.copy_in_raw(&self.copy_sql).await.map_err(q_err(what))?;
+            if let Err(e) = copy.send(data).await {
+                let _ = copy.abort("send failed").await;
+                return Err(q_err(what)(e));
+            }
+            copy.finish().await.map_err(q_err(what))?;
+            // The commit empties the stage.
+            let rows = sqlx::raw_sql(AssertSqlSafe(format!("{}; COMMIT", self.query_sql)))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(q_err(what))?;
+            let mut found = Vec::with_capacity(rows.len());
+            for r in &rows {
+                found.push((
+                    r.try_get(0).map_err(q_err(what))?,
+                    r.try_get(1).map_err(q_err(what))?,
+                    r.try_get(2).map_err(q_err(what))?,
+                ));
+            }
+            found
+        };
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lines_parse_across_chunks_and_key_sets_answer_like_a_search() {
+        let text = format!("1\n-5\n{}\n{}\n42\n", i64::MAX, i64::MIN);
+        for cut in 0..text.len() {
+            let (mut partial, mut keys) = (None, Vec::new());
+            parse_key_lines(&text.as_bytes()[..cut], &mut partial, &mut keys).unwrap();
+            parse_key_lines(&text.as_bytes()[cut..], &mut partial, &mut keys).unwrap();
+            assert_eq!(keys, [1, -5, i64::MAX, i64::MIN, 42], "cut at {cut}");
+            assert!(partial.is_none());
+        }
+        assert!(parse_key_lines(b"12x\n", &mut None, &mut Vec::new()).is_err());
+        assert!(parse_key_lines(b"99999999999999999999\n", &mut None, &mut Vec::new()).is_err());
+        // A bitmap over the keys' span and a sorted list answer as a search would.
+        let dense: Vec<i64> = (-100..900).filter(|k| k % 3 != 0).collect();
+        let sparse: Vec<i64> = vec![i64::MIN, -7, 0, 3, 1 << 40, i64::MAX];
+        let mut bits = KeySet::empty_bits(-100, 1000);
+        assert!(bits.extend(&dense[..10]) && bits.extend(&dense[5..]));
+        bits.finish();
+        let mut sorted = KeySet::Sorted(Vec::new());
+        assert!(sorted.extend(&sparse[3..]) && sorted.extend(&sparse[..4]));
+        sorted.finish();
+        for (set, keys) in [(bits, dense), (sorted, sparse)] {
+            assert_eq!(set.len(), keys.len());
+            for k in (-300..1200)
+                .chain(keys.iter().copied())
+                .chain([i64::MIN + 1, i64::MAX - 1])
+            {
+                assert_eq!(set.contains(k), keys.contains(&k), "{k}");
+            }
+        }
+        // A key outside a bitmap's span (a parent row added after its ends were read).
+        let mut bits = KeySet::empty_bits(10, 64);
+        assert!(!bits.extend(&[9]) && !bits.extend(&[74]) && bits.extend(&[10, 73]));
+        assert_eq!(KeySet::empty_bits(i64::MIN, 1).bytes(), 8);
+        assert!(!KeySet::Sorted(Vec::new()).contains(0));
+    }
+}
