@@ -1,18 +1,19 @@
 //! One function per mode (run, dry run, check-only, validate, demo): wiring only, no SQL.
 
+use crate::bind::Bound;
+use crate::bind::{self, Preflight};
 use crate::checkpoint::{self, Mirror, Progress};
 use crate::cli::{Cli, Command, Common, RunArgs, ScaffoldArgs};
 use crate::error::{Failed, UsageError};
-use crate::pipeline::{self, EntityStats, Mode, Retry};
+use crate::pipeline::{self, Mode, Retry};
 use crate::plan::{self, Entity, Plan};
+use crate::report::EntityStats;
 use crate::report::{self, Report};
 use crate::sink;
 use crate::source::resilient::ReadPlan;
 use crate::telemetry::{Bars, redact_url};
 use crate::validate::deep;
 use crate::validate::post::{self, Validation};
-use crate::validate::pre::Bound;
-use crate::validate::pre::{self, Preflight};
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
@@ -177,8 +178,8 @@ pub(crate) async fn preflight(
     count: bool,
 ) -> Result<Preflight> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
-    let facts = pre::source_facts(source, owned, count).await?;
-    Ok(pre::bind_all(conn, plan, selected, facts).await?)
+    let facts = bind::source_facts(source, owned, count).await?;
+    Ok(bind::bind_all(conn, plan, selected, facts).await?)
 }
 
 pub(crate) fn problems_error(pf: &Preflight) -> anyhow::Error {
@@ -555,7 +556,7 @@ async fn post_validate(
     deep: bool,
 ) -> Result<Validation> {
     let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
-    let facts = pre::source_facts(source, owned, true).await?;
+    let facts = bind::source_facts(source, owned, true).await?;
     if let Some(p) = facts
         .iter()
         .zip(selected)

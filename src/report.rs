@@ -1,8 +1,39 @@
 //! The run summary: a table on stdout, and its JSON form for `--report`.
 
-use crate::pipeline::EntityStats;
+use crate::checkpoint::RejectRecord;
 use crate::validate::post::Validation;
 use serde::Serialize;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EntityStats {
+    pub entity: String,
+    /// Source rows in scope (after `where`).
+    pub source_rows: u64,
+    /// Source rows the mapping's `where` leaves out.
+    pub skipped_by_where: u64,
+    pub read: u64,
+    /// Rows stored as new rows, as PostgreSQL counted them.
+    pub loaded: u64,
+    pub rejected: u64,
+    /// Rows PostgreSQL took without an error but kept out (a trigger returned NULL, a rule,
+    /// `on_conflict = "skip"` met a key already there).
+    pub kept_out: u64,
+    /// Rows that updated a row already in the target (`on_conflict = "update"`).
+    pub merged: u64,
+    pub seconds: f64,
+    /// Seconds spent re-creating held indexes and foreign keys after the load (not in `seconds`).
+    pub rebuild_seconds: f64,
+    /// Rows read per second in this run.
+    pub rows_per_sec: f64,
+    pub status: String,
+    /// Reconnections to the target during this entity's load.
+    pub retries: u64,
+    /// The post-load validation's verdict for this entity: "ok", "mismatch", or "not run".
+    pub validation: String,
+    /// Dry run: the first rejects, to show.
+    #[serde(skip)]
+    pub sample_rejects: Vec<RejectRecord>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Report {

@@ -1,11 +1,11 @@
 //! `deletes = "detect" | "soft"`: target rows whose source row is gone are deleted, or flagged,
 //! and the rejects of rows gone from the source are forgotten.
 
+use crate::bind::Bound;
 use crate::plan::quote_ident;
 use crate::sink::{self, pgtype::PgType};
 use crate::telemetry::Bars;
 use crate::validate::deep::Gone;
-use crate::validate::pre::Bound;
 use anyhow::{Context, Result};
 use sqlx::{AssertSqlSafe, PgConnection};
 

@@ -11,6 +11,7 @@ pub mod deletes;
 pub mod watermark;
 
 use crate::app::{self, LoadCtx};
+use crate::bind::Bound;
 use crate::checkpoint::{self, Mirror, Progress, sync_progress_name};
 use crate::cli::{Cli, StatusArgs, SyncArgs};
 use crate::error::UsageError;
@@ -19,7 +20,6 @@ use crate::plan::Entity;
 use crate::sink;
 use crate::source::{self, Window, WmKind};
 use crate::telemetry::{Bars, redact_url};
-use crate::validate::pre::Bound;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::PgConnection;

@@ -15,11 +15,11 @@
 //!
 //! A row whose key is in `migrate.rejects` is accounted for as rejected, not as missing.
 
+use crate::bind::Bound;
 use crate::plan::quote_ident;
 use crate::sink::pgtype::PgType;
 use crate::source::{self, SourceError};
 use crate::telemetry::{Bars, EntityBar};
-use crate::validate::pre::Bound;
 use crate::value::{key_display, key_to_json};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -428,7 +428,7 @@ fn read_source(
                 }
             }
             buf.clear();
-            match crate::pipeline::encode_row(b, row, &mut buf) {
+            match crate::bind::encode_row(b, row, &mut buf) {
                 Ok(()) => {
                     let parsed = split_tuple(&buf).ok().flatten();
                     let Some((fields, _)) = parsed else {

@@ -1,6 +1,5 @@
-//! Validation before a run (`--check-only`, and the pre-flight of every run) and after it
-//! (`--validate`): is everything there and compatible, and did every row arrive?
+//! Validation after a run (`--validate`, `migrate validate`): did every row arrive? (What is
+//! checked before, binding every entity to both databases, is `bind`.)
 
 pub mod deep;
 pub mod post;
-pub mod pre;

@@ -1,4 +1,5 @@
-//! Pre-flight: bind each entity of the plan to the real source and target. Every source table
+//! Binding: each entity of the plan bound to the real source and target (the pre-flight), and
+//! a source row turned into the target's binary COPY tuple (`encode_row`). Every source table
 //! and column, target table and column, type pairing, key and NOT NULL column is checked, and
 //! all problems of all entities are listed at once. A bound entity is what the pipeline runs.
 
@@ -8,6 +9,7 @@ use crate::sink::pgtype::PgType;
 use crate::sink::{self, Loader, PgColumn, SinkError};
 use crate::source::{self, Column, ReadSpec, SourceColumn, SourceError};
 use crate::transform::Produces;
+use crate::value::Value;
 use sqlx::PgConnection;
 
 /// What the source says about one entity.
@@ -495,6 +497,43 @@ fn compatible(p: Produces, t: &PgType) -> Result<(), String> {
             format!("{p:?}").to_lowercase()
         ))
     }
+}
+
+/// Transforms and encodes one source row into `buf`; on failure returns (column, reason) and
+/// leaves `buf` as it was.
+pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (String, String)> {
+    let start = buf.len();
+    buf.extend_from_slice(&(b.targets.len() as i16).to_be_bytes());
+    for (i, fd) in b.entity.fields.iter().enumerate() {
+        let col = &b.targets[i];
+        let raw = match (&fd.constant, b.field_pos[i]) {
+            (Some(c), _) => c,
+            (None, Some(p)) => &row[p],
+            (None, None) => &Value::Null,
+        };
+        let fail = |reason: String, buf: &mut Vec<u8>| {
+            buf.truncate(start);
+            Err((fd.to.clone(), reason))
+        };
+        // Values the transforms leave as they are are encoded where they lie.
+        let transformed = match fd.chain.apply_ref(raw) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("transform failed: {e}"), buf),
+        };
+        let mut v: &Value = &transformed;
+        if v.is_null()
+            && let Some(d) = &fd.default
+        {
+            v = d;
+        }
+        if v.is_null() && col.not_null {
+            return fail(format!("NULL in NOT NULL column {}", col.name), buf);
+        }
+        if let Err(e) = col.ty.encode(v, buf) {
+            return fail(e, buf);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
