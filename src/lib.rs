@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 mod fuzz;
 pub mod interrupt;
+pub mod orchestrator;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

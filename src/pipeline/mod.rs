@@ -14,7 +14,9 @@ use crate::bind::Bound;
 use crate::checkpoint::{self, Mirror, Progress};
 use crate::report::EntityStats;
 use crate::sink::{self, SinkError};
+use crate::source::resilient::ReadPlan;
 use crate::source::{self, SourceError};
+use crate::telemetry::Bars;
 use crate::telemetry::EntityBar;
 use batch::{FastFail, commit_batch, fast_batch};
 use feed::{FeedPlan, Prepared};
@@ -70,6 +72,30 @@ pub enum PipelineError {
         #[source]
         cause: checkpoint::CheckpointError,
     },
+}
+
+/// Rows per batch unless `--batch-size` or the mapping says otherwise: one COPY and one
+/// transaction each, streamed a chunk at a time (memory does not grow with it).
+pub const DEFAULT_BATCH: usize = 50_000;
+
+/// What every entity's load shares.
+pub struct LoadCtx<'a> {
+    pub source: &'a str,
+    pub dry: bool,
+    pub state: SharedState,
+    pub mirror: &'a Mirror,
+    pub retry: Retry,
+    pub read_plan: &'a ReadPlan,
+    /// `--batch-size`, over the mapping's `batch_size`.
+    pub batch_size: Option<usize>,
+    /// `--defer-indexes`.
+    pub defer: bool,
+    pub bars: &'a Bars,
+    /// `--jobs`: an entity of at least `orchestrator::MIN_PART_ROWS` × 2 rows is split into up to this many
+    /// key ranges, loaded side by side.
+    pub jobs: usize,
+    /// With `--jobs` above 1: one permit per stream (an entity, or a part of one) loading at once.
+    pub streams: Option<&'a tokio::sync::Semaphore>,
 }
 
 /// The progress of every entity of the run, as committed; entities loading at the same time

@@ -10,31 +10,27 @@
 pub mod deletes;
 pub mod watermark;
 
-use crate::app::{self, LoadCtx};
 use crate::bind::Bound;
-use crate::checkpoint::{self, Mirror, Progress, sync_progress_name};
-use crate::cli::{Cli, StatusArgs, SyncArgs};
-use crate::error::UsageError;
-use crate::pipeline::{self, Mode, Retry};
+use crate::checkpoint::{self, Progress, sync_progress_name};
+use crate::pipeline::{self, LoadCtx, Mode};
 use crate::plan::Entity;
 use crate::sink;
 use crate::source::{self, Window, WmKind};
-use crate::telemetry::{Bars, redact_url};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One entity's sync state row.
 #[derive(Debug, Clone, Default)]
-struct State {
-    watermark: Option<String>,
-    kind: Option<WmKind>,
-    pass_id: Option<i64>,
-    above: Option<String>,
-    upto: Option<String>,
+pub(crate) struct State {
+    pub(crate) watermark: Option<String>,
+    pub(crate) kind: Option<WmKind>,
+    pub(crate) pass_id: Option<i64>,
+    pub(crate) above: Option<String>,
+    pub(crate) upto: Option<String>,
     /// UTC, ISO 8601.
-    last_pass_at: Option<String>,
+    pub(crate) last_pass_at: Option<String>,
 }
 
 /// watermark, kind, pass id, window above, window up to, last pass (UTC text).
@@ -47,7 +43,7 @@ type StateRow = (
     Option<String>,
 );
 
-async fn read_state(conn: &mut PgConnection, entity: &str) -> Result<Option<State>> {
+pub(crate) async fn read_state(conn: &mut PgConnection, entity: &str) -> Result<Option<State>> {
     let row: Option<StateRow> = sqlx::query_as(
         "SELECT watermark, watermark_kind, pass_id, pass_above, pass_upto,
                 to_char(last_pass_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
@@ -68,7 +64,7 @@ async fn read_state(conn: &mut PgConnection, entity: &str) -> Result<Option<Stat
 }
 
 /// The newest watermark in the source for `e`, read in the source's own thread.
-async fn newest(source: &str, e: &Entity) -> Result<Option<(String, WmKind)>> {
+pub(crate) async fn newest(source: &str, e: &Entity) -> Result<Option<(String, WmKind)>> {
     let (relation, filter) = (e.relation.clone(), e.filter.clone());
     let column = e.incremental.clone().unwrap_or_default();
     let name = e.name.clone();
@@ -123,168 +119,8 @@ pub struct PassStats {
     pub resumed: bool,
 }
 
-/// `migrate sync`, with its lock waits watched (see `sink::locks`).
-pub async fn sync(cli: &Cli, args: &SyncArgs) -> Result<u8> {
-    sink::locks::set_lock_wait(args.lock_wait);
-    let watch = match &cli.common.target {
-        Some(target) => sink::locks::LockWatch::start(target, args.lock_wait).await,
-        None => None,
-    };
-    match sync_passes(cli, args).await {
-        Err(e) if sink::locks::is_lock_timeout(&e) => {
-            Err(crate::error::Failed(sink::locks::LockWatch::explain(watch.as_ref(), args.lock_wait)).into())
-        }
-        other => other,
-    }
-}
-
-async fn sync_passes(cli: &Cli, args: &SyncArgs) -> Result<u8> {
-    crate::interrupt::install();
-    let plan = app::load_plan(&cli.common)?;
-    let selected = app::select(&plan, &cli.common.entity)?;
-    let (source, target) = (app::source_url(&cli.common)?, app::target_url(&cli.common)?);
-    let every = match &args.every {
-        Some(t) => Some(watermark::parse_every(t).map_err(UsageError)?),
-        None => None,
-    };
-    let incremental: Vec<&Entity> = selected.iter().copied().filter(|e| e.incremental.is_some()).collect();
-    for e in selected.iter().filter(|e| e.incremental.is_none()) {
-        tracing::info!(
-            "{}: not incremental (no `incremental` column in its mapping); skipped",
-            e.name
-        );
-    }
-    if incremental.is_empty() {
-        return Err(UsageError(
-            "no incremental entity to sync: add incremental = \"<column>\" (and on_conflict = \"update\") to the mappings of the tables that change"
-                .into(),
-        )
-        .into());
-    }
-    let mut conn = sink::connect(&target).await?;
-    if let Some(holder) = app::lock_run(&mut conn, args.lock_wait).await? {
-        return Err(UsageError(format!(
-            "another migrate run or sync is writing to this target database ({holder}); two at once are refused"
-        ))
-        .into());
-    }
-    checkpoint::ensure_schema(&mut conn).await?;
-    let state = checkpoint::load_all(&mut conn).await?;
-    let not_loaded: Vec<String> = incremental
-        .iter()
-        .filter(|e| !state.get(&e.name).is_some_and(Progress::is_done))
-        .map(|e| e.name.clone())
-        .collect();
-    if !not_loaded.is_empty() {
-        return Err(UsageError(format!(
-            "the full load of {} is not finished; run `migrate --resume` first (sync moves changes made after a full load)",
-            not_loaded.join(", ")
-        ))
-        .into());
-    }
-    // Bound once, without counting the source rows (a full scan each): the --every loop
-    // reuses it.
-    let pf = app::preflight(&source, &mut conn, &plan, &incremental, false).await?;
-    if !pf.problems.is_empty() {
-        return Err(app::problems_error(&pf));
-    }
-    let mirror = Mirror::new(&cli.common.checkpoint);
-    let bars = Bars::new();
-    let read_plan = source::resilient::ReadPlan {
-        retries: args.retries,
-        retry_wait: Duration::from_secs_f64(args.retry_wait.clamp(0.0, 3600.0)),
-        ..Default::default()
-    };
-    let retry = Retry {
-        target: target.clone(),
-        relock: true,
-        attempts: args.retries,
-        base: Duration::from_secs_f64(args.retry_wait.clamp(0.0, 3600.0)),
-    };
-    let ctx = LoadCtx {
-        source: &source,
-        dry: false,
-        state: pipeline::SharedState::new(state),
-        mirror: &mirror,
-        retry: retry.clone(),
-        read_plan: &read_plan,
-        batch_size: args.batch_size.map(|b| b as usize),
-        defer: false,
-        bars: &bars,
-        jobs: 1,
-        streams: None,
-    };
-    tracing::info!(
-        "sync from {} into {}: {} incremental entit{}{}",
-        redact_url(&source),
-        redact_url(&target),
-        pf.bound.len(),
-        if pf.bound.len() == 1 { "y" } else { "ies" },
-        every.map_or(String::new(), |d| format!(", every {}s", d.as_secs()))
-    );
-    let mut all: Vec<Vec<PassStats>> = Vec::new();
-    loop {
-        let began = Instant::now();
-        let (pass_id, stats) = one_pass(&ctx, &mut conn, &pf.bound, args.overlap).await?;
-        let summary: Vec<String> = stats
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {} read, {} upserted, {} deleted, {} rejected",
-                    s.entity, s.read, s.upserted, s.deleted, s.rejected
-                )
-            })
-            .collect();
-        tracing::info!(
-            "sync pass {pass_id} done in {:.1}s: {}",
-            began.elapsed().as_secs_f64(),
-            summary.join("; ")
-        );
-        all.push(stats);
-        let Some(every) = every else { break };
-        // Sleep until the next pass, waking for a stop request.
-        let next = began + every;
-        tokio::select! {
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
-            _ = crate::interrupt::wait() => {
-                tracing::info!("stopped between passes; every pass so far is complete");
-                break;
-            }
-        }
-        app::keep_run_lock(&mut conn, &retry).await?;
-    }
-    drop(bars);
-    if let Some(last) = all.last() {
-        print!("{}", pass_table(last));
-    }
-    if let Some(path) = &cli.common.report {
-        let doc = serde_json::json!({ "mode": "sync", "passes": all });
-        crate::report::write_json(path, &doc).with_context(|| format!("writing report {path}"))?;
-    }
-    Ok(0)
-}
-
-fn pass_table(stats: &[PassStats]) -> String {
-    let mut out = format!(
-        "{:<20} {:>9} {:>9} {:>9} {:>9}  {}\n",
-        "entity", "read", "upserted", "deleted", "rejected", "watermark"
-    );
-    for s in stats {
-        out.push_str(&format!(
-            "{:<20} {:>9} {:>9} {:>9} {:>9}  {}\n",
-            s.entity,
-            s.read,
-            s.upserted,
-            s.deleted,
-            s.rejected,
-            s.watermark_after.as_deref().unwrap_or("-")
-        ));
-    }
-    out
-}
-
 /// One pass over every incremental entity, in dependency order.
-async fn one_pass(
+pub(crate) async fn one_pass(
     ctx: &LoadCtx<'_>,
     conn: &mut PgConnection,
     bound: &[Bound],
@@ -416,7 +252,7 @@ async fn pass_entity(
         upto: upto.clone(),
     });
     windowed.rows_in_scope = 0;
-    let batch = ctx.batch_size.or(e.batch_size).unwrap_or(app::DEFAULT_BATCH);
+    let batch = ctx.batch_size.or(e.batch_size).unwrap_or(pipeline::DEFAULT_BATCH);
     let bar = ctx
         .bars
         .entity(&format!("{} (sync)", e.name), 0, start.rows_read as u64);
@@ -502,143 +338,4 @@ async fn pass_entity(
         seconds: began.elapsed().as_secs_f64(),
         resumed,
     })
-}
-
-/// One entity in `migrate status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct EntityStatus {
-    pub entity: String,
-    pub mode: &'static str,
-    /// `done`, `running`, or `not started` (the full load).
-    pub load: String,
-    pub rows_loaded: i64,
-    /// Taken by the target without an error but kept out (trigger, rule, on_conflict = skip).
-    pub rows_kept_out: i64,
-    /// Merged into rows already in the target (on_conflict = update).
-    pub rows_merged: i64,
-    pub rows_upserted_by_sync: i64,
-    pub rows_deleted_by_sync: i64,
-    pub rejects: i64,
-    pub watermark: Option<String>,
-    pub newest_in_source: Option<String>,
-    /// Seconds (date/time watermark) or units (number) the source is ahead.
-    pub lag: Option<f64>,
-    pub last_pass_at: Option<String>,
-    pub pass_in_flight: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
-    let plan = app::load_plan(&cli.common)?;
-    let selected = app::select(&plan, &cli.common.entity)?;
-    let target = app::target_url(&cli.common)?;
-    let mut conn = sink::connect(&target).await?;
-    // A read-only command: without the migrate schema (nothing loaded yet), every entity is
-    // "not started", and nothing is created.
-    let has_state: bool = sqlx::query_scalar(
-        "SELECT to_regclass('migrate.sync_state') IS NOT NULL AND to_regclass('migrate.runs') IS NOT NULL
-            AND to_regclass('migrate.rejects') IS NOT NULL",
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    let progress = checkpoint::load_all(&mut conn).await?;
-    let source = app::source_url(&cli.common).ok();
-    let mut out = Vec::new();
-    for e in &selected {
-        let p = progress.get(&e.name);
-        let (st, (upserted, deleted, last_error), rejects) = if has_state {
-            let st = read_state(&mut conn, &e.name).await?.unwrap_or_default();
-            let runs: (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
-                "SELECT sum(rows_upserted)::bigint, sum(rows_deleted)::bigint,
-                        (SELECT error FROM migrate.runs r2 WHERE r2.entity = $1 ORDER BY pass_id DESC LIMIT 1)
-                 FROM migrate.runs WHERE entity = $1",
-            )
-            .bind(&e.name)
-            .fetch_one(&mut conn)
-            .await?;
-            let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM migrate.rejects WHERE entity = $1")
-                .bind(&e.name)
-                .fetch_one(&mut conn)
-                .await?;
-            (st, runs, rejects)
-        } else {
-            (Default::default(), (None, None, None), 0)
-        };
-        let mut newest_text = None;
-        let mut lag = None;
-        if e.incremental.is_some()
-            && let Some(src) = &source
-        {
-            match newest(src, e).await {
-                Ok(Some((n, kind))) => {
-                    lag = st
-                        .watermark
-                        .as_deref()
-                        .and_then(|w| watermark::lag(&n, w, st.kind.unwrap_or(kind)));
-                    newest_text = Some(n);
-                }
-                Ok(None) => {}
-                Err(err) => tracing::warn!("{}: {err:#}", e.name),
-            }
-        }
-        out.push(EntityStatus {
-            entity: e.name.clone(),
-            mode: if e.incremental.is_some() { "incremental" } else { "full" },
-            load: p.map_or("not started".into(), |p| p.status.clone()),
-            // A split entity still loading counts its ranges' rows.
-            rows_loaded: p.map_or(0, |p| p.rows_loaded)
-                + checkpoint::parts_of(&progress, &e.name)
-                    .iter()
-                    .map(|p| p.rows_loaded)
-                    .sum::<i64>(),
-            rows_kept_out: p.map_or(0, |p| p.rows_kept_out)
-                + checkpoint::parts_of(&progress, &e.name)
-                    .iter()
-                    .map(|p| p.rows_kept_out)
-                    .sum::<i64>(),
-            rows_merged: p.map_or(0, |p| p.rows_merged)
-                + checkpoint::parts_of(&progress, &e.name)
-                    .iter()
-                    .map(|p| p.rows_merged)
-                    .sum::<i64>(),
-            rows_upserted_by_sync: upserted.unwrap_or(0),
-            rows_deleted_by_sync: deleted.unwrap_or(0),
-            rejects,
-            watermark: st.watermark,
-            newest_in_source: newest_text,
-            lag,
-            last_pass_at: st.last_pass_at,
-            pass_in_flight: st.pass_id,
-            last_error,
-        });
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return Ok(0);
-    }
-    println!(
-        "{:<16} {:<11} {:<11} {:>10} {:>9} {:>9} {:>8} {:<29} {:>10}  last pass",
-        "entity", "mode", "load", "loaded", "kept out", "synced", "rejects", "watermark", "lag"
-    );
-    for s in &out {
-        println!(
-            "{:<16} {:<11} {:<11} {:>10} {:>9} {:>9} {:>8} {:<29} {:>10}  {}{}",
-            s.entity,
-            s.mode,
-            s.load,
-            s.rows_loaded,
-            s.rows_kept_out + s.rows_merged,
-            s.rows_upserted_by_sync,
-            s.rejects,
-            s.watermark.as_deref().unwrap_or("-"),
-            s.lag.map_or("-".to_string(), |l| format!("{l:.1}")),
-            s.last_pass_at.as_deref().unwrap_or("never"),
-            match (&s.pass_in_flight, &s.last_error) {
-                (Some(id), _) => format!("  (pass {id} in flight: the next sync resumes it)"),
-                (None, Some(err)) => format!("  (last error: {err})"),
-                _ => String::new(),
-            }
-        );
-    }
-    Ok(0)
 }

@@ -1,0 +1,195 @@
+//! The checking modes: `--check-only` (every entity bound to both databases, nothing written)
+//! and `migrate validate` (counts, foreign keys and, with `--deep`, every row), with the
+//! validation's printed table.
+
+use super::{load_plan, preflight, problems_error, select, source_url, target_url};
+use crate::bind;
+use crate::checkpoint;
+use crate::cli::Cli;
+use crate::error::Failed;
+use crate::plan::{Entity, Plan};
+use crate::report::{self, Report};
+use crate::sink;
+use crate::telemetry::Bars;
+use crate::validate::deep;
+use crate::validate::post::{self, Validation};
+use anyhow::{Context, Result};
+
+pub(super) async fn check_only(cli: &Cli) -> Result<u8> {
+    let plan = load_plan(&cli.common)?;
+    let selected = select(&plan, &cli.common.entity)?;
+    let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
+    let mut conn = sink::connect(&target).await?;
+    let pf = preflight(&source, &mut conn, &plan, &selected, true).await?;
+    println!(
+        "{:<16} {:<24} {:>10}  {:<28} check",
+        "entity", "source", "rows", "target"
+    );
+    for (entity, src, rows, tgt) in &pf.lines {
+        let n = pf.problems.iter().filter(|(e, _)| e == entity).count();
+        let verdict = if n == 0 {
+            "ok".to_string()
+        } else {
+            format!("{n} problem(s)")
+        };
+        let rows = rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+        println!("{entity:<16} {src:<24} {rows:>10}  {tgt:<28} {verdict}");
+    }
+    if !pf.problems.is_empty() {
+        return Err(problems_error(&pf));
+    }
+    println!("all checks passed for {} entities", selected.len());
+    Ok(0)
+}
+
+pub(super) async fn post_validate(
+    source: &str,
+    conn: &mut sqlx::PgConnection,
+    plan: &Plan,
+    selected: &[&Entity],
+    deep: bool,
+) -> Result<Validation> {
+    let owned: Vec<Entity> = selected.iter().map(|e| (*e).clone()).collect();
+    let facts = bind::source_facts(source, owned, true).await?;
+    if let Some(p) = facts
+        .iter()
+        .zip(selected)
+        .find_map(|(f, e)| f.problems.first().map(|p| format!("{}: {p}", e.name)))
+    {
+        return Err(Failed(format!("cannot validate: {p}")).into());
+    }
+    let counted: Vec<(&Entity, u64)> = selected
+        .iter()
+        .zip(&facts)
+        .map(|(e, f)| (*e, f.rows_in_scope.unwrap_or(0)))
+        .collect();
+    let state = checkpoint::load_all(conn).await?;
+    let mut v = post::validate(conn, &counted, &state).await?;
+    if deep {
+        // Counted just above.
+        let mut pf = preflight(source, conn, plan, selected, false).await?;
+        for b in pf.bound.iter_mut() {
+            if let Some((_, n)) = counted.iter().find(|(e, _)| e.name == b.entity.name) {
+                b.rows_in_scope = *n;
+            }
+        }
+        if !pf.problems.is_empty() {
+            return Err(problems_error(&pf).context("cannot run the deep validation"));
+        }
+        let bars = Bars::new();
+        for b in &pf.bound {
+            let c = deep::check(source, conn, b, &bars)
+                .await
+                .with_context(|| format!("deep validation of {}", b.entity.name))?;
+            tracing::info!(
+                "{}: deep validation {}: {} matching, {} missing, {} extra, {} differing ({} of {} ranges differ)",
+                c.entity,
+                if c.ok { "ok" } else { "MISMATCH" },
+                c.matching,
+                c.missing,
+                c.extra,
+                c.differing,
+                c.ranges_differing,
+                c.ranges
+            );
+            v.ok &= c.ok;
+            v.deep.push(c);
+        }
+    }
+    print_validation(&v);
+    Ok(v)
+}
+
+pub(super) fn print_validation(v: &Validation) {
+    println!("\nvalidation");
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>10}  result",
+        "entity", "source", "loaded", "rejected", "kept out", "target"
+    );
+    for c in &v.entities {
+        println!(
+            "{:<20} {:>10} {:>10} {:>10} {:>10} {:>10}  {}",
+            c.entity,
+            c.source_rows,
+            c.loaded,
+            c.rejected,
+            c.kept_out,
+            c.target_rows,
+            if c.ok { "ok" } else { "MISMATCH" }
+        );
+        for p in &c.problems {
+            println!("    {p}");
+        }
+    }
+    let orphans: i64 = v.foreign_keys.iter().map(|f| f.orphans).sum();
+    println!(
+        "foreign keys: {} checked, {} orphan row(s)",
+        v.foreign_keys.len(),
+        orphans
+    );
+    for f in v.foreign_keys.iter().filter(|f| f.orphans > 0) {
+        println!(
+            "    {} {}: {} orphan(s), e.g. {}",
+            f.table,
+            f.constraint,
+            f.orphans,
+            f.samples.join(", ")
+        );
+    }
+    if !v.deep.is_empty() {
+        println!("\ndeep validation: every source row through the mapping, matched by key with the target");
+        println!(
+            "{:<20} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9}  result",
+            "entity", "source", "rejected", "target", "matching", "missing", "extra", "differing"
+        );
+        for c in &v.deep {
+            println!(
+                "{:<20} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9}  {}",
+                c.entity,
+                c.source_rows,
+                c.rejected,
+                c.target_rows,
+                c.matching,
+                c.missing,
+                c.extra,
+                c.differing,
+                if c.ok { "ok" } else { "MISMATCH" }
+            );
+            if !c.differing_columns.is_empty() {
+                let cols: Vec<String> = c.differing_columns.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+                println!("    differing columns: {}", cols.join(", "));
+            }
+            for e in &c.examples {
+                println!("    {e}");
+            }
+            for n in &c.notes {
+                println!("    note: {n}");
+            }
+        }
+    }
+    println!("validation {}", if v.ok { "passed" } else { "FAILED" });
+}
+
+pub(super) async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
+    let plan = load_plan(&cli.common)?;
+    let selected = select(&plan, &cli.common.entity)?;
+    let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
+    let mut conn = sink::connect(&target).await?;
+    let v = post_validate(&source, &mut conn, &plan, &selected, deep).await?;
+    if let Some(path) = &cli.common.report {
+        let r = Report::new(
+            "validate",
+            chrono::Utc::now(),
+            &source,
+            &target,
+            vec![],
+            Some(v.clone()),
+        );
+        report::write(path, &r).with_context(|| format!("writing report {path}"))?;
+    }
+    if v.ok {
+        Ok(0)
+    } else {
+        Err(Failed("validation failed: see the table above".into()).into())
+    }
+}

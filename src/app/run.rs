@@ -1,0 +1,313 @@
+//! The run: safety gates (progress, non-empty tables, confirmation, --truncate), then the
+//! orchestrator, the summary, and the post-load validation.
+
+use super::check::post_validate;
+use super::{confirm, load_plan, lock_run, preflight, problems_error, select, source_url, target_url};
+use crate::checkpoint::{self, Mirror, Progress};
+use crate::cli::{Cli, RunArgs};
+use crate::error::{Failed, UsageError};
+use crate::orchestrator::{default_jobs, dependency_levels, keep_run_lock, load_entity};
+use crate::pipeline::{self, LoadCtx, Retry};
+use crate::plan::Entity;
+use crate::report::{self, EntityStats, Report};
+use crate::sink;
+use crate::source::resilient::ReadPlan;
+use crate::telemetry::{Bars, redact_url};
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
+
+/// The run, with its lock waits watched: a statement waits for another session's lock at most
+/// `--lock-wait`, and the error then says which table waited on which backend.
+pub(super) async fn run(cli: &Cli) -> Result<u8> {
+    sink::locks::set_lock_wait(cli.run.lock_wait);
+    let watch = match (cli.run.dry_run, &cli.common.target) {
+        (false, Some(target)) => sink::locks::LockWatch::start(target, cli.run.lock_wait).await,
+        _ => None,
+    };
+    let result = load(cli).await;
+    match result {
+        Err(e) if sink::locks::is_lock_timeout(&e) => {
+            Err(Failed(sink::locks::LockWatch::explain(watch.as_ref(), cli.run.lock_wait)).into())
+        }
+        other => other,
+    }
+}
+
+pub(super) async fn load(cli: &Cli) -> Result<u8> {
+    crate::interrupt::install();
+    if cli.run.truncate {
+        crate::interrupt::set_resume_hint(
+            "run the same command with --resume in place of --truncate (which would empty the tables again) to continue"
+                .into(),
+        );
+    }
+    let started = chrono::Utc::now();
+    let dry = cli.run.dry_run;
+    let resume = cli.run.resume;
+    let plan = load_plan(&cli.common)?;
+    let selected = select(&plan, &cli.common.entity)?;
+    let (source, target) = (source_url(&cli.common)?, target_url(&cli.common)?);
+    let mut conn = sink::connect(&target).await?;
+    if !dry && let Some(holder) = lock_run(&mut conn, cli.run.lock_wait).await? {
+        return Err(UsageError(format!(
+            "another migrate run is writing to this target database ({holder}); wait for it to finish, or stop it, then run again (with --resume to continue its work)"
+        ))
+        .into());
+    }
+    let mut state = checkpoint::load_all(&mut conn).await?;
+
+    if !dry && !cli.common.entity.is_empty() {
+        let chosen: BTreeSet<&str> = selected.iter().map(|e| e.name.as_str()).collect();
+        for e in &selected {
+            let missing: Vec<String> = plan
+                .ancestors(&e.name)
+                .into_iter()
+                .filter(|d| !chosen.contains(d.as_str()) && !state.get(d).is_some_and(Progress::is_done))
+                .collect();
+            if !missing.is_empty() {
+                return Err(UsageError(format!(
+                    "entity {} depends on {}, not migrated yet; migrate {} first (or add --entity for each)",
+                    e.name,
+                    missing.join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                ))
+                .into());
+            }
+        }
+    }
+    if !dry {
+        for e in &selected {
+            let Some(p) = state.get(&e.name) else { continue };
+            if cli.run.truncate {
+                continue;
+            }
+            // A split entity's rows are in its ranges' rows until it finishes.
+            let loaded = p.rows_loaded
+                + checkpoint::parts_of(&state, &e.name)
+                    .iter()
+                    .map(|p| p.rows_loaded)
+                    .sum::<i64>();
+            if !resume {
+                return Err(UsageError(format!(
+                    "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or --truncate to empty {} and start over",
+                    e.name,
+                    p.status,
+                    loaded,
+                    e.target.display()
+                ))
+                .into());
+            }
+            if p.fingerprint != e.fingerprint {
+                return Err(UsageError(format!(
+                    "mapping {} changed since its load started ({} rows loaded with the old mapping); resuming would mix two mappings in {}. Restore the old mapping, or start that entity over with --truncate (without --resume)",
+                    e.file.display(),
+                    loaded,
+                    e.target.display()
+                ))
+                .into());
+            }
+        }
+    }
+
+    let pf = preflight(&source, &mut conn, &plan, &selected, true).await?;
+    if !pf.problems.is_empty() {
+        return Err(problems_error(&pf));
+    }
+    if !dry && !cli.run.truncate {
+        // A fresh load into a table that already holds rows would mix old and new rows, or fail
+        // on their keys half-way: refuse before anything is written.
+        let mut nonempty = Vec::new();
+        for b in &pf.bound {
+            let e = &b.entity;
+            if !state.contains_key(&e.name)
+                && e.on_conflict == crate::config::OnConflict::Error
+                && sink::has_rows(&mut conn, &e.target).await?
+            {
+                nonempty.push(e.target.display());
+            }
+        }
+        if !nonempty.is_empty() {
+            return Err(UsageError(format!(
+                "target table(s) {} already hold rows, and no run of migrate loaded them; a fresh load would add to them or fail on their keys. Choose: --truncate to empty them first (asks for confirmation), on_conflict = \"skip\" or \"update\" in the mapping to merge into them, or --resume if an earlier migrate run loaded them",
+                nonempty.join(", ")
+            ))
+            .into());
+        }
+    }
+    // Children first: the reverse of the load order.
+    let truncated: Vec<&Entity> = if cli.run.truncate {
+        pf.bound.iter().rev().map(|b| &b.entity).collect()
+    } else {
+        vec![]
+    };
+    if !dry && !cli.run.yes {
+        let names: Vec<&str> = selected.iter().map(|e| e.name.as_str()).collect();
+        let emptied = if truncated.is_empty() {
+            String::new()
+        } else {
+            let tables: Vec<String> = truncated.iter().map(|e| e.target.display()).collect();
+            format!(" EMPTYING {} first", tables.join(", "))
+        };
+        confirm(&format!(
+            "Migrate {} entities ({}) from {} into {}{emptied}?",
+            names.len(),
+            names.join(", "),
+            redact_url(&source),
+            redact_url(&target)
+        ))?;
+    }
+    let mirror = Mirror::new(&cli.common.checkpoint);
+    if !dry {
+        checkpoint::ensure_schema(&mut conn).await?;
+        // The file is only a mirror, but a run that cannot write it should say so before loading.
+        mirror.write(&state).map_err(|e| UsageError(crate::error::chain(&e)))?;
+        if !truncated.is_empty() {
+            let tables: Vec<&crate::plan::TargetTable> = truncated.iter().map(|e| &e.target).collect();
+            sink::truncate(&mut conn, &tables).await?;
+            let names: Vec<String> = truncated.iter().map(|e| e.name.clone()).collect();
+            checkpoint::forget(&mut conn, &names).await?;
+            for n in &names {
+                state.remove(n);
+            }
+            mirror.write(&state)?;
+            tracing::info!("--truncate: emptied {} and forgot their progress", names.join(", "));
+        }
+    }
+    let bars = Bars::new();
+    let read_plan = read_plan(&cli.run);
+    let retry = pipeline::Retry {
+        target: target.clone(),
+        relock: true,
+        attempts: cli.run.retries,
+        base: std::time::Duration::from_secs_f64(cli.run.retry_wait.clamp(0.0, 3600.0)),
+    };
+    let jobs = cli.run.jobs.map_or_else(default_jobs, |n| n as usize).max(1);
+    let streams = tokio::sync::Semaphore::new(jobs);
+    let mut ctx = LoadCtx {
+        source: &source,
+        dry,
+        state: pipeline::SharedState::new(state),
+        mirror: &mirror,
+        retry: Retry {
+            relock: false,
+            ..retry.clone()
+        },
+        read_plan: &read_plan,
+        batch_size: cli.run.batch_size.map(|b| b as usize),
+        defer: cli.run.defer_indexes,
+        bars: &bars,
+        jobs,
+        streams: (jobs > 1).then_some(&streams),
+    };
+    let mut stats: Vec<EntityStats> = Vec::new();
+    if jobs == 1 {
+        // One session: the run's own, which holds the run lock and takes it again after a reconnection.
+        ctx.retry = retry.clone();
+        for b in &pf.bound {
+            stats.push(load_entity(&ctx, b, &mut conn, u64::MAX, &[]).await?);
+        }
+    } else {
+        // Entities whose dependencies are all loaded run side by side, each on its own session
+        // and reader thread, at most `jobs` at a time; the next level waits for this one.
+        let loads = async {
+            let mut all = Vec::new();
+            for mut level in dependency_levels(&pf.bound) {
+                // Largest first, so the biggest entity does not end up loading alone; one larger
+                // than a stream's fair share of the level is split into key ranges.
+                level.sort_by_key(|(_, b)| std::cmp::Reverse(b.rows_in_scope));
+                let share = level.iter().map(|(_, b)| b.rows_in_scope).sum::<u64>() / jobs as u64;
+                let tables: Vec<String> = level.iter().map(|(_, b)| b.entity.target.sql()).collect();
+                let mut done: Vec<(usize, Result<EntityStats>)> =
+                    futures_util::stream::iter(level.into_iter().map(|(i, b)| {
+                        let ctx = &ctx;
+                        let target = &target;
+                        let busy: Vec<String> = tables
+                            .iter()
+                            .filter(|t| **t != b.entity.target.sql())
+                            .cloned()
+                            .collect();
+                        async move {
+                            let r = async {
+                                let mut own = sink::connect(target).await?;
+                                load_entity(ctx, b, &mut own, share, &busy).await
+                            };
+                            (i, r.await)
+                        }
+                    }))
+                    .buffer_unordered(jobs)
+                    .collect()
+                    .await;
+                done.sort_by_key(|(i, _)| *i);
+                for (_, r) in done {
+                    all.push(r?);
+                }
+            }
+            Ok::<_, anyhow::Error>(all)
+        };
+        tokio::pin!(loads);
+        // The run's own session holds the run lock while the others load: if it is lost, it is
+        // replaced (and the lock taken again) within seconds, not at the end.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        stats = loop {
+            tokio::select! {
+                r = &mut loads => break r?,
+                _ = tick.tick() => keep_run_lock(&mut conn, &retry).await?,
+            }
+        };
+        keep_run_lock(&mut conn, &retry).await?;
+    }
+    drop(bars);
+    print!("{}", report::table(&stats));
+    let rejected: u64 = stats.iter().map(|s| s.rejected).sum();
+    if dry {
+        println!("dry run: nothing was written; {rejected} row(s) would be rejected");
+        for s in &stats {
+            for r in &s.sample_rejects {
+                println!(
+                    "  {} key {}: {}{}",
+                    s.entity,
+                    crate::value::key_display(&r.key),
+                    r.column.as_deref().map(|c| format!("column {c}: ")).unwrap_or_default(),
+                    r.reason
+                );
+            }
+        }
+        println!(
+            "(checked on the client: types, lengths, NOT NULL, transforms; constraints such as foreign keys are checked by PostgreSQL during the real run)"
+        );
+    } else if rejected > 0 {
+        println!("{rejected} row(s) rejected: see SELECT * FROM migrate.rejects");
+    }
+    let mut validation = None;
+    if cli.run.validate && !dry {
+        let v = post_validate(&source, &mut conn, &plan, &selected, cli.run.deep).await?;
+        validation = Some(v);
+    }
+    let ok = validation.as_ref().is_none_or(|v| v.ok);
+    if let Some(path) = &cli.common.report {
+        let mode = if dry {
+            "dry-run"
+        } else if resume {
+            "resume"
+        } else {
+            "run"
+        };
+        let r = Report::new(mode, started, &source, &target, stats, validation.clone());
+        report::write(path, &r).with_context(|| format!("writing report {path}"))?;
+    }
+    if !ok {
+        return Err(Failed("validation failed: see the table above".into()).into());
+    }
+    Ok(0)
+}
+
+/// Cursor bounds and source retries from the command line.
+pub(super) fn read_plan(run: &RunArgs) -> ReadPlan {
+    ReadPlan {
+        cursor_rows: run.cursor_rows,
+        cursor_time: std::time::Duration::from_secs(run.cursor_secs),
+        retries: run.retries,
+        retry_wait: std::time::Duration::from_secs_f64(run.retry_wait.max(0.0)),
+    }
+}
