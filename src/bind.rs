@@ -98,7 +98,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                     }
                     Err(err) => {
                         f.problems
-                            .push(format!("source table {t}: {}", crate::error::chain(&err)));
+                            .push(format!("source table {t}: {}", crate::telemetry::chain(&err)));
                         (None, vec![])
                     }
                 },
@@ -116,7 +116,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                         vec![],
                     ),
                     Err(err) => {
-                        f.problems.push(format!("source query: {}", crate::error::chain(&err)));
+                        f.problems.push(format!("source query: {}", crate::telemetry::chain(&err)));
                         (None, vec![])
                     }
                 },
@@ -179,7 +179,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                     Some(Err(err)) => f.problems.push(format!(
                         "counting source rows{}: {}",
                         if e.filter.is_some() { " (check 'where')" } else { "" },
-                        crate::error::chain(&err)
+                        crate::telemetry::chain(&err)
                     )),
                 }
                 let named: Vec<String> = f
@@ -231,7 +231,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                         Err(err) => f.problems.push(format!(
                             "checking key ({}) for duplicates: {}",
                             f.key.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
-                            crate::error::chain(&err)
+                            crate::telemetry::chain(&err)
                         )),
                     }
                 }

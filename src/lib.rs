@@ -17,6 +17,7 @@ pub mod report;
 pub mod scaffold;
 pub mod sink;
 pub mod source;
+pub mod sqlstate;
 pub mod sync;
 pub mod telemetry;
 pub mod transform;

@@ -30,8 +30,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = migrate::error::exit_code(&e);
-            eprintln!("error: {}", migrate::error::chain(e.as_ref()));
-            if let Some(h) = migrate::error::hint(&e) {
+            eprintln!("error: {}", migrate::telemetry::chain(e.as_ref()));
+            if let Some(h) = migrate::app::hint(&e) {
                 eprintln!("hint: {h}");
             }
             ExitCode::from(code)

@@ -22,6 +22,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::error::Error as StdError;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -183,6 +184,41 @@ impl EntityBar {
     pub fn finish(&self) {
         self.bar.finish();
     }
+}
+
+/// `outer: inner: innermost`, the whole chain on one line.
+pub fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts = vec![shown(e)];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = shown(c);
+        if !parts.last().is_some_and(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    parts.join(": ")
+}
+
+/// One error of a chain as users read it: PostgreSQL's errors in its own words, with the detail
+/// and the SQLSTATE (sqlx's own text ends in "at line N" of PostgreSQL's C source).
+fn shown(e: &(dyn StdError + 'static)) -> String {
+    if let Some(pg) = e
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+    {
+        let mut s = pg.message().to_string();
+        if let Some(d) = pg.detail() {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+        if let Some(h) = pg.hint() {
+            s.push_str(&format!(" ({h})"));
+        }
+        return format!("{s} (SQLSTATE {})", pg.code());
+    }
+    e.to_string()
 }
 
 #[cfg(test)]

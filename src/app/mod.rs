@@ -5,9 +5,12 @@
 //! the orchestrator, the pipeline, the sink and the sources.
 
 mod check;
+mod hint;
 mod run;
 mod scaffold;
 mod sync;
+
+pub use hint::hint;
 
 use crate::bind::{self, Preflight};
 use crate::checkpoint;

@@ -161,7 +161,9 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
     if !dry {
         checkpoint::ensure_schema(&mut conn).await?;
         // The file is only a mirror, but a run that cannot write it should say so before loading.
-        mirror.write(&state).map_err(|e| UsageError(crate::error::chain(&e)))?;
+        mirror
+            .write(&state)
+            .map_err(|e| UsageError(crate::telemetry::chain(&e)))?;
         if !truncated.is_empty() {
             let tables: Vec<&crate::plan::TargetTable> = truncated.iter().map(|e| &e.target).collect();
             sink::truncate(&mut conn, &tables).await?;

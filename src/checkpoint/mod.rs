@@ -259,7 +259,7 @@ fn state_err(what: &str) -> impl FnOnce(sqlx::Error) -> CheckpointError + '_ {
 
 impl CheckpointError {
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, CheckpointError::State { cause, .. } if crate::sink::connection_lost(cause))
+        matches!(self, CheckpointError::State { cause, .. } if crate::sqlstate::connection_lost(cause))
     }
 }
 

@@ -94,7 +94,7 @@ pub(super) async fn connect_again(
     entity: &str,
     lost: &PipelineError,
 ) -> Result<PgConnection, PipelineError> {
-    let mut why = crate::error::chain(lost);
+    let mut why = crate::telemetry::chain(lost);
     loop {
         if *attempt >= retry.attempts {
             return Err(PipelineError::Gone {
@@ -129,14 +129,14 @@ pub(super) async fn connect_again(
                         });
                     }
                     Err(e) => {
-                        why = crate::error::chain(&e);
+                        why = crate::telemetry::chain(&e);
                         continue;
                     }
                 }
                 tracing::info!("{entity}: reconnected to the target");
                 return Ok(fresh);
             }
-            Err(e) => why = crate::error::chain(&e),
+            Err(e) => why = crate::telemetry::chain(&e),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! lose one; comments recorded with them; foreign keys validated when they come back.
 
 use super::catalog::{ForeignKeyInfo, foreign_keys, orphan_rows};
-use super::{SinkError, connection_lost, execute, q_err};
+use super::{SinkError, execute, q_err};
 use crate::plan::{TargetTable, quote_ident};
+use crate::sqlstate::{self, SqlState, connection_lost};
 use sqlx::{AssertSqlSafe, PgConnection};
 
 /// What [`hold_for_load`] took off a table for its load.
@@ -434,7 +435,7 @@ pub async fn restore_held(conn: &mut PgConnection, entity: &str) -> Result<Resto
             };
             match added {
                 Ok(()) => {}
-                Err(SinkError::Query { cause, .. }) if is_unique_violation(&cause) => {
+                Err(SinkError::Query { cause, .. }) if sqlstate::is(&cause, SqlState::UNIQUE_VIOLATION) => {
                     execute(conn, "ROLLBACK", "rolling back").await?;
                     execute(conn, "BEGIN", "starting a transaction").await?;
                     let columns: Vec<String> = info
@@ -511,7 +512,7 @@ pub async fn validate_foreign_key(
     let Err(e) = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await else {
         return Ok(None);
     };
-    if connection_lost(&e) || is_lock_timeout_error(&e) {
+    if connection_lost(&e) || sqlstate::is(&e, SqlState::LOCK_NOT_AVAILABLE) {
         return Err(SinkError::Query {
             what: format!("validating foreign key {constraint} of {table_sql}"),
             cause: e,
@@ -548,12 +549,6 @@ pub async fn validate_foreign_key(
     )))
 }
 
-fn is_lock_timeout_error(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "55P03")
-}
-
 async fn forget_held(conn: &mut PgConnection, entity: &str, name: &str) -> Result<(), SinkError> {
     sqlx::query("DELETE FROM migrate.held_constraints WHERE entity = $1 AND name = $2")
         .bind(entity)
@@ -562,12 +557,6 @@ async fn forget_held(conn: &mut PgConnection, entity: &str, name: &str) -> Resul
         .await
         .map_err(q_err(format!("restoring {name} of {entity}")))?;
     Ok(())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "23505")
 }
 
 /// Moves every row of `table_sql` whose `columns` (none NULL) repeat an earlier row's (in the

@@ -7,6 +7,7 @@ use super::copy::{Encoded, send_rows, start_rows};
 use super::{BEGIN_BATCH, SinkError, execute, q_err, undo_savepoint};
 use crate::config::OnConflict;
 use crate::plan::{TargetTable, quote_ident};
+use crate::sqlstate::SqlState;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{AssertSqlSafe, PgConnection};
 use std::ops::Range;
@@ -353,21 +354,8 @@ async fn copy_rows(
     stored_after_copy(conn, loader, copied).await
 }
 
-/// Whether an error with this SQLSTATE can follow one row: the data (classes 21, 22, 23), a
-/// limit one value breaks (54: an index row too large), a trigger or function that raises
-/// for it (P0, 38, 39, 2F, 27), a view's CHECK OPTION (44), an identifier value too long
-/// (42622). A batch refused with one of these is split until the row stands alone, and that
-/// row alone is rejected with PostgreSQL's words; the rest loads. Everything else (the
-/// connection, the server, resources, the schema, permissions, locks, timeouts) stops the
-/// run: it would fail every row alike.
-pub fn is_row_sqlstate(code: &str) -> bool {
-    ["21", "22", "23", "54", "P0", "38", "39", "2F", "27", "44"]
-        .iter()
-        .any(|class| code.starts_with(class))
-        || code == "42622"
-}
-
-/// Whether PostgreSQL refused the statement for a row it was given (see [`is_row_sqlstate`]),
+/// Whether PostgreSQL refused the statement for a row it was given (see
+/// [`SqlState::follows_one_row`]),
 /// not for the statement or the connection.
 pub fn is_data_error(e: &sqlx::Error) -> bool {
     data_error(e).is_some()
@@ -378,7 +366,7 @@ pub(super) fn data_error(e: &sqlx::Error) -> Option<(String, Option<String>)> {
     let db = e.as_database_error()?;
     let pg = db.try_downcast_ref::<PgDatabaseError>()?;
     let code = pg.code();
-    if !is_row_sqlstate(code) {
+    if !SqlState::parse(code).is_some_and(|s| s.follows_one_row()) {
         return None;
     }
     let column = pg.column().map(str::to_string).or_else(|| {

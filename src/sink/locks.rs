@@ -31,11 +31,10 @@ pub fn lock_timeout_setting() -> Option<String> {
 
 /// Whether a statement gave up waiting for a lock (SQLSTATE 55P03).
 pub fn is_lock_timeout(e: &anyhow::Error) -> bool {
+    use crate::sqlstate::{SqlState, is};
     e.chain().any(|c| {
         c.downcast_ref::<sqlx::Error>()
-            .and_then(|e| e.as_database_error())
-            .and_then(|d| d.code())
-            .is_some_and(|code| code == "55P03")
+            .is_some_and(|e| is(e, SqlState::LOCK_NOT_AVAILABLE))
     })
 }
 

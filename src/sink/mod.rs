@@ -27,7 +27,7 @@ pub use catalog::{
 };
 pub use copy::{COPY_HEADER, Encoded};
 pub use held::{Held, Restored, held_foreign_keys, hold_for_load, restore_held, validate_foreign_key};
-pub use load::{Loaded, Loader, Refused, Stored, is_data_error, is_row_sqlstate, load, stored_after_copy};
+pub use load::{Loaded, Loader, Refused, Stored, is_data_error, load, stored_after_copy};
 pub use parents::{LOCAL_PARENT_BYTES, ParentCheck};
 pub use previous::{Previous, remove_previous};
 
@@ -64,26 +64,9 @@ impl SinkError {
     pub fn is_connection_lost(&self) -> bool {
         match self {
             SinkError::Connect { .. } => true,
-            SinkError::Query { cause, .. } => connection_lost(cause),
+            SinkError::Query { cause, .. } => crate::sqlstate::connection_lost(cause),
             SinkError::Refused(_) => false,
         }
-    }
-}
-
-/// sqlx's errors that mean "the connection is gone", not "the statement was wrong".
-pub fn connection_lost(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // 08xxx connection exceptions; 57P01-03 admin shutdown, crash shutdown, cannot connect now.
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
-        _ => false,
     }
 }
 

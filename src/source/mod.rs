@@ -28,6 +28,14 @@ pub enum SourceError {
     },
     #[error("unsupported source URL '{0}'")]
     Url(String),
+    /// The source stayed lost through every reconnection attempt.
+    #[error("reading {relation}: the source stayed unreachable after {attempts} reconnection attempt(s)")]
+    Unreachable {
+        relation: String,
+        attempts: u32,
+        #[source]
+        cause: Box<SourceError>,
+    },
     /// The Oracle client library cannot be loaded (DPI-1047); the text says what to install.
     #[error("{0}")]
     ClientLibrary(String),

@@ -90,7 +90,9 @@ impl SourceError {
     /// The connection or the snapshot was lost: reopening and reading on can succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Query { .. } | SourceError::Connect { .. } => is_transient_text(&crate::error::chain(self)),
+            SourceError::Query { .. } | SourceError::Connect { .. } => {
+                is_transient_text(&crate::telemetry::chain(self))
+            }
             _ => false,
         }
     }
@@ -211,10 +213,9 @@ pub fn read_all(
                 let mut why = e;
                 src = loop {
                     if attempt >= plan.retries {
-                        return Err(SourceError::Query {
-                            what: format!(
-                                "reading {what}: the source stayed unreachable after {attempt} reconnection attempt(s)"
-                            ),
+                        return Err(SourceError::Unreachable {
+                            relation: what,
+                            attempts: attempt,
                             cause: Box::new(why),
                         });
                     }
@@ -222,7 +223,7 @@ pub fn read_all(
                     let wait = plan.delay(attempt);
                     tracing::warn!(
                         "{what}: lost the source ({}); reopening in {:.1}s (attempt {attempt} of {}), then reading on after the last key handed over",
-                        crate::error::chain(&why),
+                        crate::telemetry::chain(&why),
                         wait.as_secs_f64(),
                         plan.retries
                     );
@@ -411,7 +412,7 @@ mod tests {
     fn the_budget_ends_an_outage_and_other_errors_are_not_retried() {
         let script = vec![Some((5, "ORA-03135: connection lost contact")); 10];
         let (r, got, _, opens) = run(50, script, &plan(1_000));
-        let e = crate::error::chain(&r.unwrap_err());
+        let e = crate::telemetry::chain(&r.unwrap_err());
         assert!(e.contains("unreachable after 3 reconnection attempt(s)"), "{e}");
         assert!(got.is_empty());
         assert_eq!(opens, 4);
@@ -420,7 +421,7 @@ mod tests {
             vec![Some((5, "ORA-00942: table or view does not exist"))],
             &plan(1_000),
         );
-        assert!(crate::error::chain(&r.unwrap_err()).contains("ORA-00942"));
+        assert!(crate::telemetry::chain(&r.unwrap_err()).contains("ORA-00942"));
         assert_eq!(opens, 1);
     }
 

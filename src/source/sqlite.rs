@@ -82,7 +82,7 @@ impl SqliteSource {
         let found = (|| {
             let columns = self
                 .table_info(t)
-                .map_err(|e| crate::error::chain(&e))?
+                .map_err(|e| crate::telemetry::chain(&e))?
                 .map(|i| i.columns)
                 .unwrap_or_default();
             let Some(alias) = ["rowid", "_rowid_", "oid"]

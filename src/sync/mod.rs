@@ -144,7 +144,7 @@ pub(crate) async fn one_pass(
         match pass_entity(ctx, conn, b, pass_id, overlap).await {
             Ok(s) => out.push(s),
             Err(e) => {
-                let text = crate::error::chain(e.as_ref());
+                let text = crate::telemetry::chain(e.as_ref());
                 let _ = sqlx::query(
                     "UPDATE migrate.runs SET finished = now(), error = $3 WHERE pass_id = $1 AND entity = $2",
                 )

@@ -577,7 +577,7 @@ async fn rejected_keys(conn: &mut PgConnection, entity: &str) -> anyhow::Result<
             .await
             .or_else(|e| match &e {
                 // No migrate schema yet: nothing was rejected.
-                sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(vec![]),
+                e if crate::sqlstate::is(e, crate::sqlstate::SqlState::UNDEFINED_TABLE) => Ok(vec![]),
                 _ => Err(e),
             })?;
     Ok(rows
