@@ -503,7 +503,7 @@ fn compatible(p: Produces, t: &PgType) -> Result<(), String> {
 /// leaves `buf` as it was.
 pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (String, String)> {
     let start = buf.len();
-    buf.extend_from_slice(&(b.targets.len() as i16).to_be_bytes());
+    crate::sink::copy::begin_tuple(buf, b.targets.len());
     for (i, fd) in b.entity.fields.iter().enumerate() {
         let col = &b.targets[i];
         let raw = match (&fd.constant, b.field_pos[i]) {

@@ -8,6 +8,7 @@
 use crate::support::*;
 use chrono::{NaiveDate, NaiveDateTime};
 use migrate::plan::TargetTable;
+use migrate::sink::copy;
 use migrate::sink::pgtype::PgType;
 use migrate::value::{Decimal, Value};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -388,12 +389,7 @@ fn comparison(o: Oracle, column_type: &str) -> String {
 /// One binary COPY of whole tuples.
 async fn send(c: &mut PgConnection, copy_sql: &str, tuples: Vec<Vec<u8>>) -> Result<u64, sqlx::Error> {
     let mut cp = c.copy_in_raw(copy_sql).await?;
-    let mut data = migrate::sink::COPY_HEADER.to_vec();
-    for t in tuples {
-        data.extend_from_slice(&t);
-    }
-    data.extend_from_slice(&(-1i16).to_be_bytes());
-    cp.send(data).await?;
+    cp.send(copy::copy_data(tuples.iter().map(Vec::as_slice))).await?;
     cp.finish().await
 }
 
@@ -470,9 +466,8 @@ fn every_value_arrives_equal_or_is_refused_never_different() {
                     Err(_) => refused += 1,
                     Ok(()) => {
                         let mut tuple = Vec::new();
-                        tuple.extend_from_slice(&2i16.to_be_bytes());
-                        tuple.extend_from_slice(&4i32.to_be_bytes());
-                        tuple.extend_from_slice(&id.to_be_bytes());
+                        copy::begin_tuple(&mut tuple, 2);
+                        copy::push_field(&mut tuple, Some(&id.to_be_bytes()));
                         tuple.extend_from_slice(&field);
                         rows.push((id, tuple));
                         sqlx::query(AssertSqlSafe(format!("INSERT INTO s{n} VALUES ($1, $2, $3, $4)")))

@@ -216,7 +216,7 @@ pub(super) async fn fast_batch(
                     },
                 }
             }
-            copy.send(&(-1i16).to_be_bytes()[..]).await?;
+            copy.send(&sink::copy::COPY_TRAILER[..]).await?;
             Ok(())
         }
         .await;

@@ -1,13 +1,75 @@
-//! Binary COPY framing: the header, rows encoded as tuples back to back (`Encoded`), and
-//! sending the rows of a batch in pieces of about 1 MiB, never a row at a time.
+//! Binary COPY framing, the only place that knows it: the header and trailer, a tuple's field
+//! count and each field's length (written by `begin_tuple`/`push_field`, read by
+//! `split_tuple`/`fields_at`), rows encoded as tuples back to back (`Encoded`), and sending the
+//! rows of a batch in pieces of about 1 MiB, never a row at a time.
 
 use sqlx::PgConnection;
 use std::ops::Range;
 
 const SEND_BYTES: usize = 1 << 20;
 
+/// The binary COPY signature, which starts the header.
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// The binary COPY header: signature, flags, no extension.
 pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary COPY trailer: a field count of -1.
+pub const COPY_TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+/// A NULL field: a length of -1.
+const NULL_FIELD: [u8; 4] = (-1i32).to_be_bytes();
+
+/// Starts a tuple of `fields` fields.
+pub fn begin_tuple(out: &mut Vec<u8>, fields: usize) {
+    out.extend_from_slice(&(fields as i16).to_be_bytes());
+}
+
+/// Appends one field (`None`: NULL).
+pub fn push_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        None => out.extend_from_slice(&NULL_FIELD),
+        Some(b) => {
+            out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Appends one field whose bytes `body` writes (its length is filled in after). On `Err`,
+/// `out` may hold part of the field: callers truncate back to the row's start.
+pub fn push_field_with<E>(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    body(out)?;
+    let len = (out.len() - at - 4) as i32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Whole COPY data: the header, `tuples` back to back, the trailer.
+pub fn copy_data<'a>(tuples: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut data = COPY_HEADER.to_vec();
+    for t in tuples {
+        data.extend_from_slice(t);
+    }
+    data.extend_from_slice(&COPY_TRAILER);
+    data
+}
+
+/// The length of the header at the start of COPY output, once it is all there (`Ok(None)`:
+/// wait for more bytes).
+pub fn header_len(buf: &[u8]) -> Result<Option<usize>, String> {
+    if buf.len() < COPY_SIGNATURE.len() + 8 {
+        return Ok(None);
+    }
+    if !buf.starts_with(COPY_SIGNATURE) {
+        return Err("the binary COPY output has no signature".into());
+    }
+    let ext_at = COPY_SIGNATURE.len() + 4;
+    let ext = u32::from_be_bytes(buf[ext_at..ext_at + 4].try_into().expect("4 bytes")) as usize;
+    Ok((buf.len() >= ext_at + 4 + ext).then_some(ext_at + 4 + ext))
+}
+
+/// The fields of one tuple (`None`: NULL), borrowed from the COPY data.
+pub type Fields<'a> = Vec<Option<&'a [u8]>>;
 
 /// Rows encoded as binary COPY tuples, back to back, with each row's byte range.
 #[derive(Debug, Default)]
@@ -30,6 +92,45 @@ impl Encoded {
         }
         out
     }
+}
+
+/// Splits one binary COPY tuple at the start of `buf` into its fields; returns them and the
+/// tuple's length, `Ok(None)` when `buf` does not hold a whole tuple yet. A field count of -1
+/// (the trailer) gives an empty field list.
+pub fn split_tuple(buf: &[u8]) -> Result<Option<(Fields<'_>, usize)>, String> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let n = i16::from_be_bytes([buf[0], buf[1]]);
+    if n == -1 {
+        return Ok(Some((Vec::new(), 2)));
+    }
+    if n < 0 {
+        return Err(format!("bad field count {n} in binary COPY data"));
+    }
+    let mut at = 2;
+    let mut fields = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        if buf.len() < at + 4 {
+            return Ok(None);
+        }
+        let len = i32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        at += 4;
+        if len == -1 {
+            fields.push(None);
+            continue;
+        }
+        if len < 0 {
+            return Err(format!("bad field length {len} in binary COPY data"));
+        }
+        let len = len as usize;
+        if buf.len() < at + len {
+            return Ok(None);
+        }
+        fields.push(Some(&buf[at..at + len]));
+        at += len;
+    }
+    Ok(Some((fields, at)))
 }
 
 /// The fields at `fields` (ascending positions) of one binary COPY tuple (`None`: NULL).
@@ -100,7 +201,7 @@ pub(super) async fn start_rows<'c>(
         }
         k = j + 1;
     }
-    chunk.extend_from_slice(&(-1i16).to_be_bytes());
+    chunk.extend_from_slice(&COPY_TRAILER);
     if let Err(e) = copy.send(chunk).await {
         let _ = copy.abort("send failed").await;
         return Err(e);
@@ -114,15 +215,10 @@ mod tests {
 
     /// One binary COPY tuple of the given fields (`None`: NULL).
     fn tuple(fields: &[Option<&[u8]>]) -> Vec<u8> {
-        let mut t = (fields.len() as i16).to_be_bytes().to_vec();
+        let mut t = Vec::new();
+        begin_tuple(&mut t, fields.len());
         for f in fields {
-            match f {
-                None => t.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(b) => {
-                    t.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                    t.extend_from_slice(b);
-                }
-            }
+            push_field(&mut t, *f);
         }
         t
     }
@@ -160,5 +256,19 @@ mod tests {
         // A cut-off row is an error, not a panic.
         out.clear();
         assert!(fields_at(&t[..t.len() - 2], &[3], &mut out).is_err());
+    }
+
+    #[test]
+    fn tuples_split_and_wait_for_more_bytes() {
+        let mut row = 2i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&(-1i32).to_be_bytes());
+        row.extend_from_slice(&3i32.to_be_bytes());
+        row.extend_from_slice(b"abc");
+        let (fields, len) = split_tuple(&row).unwrap().unwrap();
+        assert_eq!(fields, vec![None, Some(&b"abc"[..])]);
+        assert_eq!(len, row.len());
+        assert!(split_tuple(&row[..row.len() - 1]).unwrap().is_none());
+        assert_eq!(split_tuple(&(-1i16).to_be_bytes()).unwrap().unwrap().1, 2);
+        assert!(split_tuple(&(-3i16).to_be_bytes()).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! parents' keys held in memory (`KeySet`) or by index probes.
 
 use super::catalog::{ForeignKeyInfo, PgColumn};
-use super::copy::{COPY_HEADER, Encoded, fields_at};
+use super::copy::{COPY_HEADER, COPY_TRAILER, Encoded, begin_tuple, fields_at, push_field};
 use super::load::{Refused, refusals};
 use super::pgtype::PgType;
 use super::{SinkError, execute, q_err};
@@ -505,22 +505,16 @@ impl ParentCheck {
             data.extend_from_slice(COPY_HEADER);
             let mut fields = Vec::with_capacity(self.fields.len());
             for (ord, r) in batch.rows.iter().enumerate() {
-                data.extend_from_slice(&(1 + self.fields.len() as i16).to_be_bytes());
-                data.extend_from_slice(&4i32.to_be_bytes());
-                data.extend_from_slice(&(ord as i32 + 1).to_be_bytes());
+                // The row's ordinal, then its key fields.
+                begin_tuple(&mut data, 1 + self.fields.len());
+                push_field(&mut data, Some(&(ord as i32 + 1).to_be_bytes()));
                 fields.clear();
                 fields_at(&batch.buf[r.clone()], &self.fields, &mut fields).map_err(malformed)?;
                 for f in &fields {
-                    match f {
-                        None => data.extend_from_slice(&(-1i32).to_be_bytes()),
-                        Some(b) => {
-                            data.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                            data.extend_from_slice(b);
-                        }
-                    }
+                    push_field(&mut data, *f);
                 }
             }
-            data.extend_from_slice(&(-1i16).to_be_bytes());
+            data.extend_from_slice(&COPY_TRAILER);
             let mut copy = conn.copy_in_raw(&self.copy_sql).await.map_err(q_err(what))?;
             if let Err(e) = copy.send(data).await {
                 let _ = copy.abort("send failed").await;

@@ -74,15 +74,10 @@ impl PgType {
     /// On `Err`, `out` may hold a partial field: callers truncate back to the row start.
     pub fn encode(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         if v.is_null() {
-            out.extend_from_slice(&(-1i32).to_be_bytes());
+            super::copy::push_field(out, None);
             return Ok(());
         }
-        let at = out.len();
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        self.encode_body(v, out)?;
-        let len = (out.len() - at - 4) as i32;
-        out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        Ok(())
+        super::copy::push_field_with(out, |out| self.encode_body(v, out))
     }
 
     fn encode_body(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), String> {

@@ -83,11 +83,7 @@ pub async fn apply(conn: &mut PgConnection, b: &Bound, gone: &Gone) -> Result<Ap
         .execute(&mut *conn)
         .await
         .with_context(|| what.clone())?;
-    let mut data = sink::COPY_HEADER.to_vec();
-    for t in &gone.keys {
-        data.extend_from_slice(t);
-    }
-    data.extend_from_slice(&(-1i16).to_be_bytes());
+    let data = sink::copy::copy_data(gone.keys.iter().map(Vec::as_slice));
     let mut copy = conn
         .copy_in_raw(&format!("COPY pg_temp.{stage} FROM STDIN (FORMAT binary)"))
         .await

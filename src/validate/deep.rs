@@ -17,6 +17,7 @@
 
 use crate::bind::Bound;
 use crate::plan::quote_ident;
+use crate::sink::copy::{self, split_tuple};
 use crate::sink::pgtype::PgType;
 use crate::source::{self, SourceError};
 use crate::telemetry::{Bars, EntityBar};
@@ -88,48 +89,6 @@ impl Layout {
             match_on: key.unwrap_or_else(|| (0..b.targets.len()).collect()),
         }
     }
-}
-
-/// The fields of one tuple (`None`: NULL), borrowed from the COPY data.
-pub type Fields<'a> = Vec<Option<&'a [u8]>>;
-
-/// Splits one binary COPY tuple at the start of `buf` into its fields; returns them and the
-/// tuple's length, `Ok(None)` when `buf` does not hold a whole tuple yet. A field count of -1
-/// (the trailer) gives an empty field list.
-pub fn split_tuple(buf: &[u8]) -> Result<Option<(Fields<'_>, usize)>, String> {
-    if buf.len() < 2 {
-        return Ok(None);
-    }
-    let n = i16::from_be_bytes([buf[0], buf[1]]);
-    if n == -1 {
-        return Ok(Some((Vec::new(), 2)));
-    }
-    if n < 0 {
-        return Err(format!("bad field count {n} in binary COPY data"));
-    }
-    let mut at = 2;
-    let mut fields = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        if buf.len() < at + 4 {
-            return Ok(None);
-        }
-        let len = i32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-        at += 4;
-        if len == -1 {
-            fields.push(None);
-            continue;
-        }
-        if len < 0 {
-            return Err(format!("bad field length {len} in binary COPY data"));
-        }
-        let len = len as usize;
-        if buf.len() < at + len {
-            return Ok(None);
-        }
-        fields.push(Some(&buf[at..at + len]));
-        at += len;
-    }
-    Ok(Some((fields, at)))
 }
 
 /// The comparable form of a field: what PostgreSQL normalises on input is normalised here too.
@@ -349,13 +308,7 @@ impl Side {
         for &i in &layout.match_on {
             hash_bytes(&mut key, canon[i].as_deref());
             if wanted.is_some() {
-                match canon[i].as_deref() {
-                    None => key_bytes.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(b) => {
-                        key_bytes.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                        key_bytes.extend_from_slice(b);
-                    }
-                }
+                copy::push_field(&mut key_bytes, canon[i].as_deref());
             }
         }
         let range = (key.finish() as usize) % RANGES;
@@ -466,8 +419,6 @@ fn read_source(
     Ok(side)
 }
 
-const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-
 /// The target side of one pass: the mapped columns through binary COPY TO.
 async fn read_target(
     conn: &mut PgConnection,
@@ -497,18 +448,10 @@ async fn read_target(
         pending.extend_from_slice(&chunk);
         let mut at = 0;
         if header {
-            if pending.len() < COPY_SIGNATURE.len() + 8 {
+            let Some(len) = copy::header_len(&pending)? else {
                 continue;
-            }
-            if !pending.starts_with(COPY_SIGNATURE) {
-                return Err("the binary COPY output has no signature".into());
-            }
-            let ext_at = COPY_SIGNATURE.len() + 4;
-            let ext = u32::from_be_bytes(pending[ext_at..ext_at + 4].try_into().expect("4 bytes")) as usize;
-            if pending.len() < ext_at + 4 + ext {
-                continue;
-            }
-            at = ext_at + 4 + ext;
+            };
+            at = len;
             header = false;
         }
         while !ended {
@@ -779,12 +722,16 @@ pub async fn gone_keys(url: &str, conn: &mut PgConnection, b: &Bound, bars: &Bar
         return Ok(gone);
     }
     let (src2, tgt2) = pass(&job, conn, Some(Arc::new(differing)), &bar).await?;
-    let fields = (layout.names.len() as i16).to_be_bytes();
     gone.keys = tgt2
         .detail
         .into_keys()
         .filter(|key| !src2.detail.contains_key(key))
-        .map(|key| [fields.as_slice(), key.as_slice()].concat())
+        .map(|key| {
+            let mut tuple = Vec::with_capacity(2 + key.len());
+            copy::begin_tuple(&mut tuple, layout.names.len());
+            tuple.extend_from_slice(&key);
+            tuple
+        })
         .collect();
     Ok(gone)
 }
@@ -923,20 +870,6 @@ mod tests {
             canonical(&j, b"\x01{\"b\": 1, \"a\": 2}"),
             canonical(&j, b"{\"a\":2,\"b\":1}")
         );
-    }
-
-    #[test]
-    fn tuples_split_and_wait_for_more_bytes() {
-        let mut row = 2i16.to_be_bytes().to_vec();
-        row.extend_from_slice(&(-1i32).to_be_bytes());
-        row.extend_from_slice(&3i32.to_be_bytes());
-        row.extend_from_slice(b"abc");
-        let (fields, len) = split_tuple(&row).unwrap().unwrap();
-        assert_eq!(fields, vec![None, Some(&b"abc"[..])]);
-        assert_eq!(len, row.len());
-        assert!(split_tuple(&row[..row.len() - 1]).unwrap().is_none());
-        assert_eq!(split_tuple(&(-1i16).to_be_bytes()).unwrap().unwrap().1, 2);
-        assert!(split_tuple(&(-3i16).to_be_bytes()).is_err());
     }
 
     #[test]
