@@ -2,6 +2,7 @@
 //! transforms, exact values, resume after any crash, and validation.
 
 pub mod app;
+pub mod backoff;
 pub mod bind;
 pub mod checkpoint;
 pub mod cli;

@@ -405,21 +405,21 @@ pub async fn save(conn: &mut PgConnection, p: &Progress) -> Result<(), Checkpoin
     Ok(())
 }
 
-/// Saves the progress and commits the open transaction in one round trip (one simple-query
-/// message, so the values are written as literals).
-pub async fn save_and_commit(conn: &mut PgConnection, p: &Progress) -> Result<(), CheckpointError> {
+/// The statement that saves `p` with its values as literals, for the batch's owner to send with
+/// its COMMIT in one round trip (one simple-query message). The checkpoint never commits a
+/// batch itself.
+pub fn save_sql(p: &Progress) -> String {
     let key = match p.last_key.as_deref() {
         Some(k) => format!("{}::jsonb", literal(&key_to_json(k).to_string())),
         None => "NULL".into(),
     };
-    let sql = format!(
+    format!(
         "INSERT INTO migrate.progress AS p (entity, fingerprint, target_table, last_key, rows_read, rows_loaded, rows_rejected, status, finished_at, rows_kept_out, rows_merged)
          VALUES ({entity}, {fp}, {table}, {key}, {read}, {loaded}, {rejected}, {status}, CASE WHEN {status} = 'done' THEN now() END, {kept_out}, {merged})
          ON CONFLICT (entity) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, target_table = EXCLUDED.target_table,
            last_key = EXCLUDED.last_key, rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
            rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status, updated_at = now(),
-           finished_at = EXCLUDED.finished_at, rows_kept_out = EXCLUDED.rows_kept_out, rows_merged = EXCLUDED.rows_merged;
-         COMMIT",
+           finished_at = EXCLUDED.finished_at, rows_kept_out = EXCLUDED.rows_kept_out, rows_merged = EXCLUDED.rows_merged",
         entity = literal(&p.entity),
         fp = literal(&p.fingerprint),
         table = literal(&p.target_table),
@@ -429,12 +429,7 @@ pub async fn save_and_commit(conn: &mut PgConnection, p: &Progress) -> Result<()
         kept_out = p.rows_kept_out,
         merged = p.rows_merged,
         status = literal(&p.status),
-    );
-    sqlx::raw_sql(AssertSqlSafe(sql))
-        .execute(conn)
-        .await
-        .map_err(state_err("saving progress and committing"))?;
-    Ok(())
+    )
 }
 
 /// A string literal PostgreSQL reads the same whatever `standard_conforming_strings` says.

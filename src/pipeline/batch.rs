@@ -1,5 +1,8 @@
 //! A batch in ONE transaction with its rejects and the entity's progress: the fast route (many
-//! chunks streamed through one COPY) and the careful one (1,000 rows, every refused row isolated).
+//! chunks streamed through one COPY) and the careful one (1,000 rows, every refused row
+//! isolated). This file is the one owner of a batch's transaction: it alone begins it, rolls it
+//! back and commits it; the sink and the checkpoint hand it statements (the sink goes back to a
+//! savepoint at most, and `checkpoint::save_sql` is sent here with the COMMIT).
 
 use super::feed::{Prepared, reject};
 use super::{OnTarget, PipelineError};
@@ -9,6 +12,21 @@ use crate::sink::{self, Encoded, SinkError};
 use crate::telemetry::EntityBar;
 use crate::value::Value;
 use sqlx::PgConnection;
+
+/// How every batch's transaction begins: deferred constraints are checked at each row, so a
+/// row that breaks one is found and rejected like any other, instead of failing the COMMIT.
+const BEGIN: &str = "BEGIN; SET CONSTRAINTS ALL IMMEDIATE";
+
+/// Commits the batch with the entity's progress `p`, in one round trip.
+async fn commit(conn: &mut PgConnection, p: &Progress) -> Result<(), SinkError> {
+    let sql = format!("{}; COMMIT", checkpoint::save_sql(p));
+    sink::execute(conn, &sql, "committing the batch with its progress").await
+}
+
+/// Ends a refused batch's transaction: none of it stays.
+async fn roll_back(conn: &mut PgConnection) {
+    let _ = sink::execute(conn, "ROLLBACK", "rolling back a refused batch").await;
+}
 
 /// One batch in one transaction: the good rows, every reject (the client's and those PostgreSQL
 /// refused) and the entity's progress. Returns the progress as committed.
@@ -33,7 +51,8 @@ pub(super) async fn commit_batch(
         entity: name.clone(),
         cause,
     };
-    sink::execute(conn, sink::BEGIN_BATCH, "starting a transaction")
+    let begin = format!("{BEGIN}; {}", sink::LOAD_SAVEPOINT);
+    sink::execute(conn, &begin, "starting a transaction")
         .await
         .map_err(sink_err)?;
     let sink::Loaded { refused, stored } = sink::load(conn, &b.loader, enc).await.map_err(sink_err)?;
@@ -68,7 +87,7 @@ pub(super) async fn commit_batch(
     checkpoint::save_rejects(conn, name, &rejects)
         .await
         .map_err(state_err)?;
-    checkpoint::save_and_commit(conn, &next).await.map_err(state_err)?;
+    commit(conn, &next).await.map_err(sink_err)?;
     Ok(next)
 }
 
@@ -173,8 +192,8 @@ pub(super) async fn fast_batch(
         }
     };
     let begin = match b.loader.prepare_sql() {
-        Some(prepare) => format!("{}; {prepare}", sink::BEGIN_BATCH),
-        None => sink::BEGIN_BATCH.to_string(),
+        Some(prepare) => format!("{BEGIN}; {prepare}"),
+        None => BEGIN.to_string(),
     };
     sink::execute(conn, &begin, "starting a transaction")
         .await
@@ -231,7 +250,7 @@ pub(super) async fn fast_batch(
     .await;
     if let Err(e) = result {
         if sink::is_data_error(&e) {
-            let _ = sink::execute(conn, "ROLLBACK", "rolling back a refused batch").await;
+            roll_back(conn).await;
             return Err(FastFail::Refused { rows });
         }
         let cause = SinkError::Query {
@@ -244,9 +263,7 @@ pub(super) async fn fast_batch(
     checkpoint::save_rejects(conn, name, &rejects)
         .await
         .map_err(|c| fail(rows, c.for_entity(name)))?;
-    checkpoint::save_and_commit(conn, &next)
-        .await
-        .map_err(|c| fail(rows, c.for_entity(name)))?;
+    commit(conn, &next).await.map_err(|c| fail(rows, c.for_entity(name)))?;
     Ok(FastDone {
         committed: next,
         held,

@@ -22,8 +22,7 @@ pub struct Retry {
 
 impl Retry {
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.base.saturating_mul(factor).min(Duration::from_secs(30))
+        crate::backoff::wait(self.base, attempt)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::catalog::{ForeignKeyInfo, foreign_keys};
 use super::copy::{Encoded, send_rows, start_rows};
-use super::{BEGIN_BATCH, SinkError, execute, q_err, undo_savepoint};
+use super::{SinkError, execute, q_err, undo_savepoint};
 use crate::config::OnConflict;
 use crate::plan::{TargetTable, quote_ident};
 use crate::sqlstate::SqlState;
@@ -129,6 +129,17 @@ impl std::ops::AddAssign for Stored {
     }
 }
 
+/// Undoes what the load did in the caller's transaction, back to [`LOAD_SAVEPOINT`] (which
+/// stays, for the next try).
+async fn back_to_start(conn: &mut PgConnection) -> Result<(), SinkError> {
+    execute(
+        conn,
+        "ROLLBACK TO SAVEPOINT migrate_load",
+        "rolling back a refused batch",
+    )
+    .await
+}
+
 /// What became of a batch: the rows PostgreSQL refused, and what it stored of the others.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -164,10 +175,13 @@ pub struct Refused {
     pub column: Option<String>,
 }
 
-/// Loads the batch inside the caller's transaction, which it must open just before (BEGIN, and
-/// nothing else yet). The whole batch is tried first in one COPY, without a savepoint (two
-/// round trips fewer per batch). If PostgreSQL refuses rows for their data (SQLSTATE classes
-/// 21, 22, 23), the transaction is begun again: rows without a parent (foreign keys) are
+/// The savepoint the caller sets right after its BEGIN (in the same message) for [`load`].
+pub const LOAD_SAVEPOINT: &str = "SAVEPOINT migrate_load";
+
+/// Loads the batch inside the caller's transaction, which the caller owns (begins and commits)
+/// and opens with [`LOAD_SAVEPOINT`] just after BEGIN. The whole batch is tried first in one
+/// COPY. If PostgreSQL refuses a row (see [`SqlState::follows_one_row`]), the load goes back
+/// to that savepoint and tries again more carefully: rows without a parent (foreign keys) are
 /// found all at once by staging the batch and anti-joining the parents, and whatever PostgreSQL
 /// still refuses is isolated by halving under savepoints. Every other error aborts the batch.
 /// With foreign keys held off the table (`loader.checked_fks`), the parent check runs first,
@@ -191,8 +205,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
         Err(e) if data_error(&e).is_some() => {}
         Err(e) => return Err(load_err(e)),
     }
-    execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
-    execute(conn, BEGIN_BATCH, "starting a transaction").await?;
+    back_to_start(conn).await?;
     // Whatever the first refusal was, rows without a parent are the usual bulk of a legacy
     // database's bad rows (PostgreSQL checks foreign keys last, so a CHECK can hide them).
     if loader.staging.is_none() && loader.checked_fks.is_empty() {
@@ -207,10 +220,7 @@ pub async fn load(conn: &mut PgConnection, loader: &Loader, batch: &Encoded) -> 
             refused = orphans;
             match copy_rows(conn, loader, batch, &todo).await {
                 Ok(stored) => return Ok(Loaded { refused, stored }),
-                Err(e) if data_error(&e).is_some() => {
-                    execute(conn, "ROLLBACK", "rolling back a refused batch").await?;
-                    execute(conn, BEGIN_BATCH, "starting a transaction").await?;
-                }
+                Err(e) if data_error(&e).is_some() => back_to_start(conn).await?,
                 Err(e) => return Err(load_err(e)),
             }
         }

@@ -27,17 +27,13 @@ pub use catalog::{
 };
 pub use copy::{COPY_HEADER, Encoded};
 pub use held::{Held, Restored, held_foreign_keys, hold_for_load, restore_held, validate_foreign_key};
-pub use load::{Loaded, Loader, Refused, Stored, is_data_error, load, stored_after_copy};
+pub use load::{LOAD_SAVEPOINT, Loaded, Loader, Refused, Stored, is_data_error, load, stored_after_copy};
 pub use parents::{LOCAL_PARENT_BYTES, ParentCheck};
 pub use previous::{Previous, remove_previous};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection};
 use std::str::FromStr;
-
-/// How every batch's transaction begins: deferred constraints are checked at each row, so a
-/// row that breaks one is found and rejected like any other, instead of failing the COMMIT.
-pub const BEGIN_BATCH: &str = "BEGIN; SET CONSTRAINTS ALL IMMEDIATE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -35,8 +35,7 @@ impl Default for ReadPlan {
 
 impl ReadPlan {
     fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.retry_wait.saturating_mul(factor).min(Duration::from_secs(30))
+        crate::backoff::wait(self.retry_wait, attempt)
     }
 }
 
