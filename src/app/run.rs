@@ -27,7 +27,7 @@ pub(super) async fn run(cli: &Cli) -> Result<u8> {
     };
     let result = load(cli).await;
     match result {
-        Err(e) if sink::locks::is_lock_timeout(&e) => {
+        Err(e) if sink::locks::is_lock_timeout(&*e) => {
             Err(Failed(sink::locks::LockWatch::explain(watch.as_ref(), cli.run.lock_wait)).into())
         }
         other => other,

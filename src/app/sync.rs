@@ -24,7 +24,7 @@ pub async fn sync(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         None => None,
     };
     match sync_passes(cli, args).await {
-        Err(e) if sink::locks::is_lock_timeout(&e) => {
+        Err(e) if sink::locks::is_lock_timeout(&*e) => {
             Err(crate::error::Failed(sink::locks::LockWatch::explain(watch.as_ref(), args.lock_wait)).into())
         }
         other => other,

@@ -96,7 +96,7 @@ pub(super) fn reject(
 /// parents on a session of its own before the loader sees it.
 pub(super) struct Feed {
     pub(super) rx: tokio::sync::mpsc::Receiver<Prepared>,
-    pub(super) reader: std::thread::JoinHandle<Result<source::resilient::ReadStats, SourceError>>,
+    pub(super) reader: source::Reader<source::resilient::ReadStats>,
     pub(super) checker: Option<tokio::task::JoinHandle<(PgConnection, Result<(), SinkError>)>>,
 }
 
@@ -153,46 +153,41 @@ impl FeedPlan<'_> {
         let read_plan = self.read_plan.clone();
         let bound = self.bound.clone();
         let chunk_rows = self.chunk_rows;
-        let reader = std::thread::Builder::new()
-            .name(format!("read-{name}"))
-            .spawn(move || -> Result<source::resilient::ReadStats, SourceError> {
-                let names = bound.source_names();
-                let mut careful_left = careful;
-                let mut recycled = recycled;
-                let mut row_bytes = 128;
-                let read = source::resilient::read_all(
-                    &mut || source::open(&url),
-                    &bound.spec,
-                    after,
-                    chunk_rows,
-                    &read_plan,
-                    &mut |batch| {
-                        let n = batch.len() as u64;
-                        let mut p = prepare(&bound, &names, batch, row_bytes);
-                        // The next chunk's buffer fits rows like these, with some room.
-                        if let Some(per_row) = p.enc.buf.len().checked_div(p.read) {
-                            row_bytes = per_row * 9 / 8 + 8;
-                        }
-                        p.careful = careful_left > 0;
-                        careful_left = careful_left.saturating_sub(n);
-                        if p.careful || keep_rows {
-                            // The rows go along; the source refills rows the checker is done with.
-                            let spare = recycled.as_mut().and_then(|r| r.try_recv().ok()).unwrap_or_default();
-                            p.rows = std::mem::replace(batch, spare);
-                        }
-                        reader_tx.blocking_send(p).is_ok()
-                    },
-                );
-                release_free_memory();
-                read
-            })
-            .map_err(|e| PipelineError::Source {
-                entity: name.clone(),
-                cause: SourceError::Query {
-                    what: "starting the reader thread".into(),
-                    cause: Box::new(e),
+        let reader = source::Reader::spawn(format!("read-{name}"), move || {
+            let names = bound.source_names();
+            let mut careful_left = careful;
+            let mut recycled = recycled;
+            let mut row_bytes = 128;
+            let read = source::resilient::read_all(
+                &mut || source::open(&url),
+                &bound.spec,
+                after,
+                chunk_rows,
+                &read_plan,
+                &mut |batch| {
+                    let n = batch.len() as u64;
+                    let mut p = prepare(&bound, &names, batch, row_bytes);
+                    // The next chunk's buffer fits rows like these, with some room.
+                    if let Some(per_row) = p.enc.buf.len().checked_div(p.read) {
+                        row_bytes = per_row * 9 / 8 + 8;
+                    }
+                    p.careful = careful_left > 0;
+                    careful_left = careful_left.saturating_sub(n);
+                    if p.careful || keep_rows {
+                        // The rows go along; the source refills rows the checker is done with.
+                        let spare = recycled.as_mut().and_then(|r| r.try_recv().ok()).unwrap_or_default();
+                        p.rows = std::mem::replace(batch, spare);
+                    }
+                    reader_tx.blocking_send(p).is_ok()
                 },
-            })?;
+            );
+            release_free_memory();
+            read
+        })
+        .map_err(|cause| PipelineError::Source {
+            entity: name.clone(),
+            cause,
+        })?;
         Ok(Feed { rx, reader, checker })
     }
 }
@@ -245,12 +240,7 @@ impl Feed {
             Some(h) => h.await.ok().and_then(|(c, r)| r.ok().map(|()| c)),
             None => None,
         };
-        let reconnects = tokio::task::spawn_blocking(move || reader.join())
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .and_then(|r| r.ok())
-            .map_or(0, |s| s.reconnects);
+        let reconnects = reader.join().await.map_or(0, |s| s.reconnects);
         (conn, reconnects)
     }
 
@@ -259,26 +249,13 @@ impl Feed {
     pub(super) async fn finish(self, entity: &str) -> Result<u64, (PipelineError, Option<u64>)> {
         let Feed { rx, reader, checker } = self;
         drop(rx);
-        let read = tokio::task::spawn_blocking(move || reader.join()).await;
-        let reconnects = match read {
-            Ok(Ok(Ok(read))) => read.reconnects,
-            Ok(Ok(Err(cause))) => {
+        let reconnects = match reader.join().await {
+            Ok(read) => read.reconnects,
+            Err(cause) => {
                 return Err((
                     PipelineError::Source {
                         entity: entity.to_string(),
                         cause,
-                    },
-                    None,
-                ));
-            }
-            _ => {
-                return Err((
-                    PipelineError::Source {
-                        entity: entity.to_string(),
-                        cause: SourceError::Query {
-                            what: "reader thread".into(),
-                            cause: "the reader thread panicked".into(),
-                        },
                     },
                     None,
                 ));

@@ -213,8 +213,8 @@ async fn hold_keys(
             Ok(()) => held += 1,
             // Something else depends on it: the key stays, and is built as the load goes.
             Err(e) if !e.is_connection_lost() => tracing::info!(
-                "{entity}: key {name} stays in place for the load: {:#}",
-                anyhow::Error::from(e)
+                "{entity}: key {name} stays in place for the load: {}",
+                crate::telemetry::chain(&e)
             ),
             Err(e) => return Err(e),
         }

@@ -30,9 +30,9 @@ pub fn lock_timeout_setting() -> Option<String> {
 }
 
 /// Whether a statement gave up waiting for a lock (SQLSTATE 55P03).
-pub fn is_lock_timeout(e: &anyhow::Error) -> bool {
+pub fn is_lock_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     use crate::sqlstate::{SqlState, is};
-    e.chain().any(|c| {
+    std::iter::successors(Some(e), |e| e.source()).any(|c| {
         c.downcast_ref::<sqlx::Error>()
             .is_some_and(|e| is(e, SqlState::LOCK_NOT_AVAILABLE))
     })

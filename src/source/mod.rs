@@ -489,30 +489,51 @@ pub fn open(url: &str) -> Result<Box<dyn Source>, SourceError> {
     )))
 }
 
-/// Runs `f` with a freshly opened source in a dedicated OS thread (sources are blocking and
-/// may hold a runtime of their own) and awaits its result.
+/// Work on a source in an OS thread of its own (sources are blocking and may hold a runtime
+/// of their own), awaited from async code: the one way the engine runs a source.
+pub struct Reader<T> {
+    handle: std::thread::JoinHandle<Result<T, SourceError>>,
+}
+
+impl<T: Send + 'static> Reader<T> {
+    /// Starts `work` in a thread named `name`.
+    pub fn spawn(
+        name: String,
+        work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+    ) -> Result<Self, SourceError> {
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(work)
+            .map_err(|e| SourceError::Query {
+                what: "starting a source thread".into(),
+                cause: Box::new(e),
+            })?;
+        Ok(Reader { handle })
+    }
+
+    /// Waits for the thread's result without blocking the runtime; a thread that panicked is an
+    /// error, not a panic here.
+    pub async fn join(self) -> Result<T, SourceError> {
+        let handle = self.handle;
+        match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Ok(result)) => result,
+            _ => Err(SourceError::Query {
+                what: "source thread".into(),
+                cause: "the source thread stopped unexpectedly".into(),
+            }),
+        }
+    }
+}
+
+/// Runs `f` with a freshly opened source in a [`Reader`] thread and awaits its result.
 pub async fn with_source<T: Send + 'static>(
     url: &str,
     f: impl FnOnce(&mut dyn Source) -> Result<T, SourceError> + Send + 'static,
 ) -> Result<T, SourceError> {
     let url = url.to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("source".into())
-        .spawn(move || {
-            let result = open(&url).and_then(|mut s| f(s.as_mut()));
-            let _ = tx.send(result);
-        })
-        .map_err(|e| SourceError::Query {
-            what: "starting the source thread".into(),
-            cause: Box::new(e),
-        })?;
-    rx.await.unwrap_or_else(|_| {
-        Err(SourceError::Query {
-            what: "source thread".into(),
-            cause: "the source thread stopped unexpectedly".into(),
-        })
-    })
+    Reader::spawn("source".into(), move || open(&url).and_then(|mut s| f(s.as_mut())))?
+        .join()
+        .await
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 /// Finds the gone rows and rejects (key sets compared by hash ranges). Reads only; runs
 /// outside a transaction.
 pub async fn find(source: &str, conn: &mut PgConnection, b: &Bound, bars: &Bars) -> Result<Gone> {
-    crate::validate::deep::gone_keys(source, conn, b, bars).await
+    Ok(crate::validate::deep::gone_keys(source, conn, b, bars).await?)
 }
 
 /// What [`apply`] changed.
