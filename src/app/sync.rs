@@ -207,34 +207,20 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
     let mut conn = sink::connect(&target).await?;
     // A read-only command: without the migrate schema (nothing loaded yet), every entity is
     // "not started", and nothing is created.
-    let has_state: bool = sqlx::query_scalar(
-        "SELECT to_regclass('migrate.sync_state') IS NOT NULL AND to_regclass('migrate.runs') IS NOT NULL
-            AND to_regclass('migrate.rejects') IS NOT NULL",
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    let has_state = checkpoint::has_state(&mut conn).await?;
     let progress = checkpoint::load_all(&mut conn).await?;
     let source = source_url(&cli.common).ok();
     let mut out = Vec::new();
     for e in &selected {
         let p = progress.get(&e.name);
-        let (st, (upserted, deleted, last_error), rejects) = if has_state {
-            let st = read_state(&mut conn, &e.name).await?.unwrap_or_default();
-            let runs: (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
-                "SELECT sum(rows_upserted)::bigint, sum(rows_deleted)::bigint,
-                        (SELECT error FROM migrate.runs r2 WHERE r2.entity = $1 ORDER BY pass_id DESC LIMIT 1)
-                 FROM migrate.runs WHERE entity = $1",
+        let (st, passes, rejects) = if has_state {
+            (
+                read_state(&mut conn, &e.name).await?.unwrap_or_default(),
+                checkpoint::pass_totals(&mut conn, &e.name).await?,
+                checkpoint::count_rejects(&mut conn, &e.name).await?,
             )
-            .bind(&e.name)
-            .fetch_one(&mut conn)
-            .await?;
-            let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM migrate.rejects WHERE entity = $1")
-                .bind(&e.name)
-                .fetch_one(&mut conn)
-                .await?;
-            (st, runs, rejects)
         } else {
-            (Default::default(), (None, None, None), 0)
+            Default::default()
         };
         let mut newest_text = None;
         let mut lag = None;
@@ -273,15 +259,15 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<u8> {
                     .iter()
                     .map(|p| p.rows_merged)
                     .sum::<i64>(),
-            rows_upserted_by_sync: upserted.unwrap_or(0),
-            rows_deleted_by_sync: deleted.unwrap_or(0),
+            rows_upserted_by_sync: passes.upserted,
+            rows_deleted_by_sync: passes.deleted,
             rejects,
             watermark: st.watermark,
             newest_in_source: newest_text,
             lag,
             last_pass_at: st.last_pass_at,
             pass_in_flight: st.pass_id,
-            last_error,
+            last_error: passes.last_error,
         });
     }
     if args.json {

@@ -432,6 +432,52 @@ pub fn save_sql(p: &Progress) -> String {
     )
 }
 
+/// Whether the migrate schema holds the state a read-only command reports (none before the
+/// first load).
+pub async fn has_state(conn: &mut PgConnection) -> Result<bool, CheckpointError> {
+    sqlx::query_scalar(
+        "SELECT to_regclass('migrate.sync_state') IS NOT NULL AND to_regclass('migrate.runs') IS NOT NULL
+            AND to_regclass('migrate.rejects') IS NOT NULL",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(state_err("looking for the state tables"))
+}
+
+/// An entity's sync passes in sum: rows upserted, rows deleted, the last pass's error.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassTotals {
+    pub upserted: i64,
+    pub deleted: i64,
+    pub last_error: Option<String>,
+}
+
+pub async fn pass_totals(conn: &mut PgConnection, entity: &str) -> Result<PassTotals, CheckpointError> {
+    let (upserted, deleted, last_error): (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT sum(rows_upserted)::bigint, sum(rows_deleted)::bigint,
+                (SELECT error FROM migrate.runs r2 WHERE r2.entity = $1 ORDER BY pass_id DESC LIMIT 1)
+         FROM migrate.runs WHERE entity = $1",
+    )
+    .bind(entity)
+    .fetch_one(conn)
+    .await
+    .map_err(state_err("reading the sync passes"))?;
+    Ok(PassTotals {
+        upserted: upserted.unwrap_or(0),
+        deleted: deleted.unwrap_or(0),
+        last_error,
+    })
+}
+
+/// The rows of `entity` in `migrate.rejects`.
+pub async fn count_rejects(conn: &mut PgConnection, entity: &str) -> Result<i64, CheckpointError> {
+    sqlx::query_scalar("SELECT count(*) FROM migrate.rejects WHERE entity = $1")
+        .bind(entity)
+        .fetch_one(conn)
+        .await
+        .map_err(state_err("counting rejects"))
+}
+
 /// A string literal PostgreSQL reads the same whatever `standard_conforming_strings` says.
 pub fn literal(s: &str) -> String {
     format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
