@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
-mod fuzz;
 pub mod interrupt;
 pub mod orchestrator;
 pub mod pipeline;
@@ -21,6 +20,8 @@ pub mod source;
 pub mod sqlstate;
 pub mod sync;
 pub mod telemetry;
+#[cfg(test)]
+mod testgen;
 pub mod transform;
 pub mod validate;
 pub mod value;

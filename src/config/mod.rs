@@ -328,3 +328,96 @@ transform = ["trim", { truncate = 10 }]
         ));
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::parse_mapping;
+    use crate::testgen::{Rng, iterations, seed};
+    use std::path::Path;
+
+    const VALID: &str = r#"source = "AB_CUSTOMER"
+target = "app.customers"
+key = ["CUSTOMER_ID"]
+depends_on = ["carrier"]
+where = "STATUS <> 'D'"
+on_conflict = "update"
+batch_size = 500
+
+[[fields]]
+from = "CUSTOMER_ID"
+to = "id"
+
+[[fields]]
+from = "CREATED"
+to = "created_at"
+transform = ["trim", { date = "DD-MON-RR" }, { decimal = 2 }, { map = { values = { A = "x" }, default = 1 } }]
+default = "2000-01-01"
+
+[[fields]]
+to = "source_system"
+value = "ABIS"
+"#;
+
+    const TOKENS: &[&str] = &[
+        "[",
+        "]",
+        "{",
+        "}",
+        "=",
+        "\"",
+        "'",
+        "\n",
+        "[[fields]]",
+        "transform",
+        "from",
+        "to",
+        "value",
+        "key",
+        "on_conflict",
+        "\"skip\"",
+        "1e999",
+        "-9223372036854775809",
+        "{ date = \"\" }",
+        "{ truncate = -1 }",
+        "{ replace = { pattern = \"(\", with = \"\" } }",
+        "{ bool = { true = [], false = [] } }",
+        "\u{0}",
+        "é",
+        "😀",
+        "\\u0000",
+        "'''",
+        "\"\"\"",
+        "#",
+        ",",
+        ".",
+        "inf",
+        "nan",
+        "true",
+        "[[]]",
+    ];
+
+    #[test]
+    fn the_mapping_loader_never_panics() {
+        let mut rng = Rng(seed());
+        let path = Path::new("mappings/fuzz.toml");
+        for _ in 0..iterations() {
+            let mut text = VALID.to_string();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(text.len() + 1);
+                let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                match rng.below(3) {
+                    0 => text.insert_str(at, rng.pick(TOKENS)),
+                    1 => {
+                        let end = (at + rng.below(12)).min(text.len());
+                        let end = (end..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap();
+                        text.replace_range(at..end, "");
+                    }
+                    _ => text.truncate(at),
+                }
+            }
+            if let Ok(file) = parse_mapping(path, &text) {
+                let _ = crate::plan::compile(&[file]);
+            }
+        }
+    }
+}

@@ -731,3 +731,48 @@ mod tests {
         assert!(enc(&PgType::Unsupported("inet".into()), Value::Int(1)).is_err());
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::PgType;
+    use crate::testgen::{Rng, arbitrary_text, arbitrary_value, iterations, seed};
+    use crate::value::Value;
+
+    #[test]
+    fn every_encoder_returns_bytes_or_a_reason() {
+        let types = [
+            PgType::Int2,
+            PgType::Int4,
+            PgType::Int8,
+            PgType::Float4,
+            PgType::Float8,
+            PgType::Numeric(None),
+            PgType::Numeric(Some((5, 2))),
+            PgType::Numeric(Some((3, -1))),
+            PgType::Numeric(Some((3, 5))),
+            PgType::Text,
+            PgType::Name,
+            PgType::Varchar(Some(3)),
+            PgType::Bpchar(Some(2)),
+            PgType::Bool,
+            PgType::Date,
+            PgType::Timestamp(0),
+            PgType::Timestamp(6),
+            PgType::TimestampTz(3),
+            PgType::Bytea,
+            PgType::Uuid,
+            PgType::Json,
+            PgType::Jsonb,
+        ];
+        let mut rng = Rng(seed());
+        for _ in 0..iterations() * 10 {
+            let t = &types[rng.below(types.len())];
+            let v = match rng.below(3) {
+                0 => Value::Text(arbitrary_text(&mut rng)),
+                _ => arbitrary_value(&mut rng),
+            };
+            let mut out = Vec::new();
+            let _ = t.encode(&v, &mut out);
+        }
+    }
+}

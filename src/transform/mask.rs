@@ -333,3 +333,51 @@ mod tests {
         assert!(Mask::compile("\"abc").is_err());
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::Mask;
+    use crate::testgen::{Rng, arbitrary_text, iterations, seed};
+
+    #[test]
+    fn date_masks_never_panic_on_any_text() {
+        let parts = [
+            "DD",
+            "MON",
+            "YYYY",
+            "RR",
+            "HH24",
+            ":",
+            "MI",
+            "SS",
+            ".FF3",
+            " ",
+            "-",
+            "AM",
+            "\"é\"",
+            "\"日本\"",
+            "\"T\"",
+            "\"😀x\"",
+        ];
+        let mut rng = Rng(seed());
+        for _ in 0..iterations() * 10 {
+            let mask: String = (0..1 + rng.below(6)).map(|_| rng.pick(&parts)).collect();
+            let Ok(m) = Mask::compile(&mask) else { continue };
+            let input = match rng.below(2) {
+                0 => arbitrary_text(&mut rng),
+                // Something shaped like the mask, with its literals replaced by other text.
+                _ => mask
+                    .replace("DD", "01")
+                    .replace("MON", "JAN")
+                    .replace("YYYY", "2024")
+                    .replace('"', "")
+                    .replace("é", rng.pick(&["é", "e", "日", "😀", ""])),
+            };
+            let _ = m.parse(&input);
+        }
+        // The instance that panicked: a quoted literal meeting a multi-byte character.
+        let m = Mask::compile("YYYY\"é\"MM").unwrap();
+        assert!(m.parse("2024日01").is_err());
+        assert!(m.parse("2024é01").is_ok());
+    }
+}

@@ -616,3 +616,68 @@ mod tests {
         assert_eq!(Chain(vec![Step::Trim]).produces(), Produces::Same);
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::Step;
+    use crate::testgen::{Rng, arbitrary_value, iterations, seed};
+
+    #[test]
+    fn every_transform_returns_a_value_or_a_reason() {
+        let steps = [
+            "\"trim\"",
+            "\"rtrim\"",
+            "\"upper\"",
+            "\"lower\"",
+            "\"null_if_empty\"",
+            "\"phone\"",
+            "\"email\"",
+            "\"integer\"",
+            "\"bool\"",
+            "\"date\"",
+            "\"timestamp\"",
+            "{ date = \"DD-MON-RR\" }",
+            "{ date = \"YYYY-MM-DD\" }",
+            "{ timestamp = \"DD-MON-YYYY HH12:MI:SS AM\" }",
+            "{ timestamp = \"YYYY-MM-DD HH24:MI:SS.FF9\" }",
+            "{ decimal = 0 }",
+            "{ decimal = 2 }",
+            "{ decimal = 30 }",
+            "{ bool = { true = [\"Y\"], false = [\"N\"] } }",
+            "{ map = { values = { A = \"x\", \"\" = 1 } } }",
+            "{ map = { values = { A = \"x\" }, default = 2 } }",
+            "{ truncate = 0 }",
+            "{ truncate = 3 }",
+            "{ replace = { pattern = '\\s+', with = \" \" } }",
+            "{ replace = { pattern = '^(.)(.*)$', with = \"$2$1\" } }",
+        ];
+        let compiled: Vec<Step> = steps
+            .iter()
+            .map(|s| {
+                let t: toml::Table = toml::from_str(&format!("s = {s}")).unwrap();
+                Step::compile(&t["s"]).unwrap_or_else(|e| panic!("{s}: {e}"))
+            })
+            .collect();
+        let mut rng = Rng(seed());
+        for _ in 0..iterations() * 10 {
+            let step = &compiled[rng.below(compiled.len())];
+            let v = arbitrary_value(&mut rng);
+            let _ = step.apply(v);
+        }
+        // Chains applied in place give what the owned application gives.
+        for _ in 0..iterations() * 3 {
+            let chain = crate::transform::Chain(
+                (0..1 + rng.below(3))
+                    .map(|_| compiled[rng.below(compiled.len())].clone())
+                    .collect(),
+            );
+            let v = arbitrary_value(&mut rng);
+            // Compared as printed: NaN is not equal to itself.
+            assert_eq!(
+                format!("{:?}", chain.apply_ref(&v).map(std::borrow::Cow::into_owned)),
+                format!("{:?}", chain.apply(v.clone())),
+                "{v:?}"
+            );
+        }
+    }
+}
