@@ -536,6 +536,44 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
     Ok(())
 }
 
+/// A bound entity built without databases, for the unit tests of the parts that take one:
+/// `mapping` is a mapping file's TOML, `source` the source columns (all of them text, the first
+/// one the key unless the mapping names one), `target` the target columns.
+#[cfg(test)]
+pub(crate) fn bound_for_test(mapping: &str, source: &[&str], target: &[(&str, PgType, bool)]) -> Bound {
+    let file = crate::config::parse_mapping(std::path::Path::new("mappings/t.toml"), mapping).expect("mapping");
+    let plan = crate::plan::compile(&[file]).expect("plan");
+    let e = plan.entities[0].clone();
+    let src: Vec<SourceColumn> = source
+        .iter()
+        .map(|n| SourceColumn {
+            name: n.to_string(),
+            declared_type: "TEXT".into(),
+            nullable: true,
+        })
+        .collect();
+    let tgt: Vec<PgColumn> = target
+        .iter()
+        .map(|(n, ty, not_null)| PgColumn {
+            name: n.to_string(),
+            ty: ty.clone(),
+            formatted: format!("{ty:?}"),
+            not_null: *not_null,
+            has_default: false,
+            generated: false,
+        })
+        .collect();
+    let key = e.key.clone().unwrap_or_else(|| vec![source[0].to_string()]);
+    let facts = SourceFacts {
+        key: key.into_iter().map(Column::Named).collect(),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    let b = bind_one(0, &e, &facts, &src, &tgt, &mut problems).expect("bound");
+    assert!(problems.is_empty(), "{problems:?}");
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,5 +593,34 @@ mod tests {
                 .contains("bool value")
         );
         assert!(compatible(Produces::Text, &PgType::Date).is_ok());
+    }
+
+    #[test]
+    fn a_row_is_encoded_through_its_transforms_or_names_the_failing_column() {
+        let b = bound_for_test(
+            "source = \"T\"\ntarget = \"t\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"NAME\"\nto = \"name\"\ntransform = [\"trim\", \"upper\"]\n[[fields]]\nto = \"src\"\nvalue = \"ABIS\"\n",
+            &["ID", "NAME"],
+            &[
+                ("id", PgType::Int4, true),
+                ("name", PgType::Varchar(Some(3)), true),
+                ("src", PgType::Text, false),
+            ],
+        );
+        let mut buf = vec![9];
+        encode_row(&b, &[Value::Text("7".into()), Value::Text(" ab ".into())], &mut buf).unwrap();
+        let (fields, len) = crate::sink::copy::split_tuple(&buf[1..]).unwrap().unwrap();
+        assert_eq!(len, buf.len() - 1);
+        assert_eq!(
+            fields,
+            vec![Some(&7i32.to_be_bytes()[..]), Some(&b"AB"[..]), Some(&b"ABIS"[..])]
+        );
+        // A failure leaves the buffer as it was and names the column.
+        let before = buf.clone();
+        let e = encode_row(&b, &[Value::Text("8".into()), Value::Text(" abcd ".into())], &mut buf).unwrap_err();
+        assert_eq!(e.0, "name");
+        assert!(e.1.contains("longer than varchar(3)"), "{e:?}");
+        assert_eq!(buf, before);
+        let e = encode_row(&b, &[Value::Text("9".into()), Value::Null], &mut buf).unwrap_err();
+        assert_eq!(e, ("name".into(), "NULL in NOT NULL column name".into()));
     }
 }

@@ -466,3 +466,49 @@ pub(crate) fn stats_of(b: &Bound, p: &Progress, status: &str) -> EntityStats {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bind::bound_for_test;
+    use crate::sink::pgtype::PgType;
+
+    fn entity(name: &str, extra: &str) -> Bound {
+        let mut b = bound_for_test(
+            &format!(
+                "name = \"{name}\"\nsource = \"T\"\ntarget = \"t\"\n{extra}\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"V\"\nto = \"v\"\ntransform = [\"trim\"]\n"
+            ),
+            &["ID", "V"],
+            &[("id", PgType::Int8, true), ("v", PgType::Text, false)],
+        );
+        // Dependencies on entities outside this one-file plan are set by hand.
+        if let Some(d) = extra.strip_prefix("#deps ") {
+            b.entity.depends_on = d.split(',').map(str::to_string).collect();
+        }
+        b
+    }
+
+    #[test]
+    fn entities_run_in_levels_of_their_dependencies() {
+        let bound = vec![
+            entity("a", ""),
+            entity("b", ""),
+            entity("c", "#deps a"),
+            entity("d", "#deps c,b"),
+            entity("e", "#deps a"),
+        ];
+        let levels: Vec<Vec<&str>> = dependency_levels(&bound)
+            .iter()
+            .map(|l| l.iter().map(|(_, b)| b.entity.name.as_str()).collect())
+            .collect();
+        assert_eq!(levels, vec![vec!["a", "b"], vec!["c", "e"], vec!["d"]]);
+    }
+
+    #[test]
+    fn only_a_key_copied_unchanged_is_built_after_the_load() {
+        assert_eq!(plain_key_columns(&entity("a", "")), Some(vec!["id".to_string()]));
+        // A transformed key could collide; a merge needs the key in place.
+        assert_eq!(plain_key_columns(&entity("b", "key = [\"V\"]")), None);
+        assert_eq!(plain_key_columns(&entity("c", "on_conflict = \"skip\"")), None);
+    }
+}

@@ -270,3 +270,19 @@ pub(super) async fn fast_batch(
         stop,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_counted_by_what_postgresql_stored() {
+        let mut p = Progress::new("e", "f", "t");
+        // 10 rows taken: 7 stored, 2 of them over rows already there; 3 kept out.
+        count_stored(&mut p, 10, sink::Stored { rows: 7, merged: 2 });
+        assert_eq!((p.rows_loaded, p.rows_merged, p.rows_kept_out), (5, 2, 3));
+        count_stored(&mut p, 4, sink::Stored { rows: 4, merged: 0 });
+        assert_eq!((p.rows_loaded, p.rows_merged, p.rows_kept_out), (9, 2, 3));
+        assert_eq!(p.rows_accounted(), 14);
+    }
+}

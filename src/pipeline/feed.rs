@@ -290,3 +290,53 @@ impl Feed {
         Ok(reconnects)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bind::bound_for_test;
+    use crate::sink::pgtype::PgType;
+
+    fn bound() -> Bound {
+        bound_for_test(
+            "source = \"T\"\ntarget = \"t\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"N\"\nto = \"n\"\n",
+            &["ID", "N"],
+            &[("id", PgType::Int8, true), ("n", PgType::Int2, false)],
+        )
+    }
+
+    fn row(id: i64, n: &str) -> Vec<Value> {
+        vec![Value::Int(id), Value::Text(n.into())]
+    }
+
+    #[test]
+    fn a_chunk_keeps_its_good_rows_encoded_and_its_bad_ones_as_rejects_in_order() {
+        let b = bound();
+        let names = b.source_names();
+        let rows = vec![row(1, "1"), row(2, "99999"), row(3, "3"), row(4, "x")];
+        let mut p = prepare(&b, &names, &rows, 16);
+        assert_eq!(p.read, 4);
+        assert_eq!(p.last_key, Some(vec![Value::Int(4)]));
+        assert_eq!((p.enc_src.clone(), p.reject_src.clone()), (vec![0, 2], vec![1, 3]));
+        assert_eq!(p.rejects[0].column.as_deref(), Some("n"));
+        assert!(
+            p.rejects[0].reason.contains("out of range for smallint"),
+            "{:?}",
+            p.rejects[0]
+        );
+        assert_eq!(p.rejects[1].source_values["N"], "x");
+        // A parent check that finds row 2 (position 1 of the encoded rows) an orphan.
+        p.rows = rows.clone();
+        let bytes_of_first = p.enc.rows[0].clone();
+        let orphan = sink::Refused {
+            row: 1,
+            reason: "no parent".into(),
+            column: Some("n".into()),
+        };
+        drop_orphans(&b, &names, &mut p, vec![orphan]);
+        assert_eq!(p.enc.rows, vec![bytes_of_first]);
+        assert_eq!(p.enc_src, vec![0]);
+        assert_eq!(p.reject_src, vec![1, 3, 2]);
+        assert_eq!(p.rejects[2].key, vec![Value::Int(3)]);
+    }
+}

@@ -519,3 +519,20 @@ pub async fn run_entity(
     bar.finish();
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_counted_in_scope_must_be_read() {
+        assert!(check_all_read("e", 10, 10).is_ok());
+        assert!(check_all_read("e", 12, 10).is_ok());
+        let e = check_all_read("e", 7, 10).unwrap_err().to_string();
+        assert!(
+            e.contains("e: 7 source rows read, but 10 were counted in scope before the load: 3 row(s) were not read"),
+            "{e}"
+        );
+        assert!(e.contains("migrate sync"), "{e}");
+    }
+}
