@@ -24,13 +24,8 @@ fn killed_runs_resume_to_exactly_the_clean_result() {
     let p = Project::new();
     demo(&p, &db, "13");
     let mut kills = 0;
-    // Random kill points (xorshift, seed printed so a failure can be replayed).
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("crash test: seed {seed}");
+    // Random kill points (seed printed so a failure can be replayed).
+    let mut rng = Rng::seeded("crash test");
     let mut delay = Duration::from_millis(400);
     let started = Instant::now();
     loop {
@@ -60,12 +55,9 @@ fn killed_runs_resume_to_exactly_the_clean_result() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
                 // 150-700 ms into a run for the first 10 kills, then longer so it can finish.
                 let extra = if kills >= 10 { 800 * (kills - 9) } else { 0 };
-                delay = Duration::from_millis(150 + seed % 550 + extra);
+                delay = Duration::from_millis(150 + rng.below(550) + extra);
             }
         }
     }

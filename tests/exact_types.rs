@@ -2,7 +2,7 @@
 //! included, are encoded on the client, loaded by binary COPY, and compared by PostgreSQL with
 //! what the source said. Each value must arrive equal, or be refused (a reject with a reason);
 //! never stored different. Refusals by the server are allowed too (they become rejects in a
-//! run); the test counts them apart. Seeded: the seed is printed, and `MIGRATE_PROP_SEED`
+//! run); the test counts them apart. Seeded: the seed is printed, and `MIGRATE_TEST_SEED`
 //! replays it; `MIGRATE_PROP_VALUES` sets the values per type (default 600).
 
 use crate::support::*;
@@ -12,22 +12,6 @@ use migrate::sink::copy;
 use migrate::sink::pgtype::PgType;
 use migrate::value::{Decimal, Value};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize].clone()
-    }
-}
 
 /// How PostgreSQL decides that the stored value equals what the source said.
 #[derive(Clone, Copy, Debug)]
@@ -424,22 +408,12 @@ const TYPES: &[&str] = &[
 #[test]
 fn every_value_arrives_equal_or_is_refused_never_different() {
     let db = TestDb::new();
-    let seed = std::env::var("MIGRATE_PROP_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("exact_types seed {seed} (MIGRATE_PROP_SEED={seed} replays it)");
+    let mut rng = Rng::seeded("exact_types");
+    let seed = rng.0;
     let per_type: usize = std::env::var("MIGRATE_PROP_VALUES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
-    let mut rng = Rng(seed);
     block(async {
         let mut c = PgConnection::connect(&db.url).await.unwrap();
         let mut report = Vec::new();

@@ -4,23 +4,7 @@
 //! what `ps` shows of a running migration.
 
 use crate::support::*;
-use std::time::{Duration, Instant};
-
-/// Waits until the run has committed at least one batch of `entity` (or gives up after 60 s).
-fn wait_for_progress(db: &TestDb, child: &mut std::process::Child) {
-    let t0 = Instant::now();
-    loop {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no progress after 60 s");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended before it could be interrupted: {status}");
-        }
-        let has = db.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'migrate' AND tablename = 'progress'");
-        if has == 1 && db.scalar("SELECT coalesce(sum(rows_loaded), 0)::bigint FROM migrate.progress") > 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn a_second_run_against_the_same_target_is_refused() {
@@ -28,7 +12,7 @@ fn a_second_run_against_the_same_target_is_refused() {
     let p = Project::new();
     demo(&p, &db, "2");
     let mut first = p.command(&db, &["--yes", "--batch-size", "20", "-q"]).spawn().unwrap();
-    wait_for_progress(&db, &mut first);
+    wait_for_loaded(&db, &mut first, 1);
     let second = p.run(&db, &["--yes", "--resume", "--lock-wait", "0"]);
     assert_eq!(second.code(), 2, "{}", second.stderr());
     assert!(
@@ -108,9 +92,9 @@ fn interrupt_then_resume(signals: &[i32], expected_code: i32) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_progress(&db, &mut child);
+    wait_for_loaded(&db, &mut child, 1);
     for s in signals {
-        unsafe { libc::kill(child.id() as i32, *s) };
+        send_signal(child.id(), *s);
         std::thread::sleep(Duration::from_millis(5));
     }
     let out = Out(child.wait_with_output().unwrap());
@@ -177,7 +161,7 @@ fn a_target_connection_killed_mid_run_is_retried_and_nothing_is_lost_or_doubled(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_progress(&db, &mut child);
+    wait_for_loaded(&db, &mut child, 1);
     let mut killed = 0;
     for _ in 0..3 {
         killed += db.kill_migrate_sessions();
@@ -206,7 +190,7 @@ fn an_outage_longer_than_the_retry_budget_exits_1_and_resume_finishes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_progress(&db, &mut child);
+    wait_for_loaded(&db, &mut child, 1);
     db.admin_exec(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", db.name));
     db.kill_migrate_sessions();
     let out = Out(child.wait_with_output().unwrap());
@@ -251,7 +235,7 @@ fn a_source_that_becomes_unreadable_mid_run_is_reopened_and_read_on_after_the_la
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_progress(&db, &mut run);
+    wait_for_loaded(&db, &mut run, 1);
     // Another process takes SQLite's exclusive lock for longer than the reader's 5 s busy
     // timeout: the reader's next query fails with "database is locked", like a dropped session.
     let url = format!("{}?mode=rw", p.source_url());
@@ -295,7 +279,7 @@ fn a_running_migration_shows_no_password_in_ps_and_starts_no_child_processes() {
         .env("DATABASE_URL", &url)
         .spawn()
         .unwrap();
-    wait_for_progress(&db, &mut run);
+    wait_for_loaded(&db, &mut run, 1);
     let pid = run.id();
     // What `ps -ef` / `ps e` would show: the command line of the process and of any child.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();

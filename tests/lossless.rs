@@ -300,7 +300,7 @@ fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
     ));
     db.exec("CREATE TABLE t (id int, k text, v text)");
     p.mapping("t", &mapping("T", "t", "", &[("ID", "id"), ("K", "k"), ("V", "v")]));
-    let child = p
+    let mut child = p
         .command(&db, &["--yes", "--batch-size", "1000", "--jobs", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -309,22 +309,9 @@ fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
     // Once the first batch is committed: stop the process, delete the last rows, go on. A
     // process stopped inside a read holds SQLite's shared lock: then let it run a moment and
     // try again.
-    let pid = child.id() as i32;
+    let pid = child.id();
     let started = std::time::Instant::now();
-    let read = |db: &TestDb| {
-        block(async {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&db.url).await.ok()?;
-            sqlx::query_scalar::<_, i64>("SELECT max(rows_read) FROM migrate.progress")
-                .fetch_one(&mut c)
-                .await
-                .ok()
-        })
-    };
-    while read(&db).is_none_or(|n| n == 0) {
-        assert!(started.elapsed().as_secs() < 60, "the load did not start");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_loaded(&db, &mut child, 1);
     let delete = || {
         block(async {
             use sqlx::Connection;
@@ -339,9 +326,9 @@ fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
         })
     };
     loop {
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        send_signal(pid, libc::SIGSTOP);
         let done = delete();
-        unsafe { libc::kill(pid, libc::SIGCONT) };
+        send_signal(pid, libc::SIGCONT);
         if done {
             break;
         }

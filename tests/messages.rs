@@ -204,33 +204,19 @@ fn a_stopped_truncating_run_is_resumed_without_truncate_and_a_changed_mapping_co
     );
     db.exec("CREATE TABLE t (id int PRIMARY KEY, v text)");
     p.mapping("t", T);
-    let child = p
+    let mut child = p
         .command(&db, &["--yes", "--truncate", "--batch-size", "1000", "--jobs", "2"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    let loaded = |db: &TestDb| {
-        block(async {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&db.url).await.ok()?;
-            sqlx::query_scalar::<_, i64>("SELECT sum(rows_loaded)::bigint FROM migrate.progress")
-                .fetch_one(&mut c)
-                .await
-                .ok()
-        })
-    };
-    while loaded(&db).is_none_or(|n| n < 2000) {
-        assert!(started.elapsed().as_secs() < 60, "the load did not start");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    wait_for_loaded(&db, &mut child, 2000);
+    send_signal(child.id(), libc::SIGINT);
     let out = Out(child.wait_with_output().unwrap());
     let err = out.stderr();
     assert_eq!(out.code(), 130, "{err}");
     assert!(err.contains("--resume in place of --truncate"), "{err}");
     // The load's rows are in its ranges' progress; a changed mapping says how many.
-    let so_far = loaded(&db).unwrap();
+    let so_far = db.scalar("SELECT sum(rows_loaded)::bigint FROM migrate.progress");
     p.mapping("t", &T.replace("to = \"v\"", "to = \"v\"\ntransform = [\"trim\"]"));
     let err = p.run(&db, &["--yes", "--resume"]).expect(2).stderr();
     assert!(

@@ -49,20 +49,6 @@ to = "is_deleted"
 value = false
 "#;
 
-/// A tiny xorshift generator; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// The source clock: microseconds after 2026-01-01, written as SQLite text timestamps.
 fn ts(micros: u64) -> String {
     let t = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
@@ -169,12 +155,7 @@ fn deep_ok(p: &Project, db: &TestDb) {
 
 #[test]
 fn full_load_then_sync_rounds_with_a_kill_end_equal_to_the_source() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("sync test seed {seed}");
+    let rng = Rng::seeded("sync test");
     let db = TestDb::new();
     let p = Project::new();
     p.sqlite(
@@ -199,7 +180,7 @@ fn full_load_then_sync_rounds_with_a_kill_end_equal_to_the_source() {
 
     let mut src = Source {
         p: &p,
-        rng: Rng(seed),
+        rng,
         clock: 40 * 86_400 * 1_000_000,
         next_item: 1_000_000,
         next_note: 1_000_000,
@@ -319,7 +300,7 @@ fn two_syncs_at_once_are_refused_and_every_stops_cleanly() {
         second.stderr()
     );
     // SAFETY: SIGTERM to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    send_signal(child.id(), libc::SIGTERM);
     let out = Out(child.wait_with_output().unwrap()).expect(0);
     assert!(out.stderr().contains("stopped between passes"), "{}", out.stderr());
     // Mapping mistakes are caught before anything runs.

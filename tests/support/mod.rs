@@ -253,3 +253,74 @@ pub const DEMO_TABLES: [(&str, &str); 8] = [
     ("qa_result", "quality_qaresult"),
     ("shipment", "shipping_shipment"),
 ];
+
+/// A tiny xorshift generator for randomized tests; [`Rng::seeded`] prints its seed so a failure
+/// can be replayed with `MIGRATE_TEST_SEED`.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `MIGRATE_TEST_SEED`, else the clock; the seed is printed with `label`.
+    pub fn seeded(label: &str) -> Rng {
+        let seed = std::env::var("MIGRATE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("{label}: seed {seed} (MIGRATE_TEST_SEED={seed} replays it)");
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize].clone()
+    }
+}
+
+impl TestDb {
+    /// A query's single number, or `None` when it cannot be run (the state tables do not exist
+    /// yet, say): for polling a running migration.
+    pub fn try_scalar(&self, sql: &str) -> Option<i64> {
+        block(async {
+            let mut c = PgConnection::connect(&self.url).await.ok()?;
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_string()))
+                .fetch_one(&mut c)
+                .await
+                .ok()
+        })
+    }
+}
+
+/// Waits until the running `child` has committed at least `rows` loaded rows (over every
+/// progress row), failing the test after 60 s or if the run ends first.
+pub fn wait_for_loaded(db: &TestDb, child: &mut std::process::Child, rows: i64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        assert!(t0.elapsed().as_secs() < 60, "fewer than {rows} rows loaded after 60 s");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended before {rows} rows were loaded: {status}");
+        }
+        let loaded = db.try_scalar("SELECT coalesce(sum(rows_loaded), 0)::bigint FROM migrate.progress");
+        if loaded.is_some_and(|n| n >= rows) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` (libc::SIGINT, SIGTERM, SIGSTOP, SIGCONT …) to the process `pid`.
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) only sends a signal to a process of this test.
+    unsafe { libc::kill(pid as i32, signal) };
+}
