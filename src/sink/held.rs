@@ -49,7 +49,7 @@ pub async fn hold_for_load(
     let mut held = Held::default();
     let fks = foreign_keys(conn, table).await?;
     for f in fks.iter().filter(|f| f.self_ref || defer) {
-        let held_row = Held1 {
+        let held_row = HeldRecord {
             table_sql: &table.sql(),
             name: &f.name,
             definition: &f.definition,
@@ -85,7 +85,7 @@ pub async fn hold_for_load(
     .await
     .map_err(q_err(what.clone()))?;
     for (name, qualified, definition) in indexes {
-        let held_row = Held1 {
+        let held_row = HeldRecord {
             table_sql: &table.sql(),
             name: &format!("{INDEX_PREFIX}{name}"),
             definition: &definition,
@@ -190,7 +190,7 @@ async fn hold_keys(
         }
     }
     for (child_sql, f) in &child_fks {
-        let held_row = Held1 {
+        let held_row = HeldRecord {
             table_sql: child_sql,
             name: &format!("{CHILD_PREFIX}{child_sql} {}", f.name),
             definition: &f.definition,
@@ -202,7 +202,7 @@ async fn hold_keys(
     }
     let mut held = 0;
     for (name, columns, definition) in keys {
-        let held_row = Held1 {
+        let held_row = HeldRecord {
             table_sql: &table.sql(),
             name: &format!("{KEY_PREFIX}{name}"),
             definition: &definition,
@@ -230,7 +230,7 @@ async fn hold_keys(
 }
 
 /// One row of `migrate.held_constraints`.
-struct Held1<'a> {
+struct HeldRecord<'a> {
     table_sql: &'a str,
     name: &'a str,
     definition: &'a str,
@@ -257,7 +257,7 @@ const COMMENTS_OF_INDEX: &str =
 async fn hold_one(
     conn: &mut PgConnection,
     entity: &str,
-    row: Held1<'_>,
+    row: HeldRecord<'_>,
     drop: &str,
     what: &str,
 ) -> Result<(), SinkError> {
