@@ -60,6 +60,18 @@ impl Bound {
         key.filter(|k| !k.is_empty())
     }
 
+    /// The loader that writes this entity's rows with `on_conflict` (by the mapped key).
+    pub fn loader_for(&self, on_conflict: OnConflict) -> Loader {
+        let cols: Vec<String> = self.targets.iter().map(|c| c.name.clone()).collect();
+        Loader::new(
+            self.loader.index(),
+            &self.entity.target,
+            &cols,
+            on_conflict,
+            &conflict_columns(self),
+        )
+    }
+
     /// The same entity with only the fields of `fields`: what encodes a row's target key.
     pub fn with_fields(&self, fields: &[usize]) -> Bound {
         let mut k = self.clone();
@@ -268,16 +280,26 @@ pub async fn bind_all(
         if let (Some(src_cols), Some(tgt_cols)) = (&f.columns, &target_cols) {
             match bind_one(index, e, &f, src_cols, tgt_cols, &mut problems) {
                 Some(mut b) if problems.is_empty() => {
-                    if e.on_conflict != OnConflict::Error && conflict_columns(&b).len() < b.spec.key.len() {
+                    // What finds target rows by key: on_conflict, or `migrate sync`, which
+                    // upserts an incremental entity's changed rows whatever its full load does.
+                    let merge = match e.on_conflict {
+                        OnConflict::Skip => Some("on_conflict = \"skip\""),
+                        OnConflict::Update => Some("on_conflict = \"update\""),
+                        OnConflict::Error if e.incremental.is_some() => Some("`migrate sync` (incremental)"),
+                        OnConflict::Error => None,
+                    };
+                    if let Some(merge) = merge
+                        && conflict_columns(&b).len() < b.spec.key.len()
+                    {
                         let key: Vec<String> = b.spec.key.iter().map(|&k| b.spec.columns[k].to_string()).collect();
                         problems.push(format!(
-                            "on_conflict = \"{}\" finds the target row by the key ({}), but no field maps {} to the target: add a field with from = \"{}\" (the target needs a primary key or unique index on it), or use on_conflict = \"error\"",
-                            if e.on_conflict == OnConflict::Skip { "skip" } else { "update" },
+                            "{merge} finds the target row by the key ({}), but no field maps {} to the target: add a field with from = \"{}\" (the target needs a primary key or unique index on it){}",
                             key.join(", "),
                             if key.len() == 1 { "it" } else { "all of them" },
-                            key[0]
+                            key[0],
+                            if e.incremental.is_some() { "" } else { ", or use on_conflict = \"error\"" }
                         ));
-                    } else if e.on_conflict != OnConflict::Error {
+                    } else if let Some(merge) = merge {
                         let conflict: Vec<String> = conflict_columns(&b);
                         let uniques = sink::unique_keys(conn, &e.target).await?;
                         let mut sorted = conflict.clone();
@@ -288,18 +310,14 @@ pub async fn bind_all(
                             u == sorted
                         }) {
                             problems.push(format!(
-                                "on_conflict = \"{}\" needs a primary key or unique index on ({}) in {}",
-                                if e.on_conflict == OnConflict::Skip {
-                                    "skip"
-                                } else {
-                                    "update"
-                                },
+                                "{merge} needs a primary key or unique index on ({}) in {}",
                                 conflict.join(", "),
                                 e.target.display()
                             ));
                         }
-                        let cols: Vec<String> = b.targets.iter().map(|c| c.name.clone()).collect();
-                        b.loader = Loader::new(index, &e.target, &cols, e.on_conflict, &conflict);
+                        if e.on_conflict != OnConflict::Error {
+                            b.loader = b.loader_for(e.on_conflict);
+                        }
                     }
                     if problems.is_empty() {
                         out.bound.push(b);

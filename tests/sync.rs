@@ -310,7 +310,8 @@ fn two_syncs_at_once_are_refused_and_every_stops_cleanly() {
     );
     let bad = p.run(&db, &["sync"]).expect(2);
     assert!(
-        bad.stderr().contains("needs on_conflict = \"update\""),
+        bad.stderr()
+            .contains("an 'incremental' entity cannot use on_conflict = \"skip\""),
         "{}",
         bad.stderr()
     );

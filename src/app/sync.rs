@@ -77,9 +77,13 @@ pub(super) async fn sync_passes(cli: &Cli, args: &SyncArgs) -> Result<u8> {
     }
     // Bound once, without counting the source rows (a full scan each): the --every loop
     // reuses it.
-    let pf = preflight(&source, &mut conn, &plan, &incremental, false).await?;
+    let mut pf = preflight(&source, &mut conn, &plan, &incremental, false).await?;
     if !pf.problems.is_empty() {
         return Err(problems_error(&pf));
+    }
+    // A pass upserts changed rows by key, whatever on_conflict the full load used.
+    for b in &mut pf.bound {
+        b.loader = b.loader_for(crate::config::OnConflict::Update);
     }
     let mirror = Mirror::new(&cli.common.checkpoint);
     let bars = Bars::new();

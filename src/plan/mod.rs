@@ -243,10 +243,10 @@ fn compile_one(f: &MappingFile, name: String, problems: &mut Vec<Problem>) -> Op
                 i.span().start,
                 "'incremental' is empty: name the source column that grows when a row changes",
             ));
-        } else if m.on_conflict != OnConflict::Update {
+        } else if m.on_conflict == OnConflict::Skip {
             problems.push(f.problem(
                 i.span().start,
-                "an 'incremental' entity needs on_conflict = \"update\": `migrate sync` upserts changed rows by key",
+                "an 'incremental' entity cannot use on_conflict = \"skip\": `migrate sync` updates changed rows by key (use \"error\" for a full load into empty tables, or \"update\")",
             ));
         }
     }
