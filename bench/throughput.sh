@@ -57,7 +57,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { print b - a }'; }
 rss_of() { awk '/Maximum resident/ { print $NF }' "$1"; }
 
 # --- data (not timed) ------------------------------------------------------------------------
-SCALE=$(awk -v r="$ROWS" 'BEGIN { printf "%.4f", r / 15908 }')
+SCALE=$(awk -v r="$ROWS" 'BEGIN { printf "%.4f", r / 98438 }')
 say "generating the demo source at scale $SCALE ..."
 "$BIN" demo --out "$WORK/legacy.db" --scale "$SCALE" --force -q >/dev/null
 TABLES=$(sqlite3 "$WORK/legacy.db" "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")

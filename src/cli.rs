@@ -61,6 +61,22 @@ pub struct Common {
     /// Less log output (repeat for less)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
+
+    /// Log output on Django's scale, instead of -v/-q: 0 warnings and errors only, 1 progress
+    /// (the default), 2 details (-v), 3 everything (-vv)
+    #[arg(long, value_name = "0..3", global = true, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub verbosity: Option<u8>,
+}
+
+impl Common {
+    /// The log level as (more, less): from --verbosity when given, else from -v and -q.
+    pub fn log_level(&self) -> (u8, u8) {
+        match self.verbosity {
+            Some(0) => (0, 1),
+            Some(v) => (v - 1, 0),
+            None => (self.verbose, self.quiet),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -236,11 +252,12 @@ pub struct ScaffoldArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to write the SQLite database
+    /// Where to write the SQLite database (and which one --mutate changes)
     #[arg(long, default_value = "demo/legacy.db")]
     pub out: PathBuf,
 
-    /// Size multiplier: 1 gives about 16,000 rows over 8 tables
+    /// Size multiplier: 1 gives the document's 98,438 rows (25 carriers, 10 lines, 1,234
+    /// customers, 45,678 coils, 23,456 jobs, 8,901 skids, 12,345 QA results, 6,789 shipments)
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
 
@@ -254,4 +271,19 @@ pub struct DemoArgs {
     /// wiping a database that holds more than the demo
     #[arg(long)]
     pub force: bool,
+
+    /// Change the demo source as a live legacy system would: updates that move LAST_MODIFIED,
+    /// new rows, deleted QA results, one row made invalid (then try `migrate sync`)
+    #[arg(long)]
+    pub mutate: bool,
+
+    /// Write the demo as Oracle SQL (the same rows, in Oracle's types) to FILE instead of a
+    /// SQLite database; with --mutate, the round of changes as Oracle SQL
+    #[arg(long, value_name = "FILE")]
+    pub oracle_sql: Option<PathBuf>,
+
+    /// With --mutate --oracle-sql: which round of changes this is (new rows get ids past the
+    /// earlier rounds')
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub round: u64,
 }

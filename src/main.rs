@@ -14,7 +14,8 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
-    migrate::telemetry::init(cli.common.verbose, cli.common.quiet, writes_log);
+    let (more, less) = cli.common.log_level();
+    migrate::telemetry::init(more, less, writes_log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -10,7 +10,7 @@ use std::time::Duration;
 fn a_second_run_against_the_same_target_is_refused() {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "2");
+    demo(&p, &db, "0.32");
     let mut first = p.command(&db, &["--yes", "--batch-size", "20", "-q"]).spawn().unwrap();
     wait_for_loaded(&db, &mut first, 1);
     let second = p.run(&db, &["--yes", "--resume", "--lock-wait", "0"]);
@@ -31,7 +31,7 @@ fn a_second_run_against_the_same_target_is_refused() {
 fn an_unwritable_checkpoint_file_stops_before_loading_and_resume_uses_the_database() {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "1");
+    demo(&p, &db, "0.16");
     let out = p.run(&db, &["--yes", "--checkpoint", "no/such/dir/cp.json"]).expect(2);
     assert!(
         out.stderr().contains("writing checkpoint file no/such/dir/cp.json")
@@ -86,7 +86,7 @@ fn loaded_vs_progress(db: &TestDb) -> (i64, i64) {
 fn interrupt_then_resume(signals: &[i32], expected_code: i32) {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "2");
+    demo(&p, &db, "0.32");
     let mut child = p
         .command(&db, &["--yes", "--batch-size", "20"])
         .stderr(std::process::Stdio::piped())
@@ -122,19 +122,19 @@ fn ctrl_c_exits_130_and_a_second_one_stops_at_once_consistently() {
 fn a_non_empty_target_is_refused_and_truncate_starts_over() {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "1");
-    db.exec("INSERT INTO carriers_carrier (id, code, name) VALUES (999, 'X', 'left over')");
+    demo(&p, &db, "0.16");
+    db.exec("INSERT INTO shipping_carrier (id, code, name) VALUES (999, 'X', 'left over')");
     let out = p.run(&db, &["--yes"]).expect(2);
     assert!(
-        out.stderr().contains("carriers_carrier already hold rows")
+        out.stderr().contains("shipping_carrier already hold rows")
             && out.stderr().contains("--truncate")
             && out.stderr().contains("on_conflict"),
         "{}",
         out.stderr()
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM carriers_carrier"), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM shipping_carrier"), 1);
     p.run(&db, &["--yes", "--truncate", "--validate"]).expect(0);
-    assert_eq!(db.scalar("SELECT count(*) FROM carriers_carrier WHERE id = 999"), 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM shipping_carrier WHERE id = 999"), 0);
     let rejects = db.scalar("SELECT count(*) FROM migrate.rejects");
     // A finished load needs --resume or --truncate; --truncate reloads everything exactly once.
     let out = p.run(&db, &["--yes"]).expect(2);
@@ -144,14 +144,14 @@ fn a_non_empty_target_is_refused_and_truncate_starts_over() {
     // Truncation without --yes and without a terminal is refused, and empties nothing.
     let out = p.run(&db, &["--truncate"]).expect(2);
     assert!(out.stderr().contains("pass --yes"), "{}", out.stderr());
-    assert!(db.scalar("SELECT count(*) FROM carriers_carrier") > 0);
+    assert!(db.scalar("SELECT count(*) FROM shipping_carrier") > 0);
 }
 
 #[test]
 fn a_target_connection_killed_mid_run_is_retried_and_nothing_is_lost_or_doubled() {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "2");
+    demo(&p, &db, "0.32");
     let mut child = p
         .command(
             &db,
@@ -181,7 +181,7 @@ fn a_target_connection_killed_mid_run_is_retried_and_nothing_is_lost_or_doubled(
 fn an_outage_longer_than_the_retry_budget_exits_1_and_resume_finishes() {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "2");
+    demo(&p, &db, "0.32");
     let mut child = p
         .command(
             &db,
@@ -272,7 +272,7 @@ fn a_source_that_becomes_unreadable_mid_run_is_reopened_and_read_on_after_the_la
 fn a_running_migration_shows_no_password_in_ps_and_starts_no_child_processes() {
     let db = TestDb::new();
     let p = Project::new();
-    demo(&p, &db, "2");
+    demo(&p, &db, "0.32");
     let url = db.url.replacen("postgres@", "postgres:Sup3rS3cretPw@", 1);
     let mut run = p
         .command(&db, &["--yes", "--batch-size", "20", "-q"])

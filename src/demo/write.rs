@@ -1,0 +1,189 @@
+//! The ABIS rows written in a dialect: into a SQLite file (the demo), or as Oracle SQL for
+//! SQL*Plus (the smoke test's seed), each in its own types.
+
+use super::abis::{Cell, TABLES, TimeText, generate};
+use anyhow::{Context, Result};
+use rusqlite::types::Value as Sql;
+use std::io::Write;
+use std::path::Path;
+
+/// Creates `path` (which must not exist) with the 8 tables and their rows at `scale`; returns the
+/// rows written.
+pub fn sqlite(path: &Path, scale: f64) -> Result<u64> {
+    let mut conn = rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
+    for t in &TABLES {
+        let cols: Vec<String> = t
+            .cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} {}{}", c.name, c.sqlite, if i == 0 { " PRIMARY KEY" } else { "" }))
+            .collect();
+        conn.execute(&format!("CREATE TABLE {} ({})", t.name, cols.join(", ")), [])?;
+    }
+    let tx = conn.transaction()?;
+    let mut n = 0u64;
+    let mut failed: Option<rusqlite::Error> = None;
+    {
+        let mut stmts: Vec<rusqlite::Statement<'_>> = TABLES
+            .iter()
+            .map(|t| {
+                let marks = vec!["?"; t.cols.len()].join(",");
+                tx.prepare(&format!("INSERT INTO {} VALUES ({marks})", t.name))
+            })
+            .collect::<Result<_, _>>()?;
+        generate(scale, &mut |t, row| {
+            if failed.is_some() {
+                return;
+            }
+            let values: Vec<Sql> = row.iter().map(sqlite_value).collect();
+            match stmts[t].execute(rusqlite::params_from_iter(values)) {
+                Ok(_) => n += 1,
+                Err(e) => failed = Some(e),
+            }
+        });
+    }
+    if let Some(e) = failed {
+        return Err(e).context("writing the demo rows");
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+/// A cell as the SQLite demo keeps it: dates and numbers as the legacy text.
+pub fn sqlite_value(c: &Cell) -> Sql {
+    match c {
+        Cell::Null => Sql::Null,
+        Cell::Int(i) => Sql::Integer(*i),
+        Cell::Real(f) => Sql::Real(*f),
+        Cell::Text(s) | Cell::Num(s) => Sql::Text(s.clone()),
+        Cell::Time(t, f) => Sql::Text(Cell::time_text(t, *f)),
+    }
+}
+
+/// A cell as an Oracle SQL literal: '' is NULL (as Oracle has it), numbers as NUMBER, dates as
+/// DATE (midnight for a day), the change column as TIMESTAMP.
+pub fn oracle_literal(c: &Cell) -> String {
+    match c {
+        Cell::Null => "NULL".into(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Real(f) => format!("{f:?}"),
+        Cell::Text(s) if s.is_empty() => "NULL".into(),
+        Cell::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Cell::Num(s) => match crate::value::Decimal::parse(s.trim()) {
+            Ok(d) => d.to_string(),
+            Err(_) => "NULL".into(),
+        },
+        Cell::Time(t, TimeText::IsoMicros) => format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
+        Cell::Time(t, _) => format!("TO_DATE('{}', 'YYYY-MM-DD HH24:MI:SS')", t.format("%Y-%m-%d %H:%M:%S")),
+    }
+}
+
+/// Rows per INSERT ALL statement.
+const ORACLE_ROWS_PER_INSERT: usize = 100;
+
+/// Writes the Oracle seed: the 8 tables in Oracle's types with the same rows as the SQLite demo
+/// at `scale`, as one SQL*Plus script (INSERT ALL, 100 rows a statement, one COMMIT).
+pub fn oracle_sql(out: &mut dyn Write, scale: f64) -> Result<u64> {
+    writeln!(
+        out,
+        "-- The ABIS demo in Oracle's own types: written by `migrate demo --oracle-sql` (scale {scale})."
+    )?;
+    writeln!(out, "-- Run with SQL*Plus as the schema's owner.")?;
+    writeln!(out, "SET DEFINE OFF")?;
+    writeln!(out, "SET SQLBLANKLINES ON")?;
+    writeln!(out, "SET FEEDBACK OFF")?;
+    writeln!(out, "WHENEVER SQLERROR EXIT FAILURE")?;
+    for t in &TABLES {
+        let cols: Vec<String> = t
+            .cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("  {} {}{}", c.name, c.oracle, if i == 0 { " PRIMARY KEY" } else { "" }))
+            .collect();
+        writeln!(out, "CREATE TABLE {} (\n{}\n);", t.name, cols.join(",\n"))?;
+    }
+    let mut pending: Vec<(usize, Vec<Cell>)> = Vec::new();
+    let mut n = 0u64;
+    let mut failed = None;
+    let flush = |out: &mut dyn Write, rows: &mut Vec<(usize, Vec<Cell>)>| -> std::io::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "INSERT ALL")?;
+        for (t, row) in rows.iter() {
+            let values: Vec<String> = row.iter().map(oracle_literal).collect();
+            writeln!(out, "  INTO {} VALUES ({})", TABLES[*t].name, values.join(", "))?;
+        }
+        writeln!(out, "SELECT * FROM DUAL;")?;
+        rows.clear();
+        Ok(())
+    };
+    generate(scale, &mut |t, row| {
+        if failed.is_some() {
+            return;
+        }
+        n += 1;
+        // A statement holds rows of one table, in key order (parents before children).
+        let full = pending.first().is_some_and(|(pt, _)| *pt != t) || pending.len() == ORACLE_ROWS_PER_INSERT;
+        if full && let Err(e) = flush(out, &mut pending) {
+            failed = Some(e);
+            return;
+        }
+        pending.push((t, row));
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    flush(out, &mut pending)?;
+    writeln!(out, "COMMIT;")?;
+    writeln!(out, "EXIT")?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn one_cell_in_each_dialect() {
+        let t = NaiveDate::from_ymd_opt(2019, 3, 7)
+            .unwrap()
+            .and_hms_micro_opt(15, 4, 5, 60)
+            .unwrap();
+        let day = NaiveDate::from_ymd_opt(2019, 3, 7)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        assert_eq!(
+            sqlite_value(&Cell::Time(day, TimeText::DdMonYy)),
+            Sql::Text("07-MAR-19".into())
+        );
+        assert_eq!(
+            oracle_literal(&Cell::Time(day, TimeText::DdMonYy)),
+            "TO_DATE('2019-03-07 00:00:00', 'YYYY-MM-DD HH24:MI:SS')"
+        );
+        assert_eq!(
+            oracle_literal(&Cell::Time(t, TimeText::IsoMicros)),
+            "TIMESTAMP '2019-03-07 15:04:05.000060'"
+        );
+        assert_eq!(oracle_literal(&Cell::Num("  2032.00".into())), "2032.00");
+        assert_eq!(oracle_literal(&Cell::Num("".into())), "NULL");
+        assert_eq!(oracle_literal(&Cell::Text("o'brien".into())), "'o''brien'");
+        assert_eq!(oracle_literal(&Cell::Text("".into())), "NULL");
+        assert_eq!(oracle_literal(&Cell::Real(1250.25)), "1250.25");
+    }
+
+    #[test]
+    fn the_oracle_seed_has_every_table_and_row() {
+        let mut out = Vec::new();
+        let n = oracle_sql(&mut out, 0.02).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(n, super::super::abis::counts(0.02).iter().sum::<u64>());
+        for t in &TABLES {
+            assert!(text.contains(&format!("CREATE TABLE {} (", t.name)), "{}", t.name);
+        }
+        assert_eq!(text.matches("  INTO ").count() as u64, n);
+        assert!(text.ends_with("COMMIT;\nEXIT\n"));
+    }
+}
