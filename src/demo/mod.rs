@@ -5,6 +5,8 @@
 
 mod abis;
 mod mutate;
+#[cfg(test)]
+mod shipped;
 mod write;
 
 pub use abis::{TABLES, counts};

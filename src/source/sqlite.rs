@@ -134,7 +134,7 @@ fn decode_into(row: &Row<'_>, i: usize, slot: &mut Value) -> Result<(), rusqlite
     Ok(())
 }
 
-fn decode(row: &Row<'_>, i: usize) -> Result<Value, rusqlite::Error> {
+pub(crate) fn decode(row: &Row<'_>, i: usize) -> Result<Value, rusqlite::Error> {
     Ok(match row.get_ref(i)? {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(n) => Value::Int(n),
