@@ -415,3 +415,84 @@ fn deferred_indexes_come_back_when_the_run_is_stopped() {
     assert_eq!(db.scalar("SELECT count(*) FROM migrate.held_constraints"), 0);
     assert_eq!(schema_objects(&db), before);
 }
+
+/// The document's command lines in the tool's spelling, then README's "Running old and new side
+/// by side" on the demo in three commands: `demo --mutate`, `sync`, `validate --deep`.
+#[test]
+fn the_documents_command_lines_and_the_three_command_sync_run_on_the_demo() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "0.05");
+    p.run(&db, &["--check-only"]).expect(0);
+    p.run(&db, &["--dry-run", "--yes"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM customers_customer"), 0);
+    // One entity with its own batch size, at Django's verbosity 2 (debug lines) ...
+    let out = p
+        .run(
+            &db,
+            &[
+                "--entity",
+                "customer",
+                "--batch-size",
+                "5000",
+                "--yes",
+                "--verbosity",
+                "2",
+            ],
+        )
+        .expect(0);
+    assert!(out.stderr().contains("DEBUG"), "{}", out.stderr());
+    let customers = db.scalar("SELECT count(*) FROM customers_customer");
+    assert!(customers > 0);
+    // ... the rest with --resume, silent at verbosity 0, and validated.
+    let out = p
+        .run(&db, &["--resume", "--yes", "--validate", "--verbosity", "0"])
+        .expect(0);
+    assert!(!out.stderr().contains("INFO"), "{}", out.stderr());
+    assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
+    assert_eq!(db.scalar("SELECT count(*) FROM customers_customer"), customers);
+    // The document's entity names: `--entity qa`.
+    let qa = db.scalar("SELECT count(*) FROM quality_qaresult");
+    p.run(&db, &["--entity", "qa", "--truncate", "--yes"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM quality_qaresult"), qa);
+    p.run(&db, &["--verbosity", "4"]).expect(2);
+
+    // 1. The legacy system lives on.
+    let out = p.run(&db, &["demo", "--mutate", "--out", "legacy.db"]).expect(0);
+    let said = out.stdout();
+    let bad: i64 = said
+        .split("QA result ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("which QA result was broken: {said}"));
+    let deleted: i64 = said
+        .lines()
+        .find_map(|l| l.strip_suffix(" QA results deleted"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(deleted > 0);
+    let shipped = "SELECT count(*) FROM inventory_coil WHERE location = 'SHIPPED'";
+    assert_eq!(db.scalar(shipped), 0);
+    // 2. One sync pass moves what changed.
+    let out = p.run(&db, &["sync"]).expect(0);
+    assert!(out.stdout().contains("watermark"), "{}", out.stdout());
+    assert!(db.scalar(shipped) > 0, "updated coils arrived");
+    assert_eq!(
+        db.scalar(&format!("SELECT count(*) FROM quality_qaresult WHERE id = {bad}")),
+        0,
+        "the broken QA result left the target"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM migrate.rejects WHERE entity = 'qa' AND row_key = '{bad}' AND column_name = 'passed'"
+        )),
+        1,
+        "and stands in the rejects"
+    );
+    let run_deleted = db.scalar("SELECT coalesce(sum(rows_deleted), 0)::bigint FROM migrate.runs");
+    assert!(run_deleted > 0 && run_deleted <= deleted, "{run_deleted} of {deleted}");
+    // 3. Every row equal, none missing or extra.
+    let out = p.run(&db, &["validate", "--deep"]).expect(0);
+    assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
+}
