@@ -70,5 +70,9 @@ cat <<MSG
 The demo data is in PostgreSQL. Look at it:
   psql "$DEMO_URL" -c 'SELECT * FROM customers_customer LIMIT 5'
   psql "$DEMO_URL" -c 'SELECT entity, row_key, column_name, reason FROM migrate.rejects'
-Run the tests:  cargo test
+The legacy system lives on; move what changed (README: Running old and new side by side):
+  target/release/migrate demo --mutate --out demo/legacy.db
+  target/release/migrate sync --source $SOURCE --target "$DEMO_URL"
+  target/release/migrate validate --deep --source $SOURCE --target "$DEMO_URL"
+Run the tests:  bash .ci/run   (or just: cargo test)
 MSG

@@ -274,11 +274,12 @@ pub struct DemoArgs {
 
     /// Change the demo source as a live legacy system would: updates that move LAST_MODIFIED,
     /// new rows, deleted QA results, one row made invalid (then try `migrate sync`)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "create_target")]
     pub mutate: bool,
 
-    /// Write the demo as Oracle SQL (the same rows, in Oracle's types) to FILE instead of a
-    /// SQLite database; with --mutate, the round of changes as Oracle SQL
+    /// Write the demo as an Oracle SQL*Plus script (the same rows in Oracle's types, with foreign
+    /// keys) to FILE instead of a SQLite database (--create-target still creates the target
+    /// tables); with --mutate, the round of changes for a seed made at the same --scale
     #[arg(long, value_name = "FILE")]
     pub oracle_sql: Option<PathBuf>,
 

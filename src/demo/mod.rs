@@ -34,8 +34,24 @@ pub async fn run(args: &DemoArgs, target: Option<&str>) -> Result<()> {
             path.display(),
             path.display()
         );
-        return Ok(());
+    } else {
+        write_sqlite(args).await?;
     }
+    if args.create_target {
+        let url = target.ok_or_else(|| UsageError("--create-target needs --target URL or DATABASE_URL".into()))?;
+        let mut conn = crate::sink::connect(url).await?;
+        guard_target(&mut conn, url, args.force).await?;
+        sqlx::raw_sql(TARGET_SCHEMA)
+            .execute(&mut conn)
+            .await
+            .context("creating the demo target schema")?;
+        println!("demo target tables created in {}", crate::telemetry::redact_url(url));
+    }
+    Ok(())
+}
+
+/// The demo source as SQLite, at `--out`.
+async fn write_sqlite(args: &DemoArgs) -> Result<()> {
     if args.out.exists() {
         if !args.force {
             return Err(UsageError(format!(
@@ -56,16 +72,6 @@ pub async fn run(args: &DemoArgs, target: Option<&str>) -> Result<()> {
         "demo legacy database written to {} ({total} rows in 8 tables)",
         args.out.display()
     );
-    if args.create_target {
-        let url = target.ok_or_else(|| UsageError("--create-target needs --target URL or DATABASE_URL".into()))?;
-        let mut conn = crate::sink::connect(url).await?;
-        guard_target(&mut conn, url, args.force).await?;
-        sqlx::raw_sql(TARGET_SCHEMA)
-            .execute(&mut conn)
-            .await
-            .context("creating the demo target schema")?;
-        println!("demo target tables created in {}", crate::telemetry::redact_url(url));
-    }
     Ok(())
 }
 

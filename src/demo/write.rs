@@ -78,6 +78,17 @@ pub fn oracle_literal(c: &Cell) -> String {
     }
 }
 
+/// The Oracle seed's foreign keys: child table, column, parent table.
+pub const ORACLE_FOREIGN_KEYS: [(&str, &str, &str); 7] = [
+    ("AB_COIL", "CUSTOMER_ID", "AB_CUSTOMER"),
+    ("AB_JOB", "CUSTOMER_ID", "AB_CUSTOMER"),
+    ("AB_JOB", "COIL_ID", "AB_COIL"),
+    ("AB_SKID", "JOB_ID", "AB_JOB"),
+    ("AB_QA_RESULT", "JOB_ID", "AB_JOB"),
+    ("AB_SHIPMENT", "CUSTOMER_ID", "AB_CUSTOMER"),
+    ("AB_SHIPMENT", "CARRIER_ID", "AB_CARRIER"),
+];
+
 /// Rows per INSERT ALL statement.
 const ORACLE_ROWS_PER_INSERT: usize = 100;
 
@@ -136,6 +147,20 @@ pub fn oracle_sql(out: &mut dyn Write, scale: f64) -> Result<u64> {
     }
     flush(out, &mut pending)?;
     writeln!(out, "COMMIT;")?;
+    // What a live ABIS has besides its rows: foreign keys (every child row has its parent) and
+    // an index on the change column, which `migrate sync` reads by.
+    for (child, column, parent) in ORACLE_FOREIGN_KEYS {
+        let parent_key = TABLES.iter().find(|t| t.name == parent).map_or("", |t| t.cols[0].name);
+        writeln!(
+            out,
+            "ALTER TABLE {child} ADD CONSTRAINT FK_{}_{} FOREIGN KEY ({column}) REFERENCES {parent} ({parent_key});",
+            &child[3..],
+            &parent[3..],
+        )?;
+    }
+    for t in &TABLES {
+        writeln!(out, "CREATE INDEX {}_LM_IX ON {} (LAST_MODIFIED);", t.name, t.name)?;
+    }
     writeln!(out, "EXIT")?;
     Ok(n)
 }
@@ -184,6 +209,48 @@ mod tests {
             assert!(text.contains(&format!("CREATE TABLE {} (", t.name)), "{}", t.name);
         }
         assert_eq!(text.matches("  INTO ").count() as u64, n);
-        assert!(text.ends_with("COMMIT;\nEXIT\n"));
+        assert!(text.ends_with("_LM_IX ON AB_SHIPMENT (LAST_MODIFIED);\nEXIT\n"));
+        // SQL*Plus reads lines: each row on one line, below its 2,499-character limit, and only
+        // a statement's last line ends with ';' (a ';' ending a line inside a string would cut
+        // the statement there).
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.iter().filter(|l| l.starts_with("  INTO ")).count() as u64, n);
+        for l in &lines {
+            assert!(l.len() < 2499, "{l}");
+            assert!(*l != "." && *l != "/", "{l}");
+            if l.ends_with(';') {
+                assert!(!l.starts_with("  INTO "), "{l}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_child_row_has_its_parent_so_the_oracle_foreign_keys_hold() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut keys: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+        let mut refs: Vec<(&str, &str, i64)> = Vec::new();
+        generate(0.3, &mut |t, row| {
+            let table = &TABLES[t];
+            if let Cell::Int(id) = row[0] {
+                keys.entry(table.name).or_default().insert(id);
+            }
+            for (child, column, parent) in ORACLE_FOREIGN_KEYS {
+                if child == table.name {
+                    let i = table.cols.iter().position(|c| c.name == column).unwrap();
+                    match row[i] {
+                        Cell::Int(v) => refs.push((child, parent, v)),
+                        Cell::Null => {}
+                        ref other => panic!("{child}.{column}: {other:?}"),
+                    }
+                }
+            }
+        });
+        assert!(refs.len() > 10_000);
+        for (child, parent, v) in refs {
+            assert!(
+                keys[parent].contains(&v),
+                "{child} references {parent} {v}, which does not exist"
+            );
+        }
     }
 }

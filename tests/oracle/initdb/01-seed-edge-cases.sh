@@ -1,0 +1,7 @@
+#!/bin/bash
+# Run by the gvenzl Oracle image on first start (mounted into /container-entrypoint-initdb.d by
+# docker-compose.yml): seeds the edge-case tables (EC_*) as the app user the image has just
+# created. The ABIS demo itself is seeded from the host: tests/oracle/seed_abis.sh.
+set -euo pipefail
+service=XE   # 11g XE has no pluggable database
+sqlplus -s -L "${APP_USER}/${APP_USER_PASSWORD}@//localhost:1521/${service}" @/opt/migrate/edge_cases.sql </dev/null
