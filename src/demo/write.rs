@@ -1,24 +1,32 @@
 //! The ABIS rows written in a dialect: into a SQLite file (the demo), or as Oracle SQL for
 //! SQL*Plus (the smoke test's seed), each in its own types.
 
-use super::abis::{Cell, TABLES, TimeText, generate};
+use super::abis::{Cell, TABLES, Table, TimeText, generate};
 use anyhow::{Context, Result};
 use rusqlite::types::Value as Sql;
 use std::io::Write;
 use std::path::Path;
+
+/// `CREATE TABLE` for `t` in SQLite's or Oracle's types; the first column is the primary key.
+fn create_table(t: &Table, oracle: bool) -> String {
+    let cols: Vec<String> = t
+        .cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ty = if oracle { c.oracle } else { c.sqlite };
+            format!("  {} {ty}{}", c.name, if i == 0 { " PRIMARY KEY" } else { "" })
+        })
+        .collect();
+    format!("CREATE TABLE {} (\n{}\n)", t.name, cols.join(",\n"))
+}
 
 /// Creates `path` (which must not exist) with the 8 tables and their rows at `scale`; returns the
 /// rows written.
 pub fn sqlite(path: &Path, scale: f64) -> Result<u64> {
     let mut conn = rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
     for t in &TABLES {
-        let cols: Vec<String> = t
-            .cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} {}{}", c.name, c.sqlite, if i == 0 { " PRIMARY KEY" } else { "" }))
-            .collect();
-        conn.execute(&format!("CREATE TABLE {} ({})", t.name, cols.join(", ")), [])?;
+        conn.execute(&create_table(t, false), [])?;
     }
     let tx = conn.transaction()?;
     let mut n = 0u64;
@@ -105,13 +113,7 @@ pub fn oracle_sql(out: &mut dyn Write, scale: f64) -> Result<u64> {
     writeln!(out, "SET FEEDBACK OFF")?;
     writeln!(out, "WHENEVER SQLERROR EXIT FAILURE")?;
     for t in &TABLES {
-        let cols: Vec<String> = t
-            .cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("  {} {}{}", c.name, c.oracle, if i == 0 { " PRIMARY KEY" } else { "" }))
-            .collect();
-        writeln!(out, "CREATE TABLE {} (\n{}\n);", t.name, cols.join(",\n"))?;
+        writeln!(out, "{};", create_table(t, true))?;
     }
     let mut pending: Vec<(usize, Vec<Cell>)> = Vec::new();
     let mut n = 0u64;
