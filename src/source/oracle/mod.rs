@@ -5,6 +5,8 @@
 //! is exercised only by the oracle-smoke workflow against dockerized Oracle.
 
 pub mod convert;
+pub mod fetch;
+pub mod keybind;
 pub mod sql;
 pub mod types;
 pub mod url;
@@ -13,7 +15,8 @@ use super::{CatalogTable, ForeignKey, ReadSpec, Source, SourceColumn, SourceErro
 use crate::plan::{Relation, TargetTable};
 use crate::value::Value;
 use convert::{Fetched, ora_type, to_value};
-use oracle::sql_type::{InnerValue, Timestamp, ToSql};
+use keybind::KeyBind;
+use oracle::sql_type::{InnerValue, OracleType, Timestamp, ToSql};
 use oracle::{Connection, Connector, Row, RowValue, SqlValue};
 use std::borrow::Cow;
 use types::OraType;
@@ -183,36 +186,6 @@ fn cell(v: &SqlValue) -> oracle::Result<Result<Value, String>> {
     Ok(to_value(kind, fetched))
 }
 
-/// A key value bound for the keyset predicate, in the type that compares exactly.
-fn bind_value(v: &Value) -> Result<Box<dyn ToSql>, String> {
-    let ts = |t: &chrono::NaiveDateTime| {
-        use chrono::{Datelike, Timelike};
-        Timestamp::new(
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond(),
-        )
-        .map_err(|e| e.to_string())
-    };
-    Ok(match v {
-        Value::Int(i) => Box::new(*i),
-        // Decimal text converts back exactly: the session uses '.' as the decimal separator.
-        Value::Decimal(d) => Box::new(d.to_string()),
-        Value::Float(f) => Box::new(*f),
-        Value::Text(s) => Box::new(s.clone()),
-        Value::Bytes(b) | Value::InvalidText(b) => Box::new(b.clone()),
-        Value::Timestamp(t) => Box::new(ts(t)?),
-        Value::Date(d) => Box::new(ts(&d.and_time(chrono::NaiveTime::MIN))?),
-        Value::TimestampTz(t) => Box::new(ts(&t.naive_utc())?.and_tz_offset(0).map_err(|e| e.to_string())?),
-        Value::Bool(b) => Box::new(*b),
-        Value::Null => return Err("a key value is NULL".into()),
-    })
-}
-
 impl Source for OracleSource {
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError> {
         let (owner, name) = self.owner_and_table(table);
@@ -358,8 +331,9 @@ impl Source for OracleSource {
         batch_rows: usize,
         emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
+        let types = self.describe(spec)?;
         let sql = crate::source::scan_sql(spec, &crate::source::Dialect::oracle());
-        self.stream(spec, &sql, Vec::new(), batch_rows, emit)
+        self.stream(spec, &sql, &types, Vec::new(), batch_rows, emit)
     }
 
     fn read(
@@ -370,85 +344,109 @@ impl Source for OracleSource {
         emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
     ) -> Result<(), SourceError> {
         let what = format!("reading {}", spec.relation.describe());
+        let types = self.describe(spec)?;
         let sql = sql::read_sql(spec, after.is_some());
-        let binds: Vec<(String, Box<dyn ToSql>)> = match after {
-            Some(key) => key
+        // Each key value is bound in its column's own type (keybind.rs), so the comparison
+        // runs on the column as it is: through its index, in its ORDER BY's order.
+        let key_binds = |values: &[Value], first: usize, role: &str| -> Result<Vec<(String, KeyBind)>, SourceError> {
+            spec.key
                 .iter()
+                .zip(values)
                 .enumerate()
-                .map(|(i, v)| bind_value(v).map(|b| (sql::bind_name(i + 1), b)))
-                .collect::<Result<_, _>>()
-                .map_err(|reason| SourceError::Query {
-                    what: format!("{what}: binding the resume key"),
-                    cause: reason.into(),
-                })?,
+                .map(|(i, (&col, v))| {
+                    keybind::key_bind(&types[col], v)
+                        .map(|b| (sql::bind_name(first + i + 1), b))
+                        .map_err(|reason| SourceError::Query {
+                            what: format!("{what}: binding {role}"),
+                            cause: reason.into(),
+                        })
+                })
+                .collect()
+        };
+        let mut binds = match after {
+            Some(key) => key_binds(key, 0, "the resume key")?,
             None => vec![],
         };
-        let mut binds = binds;
         if let Some(w) = &spec.window {
             for (i, text) in w.binds().into_iter().enumerate() {
-                binds.push((sql::bind_name(spec.key.len() + i + 1), Box::new(text.to_string())));
+                binds.push((sql::bind_name(spec.key.len() + i + 1), keybind::varchar(text)));
             }
         }
         if let Some(until) = &spec.until {
             let first = spec.key.len() + spec.window.as_ref().map_or(0, |w| w.binds().len());
-            for (i, v) in until.iter().enumerate() {
-                let b = bind_value(v).map_err(|reason| SourceError::Query {
-                    what: format!("{what}: binding the end of its part"),
-                    cause: reason.into(),
-                })?;
-                binds.push((sql::bind_name(first + i + 1), b));
-            }
+            binds.extend(key_binds(until, first, "the end of its part")?);
         }
-        self.stream(spec, &sql, binds, batch_rows, emit)
+        self.stream(spec, &sql, &types, binds, batch_rows, emit)
     }
 }
 
 impl OracleSource {
-    /// Runs one query of `spec`'s columns with `binds` and hands its rows over in batches:
-    /// described first (an unsupported column is named before anything is fetched, and LOB
-    /// tables get smaller fetch arrays), then one cursor with array fetches.
-    fn stream(
-        &mut self,
-        spec: &ReadSpec,
-        sql: &str,
-        binds: Vec<(String, Box<dyn ToSql>)>,
-        batch_rows: usize,
-        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
-    ) -> Result<(), SourceError> {
+    /// The types of `spec`'s columns, from a describe of the same columns with no rows: an
+    /// unsupported column is named before anything is fetched, key values are bound in their
+    /// column's type, and the fetch array is sized from the row's width.
+    fn describe(&mut self, spec: &ReadSpec) -> Result<Vec<OracleType>, SourceError> {
         let what = format!("reading {}", spec.relation.describe());
-        // Describe first: an unsupported column is named before anything is fetched, and
-        // LOB tables get smaller fetch arrays.
         let probe = self
             .conn
             .query(&sql::probe_sql(spec), &[])
             .map_err(|e| classify(e, &what))?;
-        let mut has_lobs = false;
+        let mut types = Vec::new();
         for info in probe.column_info() {
-            let t = ora_type(info.oracle_type());
-            t.fetch_kind().map_err(|reason| SourceError::Unsupported {
-                relation: spec.relation.describe(),
-                column: info.name().to_string(),
-                reason,
-            })?;
-            has_lobs |= t.is_lob();
+            ora_type(info.oracle_type())
+                .fetch_kind()
+                .map_err(|reason| SourceError::Unsupported {
+                    relation: spec.relation.describe(),
+                    column: info.name().to_string(),
+                    reason,
+                })?;
+            types.push(info.oracle_type().clone());
         }
-        drop(probe);
+        Ok(types)
+    }
 
+    /// Runs one query of `spec`'s columns (described as `types`) with `binds` and hands its rows
+    /// over in batches, from one cursor with array fetches.
+    fn stream(
+        &mut self,
+        spec: &ReadSpec,
+        sql: &str,
+        types: &[OracleType],
+        binds: Vec<(String, KeyBind)>,
+        batch_rows: usize,
+        emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
+    ) -> Result<(), SourceError> {
+        let what = format!("reading {}", spec.relation.describe());
+        let has_lobs = types.iter().any(|t| ora_type(t).is_lob());
         let tuning = &self.spec.tuning;
         let mut builder = self.conn.statement(sql);
+        // The array is sized from the row's buffer width (fetch.rs): ODPI-C allocates the
+        // declared width of every column for every row of it.
+        let max = if has_lobs {
+            tuning.lob_fetch_rows
+        } else {
+            tuning.fetch_rows
+        };
+        let rows = fetch::fetch_rows(types, tuning.fetch_mb, max);
+        tracing::debug!(
+            "{}: {rows} rows per array fetch (row buffer {} bytes, budget {} MiB, at most {max})",
+            spec.relation.describe(),
+            fetch::row_bytes(types),
+            tuning.fetch_mb
+        );
         if has_lobs {
             // OCI does not prefetch rows with LOB/LONG columns; the array size is what counts.
-            builder.fetch_array_size(tuning.lob_fetch_rows).prefetch_rows(0);
+            builder.fetch_array_size(rows).prefetch_rows(0);
             if tuning.lobs == LobFetch::Locator {
                 builder.lob_locator();
             }
         } else {
+            // Prefetched rows take buffers too: never more than one array's worth.
             builder
-                .fetch_array_size(tuning.fetch_rows)
-                .prefetch_rows(tuning.prefetch_rows);
+                .fetch_array_size(rows)
+                .prefetch_rows(tuning.prefetch_rows.min(rows));
         }
         let mut stmt = builder.build().map_err(|e| classify(e, &what))?;
-        let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
+        let named: Vec<(&str, &dyn ToSql)> = binds.iter().map(|(n, b)| (n.as_str(), b as &dyn ToSql)).collect();
         let rows = stmt.query_as_named::<Cells>(&named).map_err(|e| classify(e, &what))?;
         let mut batch = Vec::with_capacity(batch_rows.min(4096));
         let mut bytes = 0;
@@ -594,18 +592,6 @@ mod tests {
         assert_eq!(job.foreign_keys[1].ref_table, "MES.SLOT");
         assert_eq!(job.foreign_keys[1].columns, ["LINE", "SEQ"]);
         assert_eq!(job.foreign_keys[1].ref_columns, ["LINE", "SEQ"]);
-    }
-
-    #[test]
-    fn key_values_bind_in_comparable_types() {
-        assert!(bind_value(&Value::Int(5)).is_ok());
-        assert!(bind_value(&Value::Text("A".into())).is_ok());
-        let t = chrono::NaiveDate::from_ymd_opt(2020, 1, 2)
-            .unwrap()
-            .and_hms_nano_opt(3, 4, 5, 6)
-            .unwrap();
-        assert!(bind_value(&Value::Timestamp(t)).is_ok());
-        assert!(bind_value(&Value::Null).err().unwrap().contains("NULL"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - `oracle://user:pass@ALIAS` (a tnsnames.ora alias; set TNS_ADMIN)
 //!
 //! User and password are percent-decoded (`%40` for `@`). Query parameters: `fetch_rows`,
-//! `prefetch_rows`, `lob_fetch_rows`, `lobs=inline|locator`, `sid`.
+//! `prefetch_rows`, `lob_fetch_rows`, `fetch_mb`, `lobs=inline|locator`, `sid`.
 
 use std::fmt;
 
@@ -25,12 +25,14 @@ pub enum LobFetch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchTuning {
-    /// Rows per array fetch (`fetch_array_size`).
+    /// Rows per array fetch at most (`fetch_array_size`); fewer for wide rows (`fetch_mb`).
     pub fetch_rows: u32,
     /// Rows OCI fetches with the execute (`prefetch_rows`).
     pub prefetch_rows: u32,
     /// Rows per array fetch for tables with LOB or LONG columns.
     pub lob_fetch_rows: u32,
+    /// MiB of fetch buffer one cursor may use: wide rows get fewer rows per fetch (fetch.rs).
+    pub fetch_mb: u32,
     pub lobs: LobFetch,
 }
 
@@ -40,6 +42,7 @@ impl Default for FetchTuning {
             fetch_rows: 5000,
             prefetch_rows: 5000,
             lob_fetch_rows: 100,
+            fetch_mb: super::fetch::DEFAULT_BUDGET_MB,
             lobs: LobFetch::Inline,
         }
     }
@@ -115,6 +118,7 @@ impl ConnectSpec {
                 "fetch_rows" => tuning.fetch_rows = number(v)?,
                 "prefetch_rows" => tuning.prefetch_rows = number(v)?,
                 "lob_fetch_rows" => tuning.lob_fetch_rows = number(v)?,
+                "fetch_mb" => tuning.fetch_mb = number(v)?,
                 "lobs" => {
                     tuning.lobs = match v {
                         "inline" => LobFetch::Inline,
@@ -125,7 +129,7 @@ impl ConnectSpec {
                 "sid" if !v.is_empty() => sid = Some(v.to_string()),
                 _ => {
                     return Err(UrlError(format!(
-                        "unknown parameter '{k}' (known: fetch_rows, prefetch_rows, lob_fetch_rows, lobs, sid)"
+                        "unknown parameter '{k}' (known: fetch_rows, prefetch_rows, lob_fetch_rows, fetch_mb, lobs, sid)"
                     )));
                 }
             }
@@ -286,6 +290,7 @@ mod tests {
                 fetch_rows: 200,
                 prefetch_rows: 300,
                 lob_fetch_rows: 7,
+                fetch_mb: 32,
                 lobs: LobFetch::Locator
             }
         );
