@@ -187,7 +187,16 @@ impl ReadSpec {
     }
 }
 
+/// Compares two values of one key column in the order the source sorts them.
+pub type KeyCmp = std::sync::Arc<dyn Fn(&Value, &Value) -> std::cmp::Ordering + Send + Sync>;
+
 pub trait Source: Send {
+    /// How each key column of `spec` compares in the source's own sort order, when that is not
+    /// [`crate::value::cmp_key_value`]'s (Oracle: text in its character set's byte order,
+    /// ROWIDs by address). Empty: every key column compares plainly.
+    fn key_comparators(&mut self, _spec: &ReadSpec) -> Result<Vec<KeyCmp>, SourceError> {
+        Ok(Vec::new())
+    }
     /// The table's columns and primary key, or `None` when it does not exist.
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
     /// Every table of `schema` (the source's default schema when `None`), in name order.

@@ -103,13 +103,16 @@ struct KeyOrder {
     prev: Option<Vec<Value>>,
     /// The two keys (as shown in messages) that broke the order.
     broken: Option<(String, String)>,
+    /// Per key column, the source's own order where it is not the plain one.
+    cmps: Vec<super::KeyCmp>,
 }
 
 impl KeyOrder {
-    fn new(after: Option<Vec<Value>>) -> KeyOrder {
+    fn new(after: Option<Vec<Value>>, cmps: Vec<super::KeyCmp>) -> KeyOrder {
         KeyOrder {
             prev: after,
             broken: None,
+            cmps,
         }
     }
 
@@ -121,7 +124,11 @@ impl KeyOrder {
                     .key
                     .iter()
                     .zip(prev.iter())
-                    .map(|(&i, p)| crate::value::cmp_key_value(&row[i], p))
+                    .enumerate()
+                    .map(|(j, (&i, p))| match self.cmps.get(j) {
+                        Some(cmp) => cmp(&row[i], p),
+                        None => crate::value::cmp_key_value(&row[i], p),
+                    })
                     .find(|o| o.is_ne())
                     .unwrap_or(std::cmp::Ordering::Equal);
                 if ord.is_le() {
@@ -161,7 +168,7 @@ pub fn read_all(
     let mut attempt = 0u32;
     // The key of the last row seen: every row's key must be greater, or keyset reads skip or
     // repeat rows (a key that is not unique, or compared in another order than it is sorted).
-    let mut order = KeyOrder::new(last.clone());
+    let mut order = KeyOrder::new(last.clone(), src.key_comparators(spec)?);
     loop {
         stats.cursors += 1;
         let started = Instant::now();
@@ -435,5 +442,20 @@ mod tests {
         assert!(!is_transient_text(
             "ORA-12541 then ORA-01017: invalid username/password"
         ));
+    }
+
+    #[test]
+    fn the_order_check_uses_the_sources_own_comparison_where_it_has_one() {
+        let s = spec();
+        let rows: Vec<Vec<Value>> = [3, 2, 1].iter().map(|&k| vec![Value::Int(k), Value::Null]).collect();
+        // Plainly, 3, 2, 1 is out of order …
+        let mut plain = KeyOrder::new(None, Vec::new());
+        assert!(!plain.check(&s, &rows));
+        assert_eq!(plain.broken, Some(("3".into(), "2".into())));
+        // … but not for a source that sorts descending.
+        let desc: super::super::KeyCmp = std::sync::Arc::new(|a: &Value, b: &Value| crate::value::cmp_key_value(b, a));
+        let mut own = KeyOrder::new(Some(vec![Value::Int(4)]), vec![desc]);
+        assert!(own.check(&s, &rows));
+        assert!(!own.check(&s, &[vec![Value::Int(5), Value::Null]]));
     }
 }

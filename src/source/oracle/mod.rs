@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod fetch;
 pub mod keybind;
+pub mod order;
 pub mod sql;
 pub mod types;
 pub mod url;
@@ -27,6 +28,8 @@ pub struct OracleSource {
     spec: ConnectSpec,
     /// The session's current schema: the owner of unqualified table names.
     schema: String,
+    /// NLS_CHARACTERSET and NLS_NCHAR_CHARACTERSET: the byte orders text keys sort in.
+    charsets: (String, String),
 }
 
 /// The message for a missing client library: what to install, which variable to set, and the
@@ -87,7 +90,15 @@ impl OracleSource {
         let schema: String = conn
             .query_row_as(sql::CURRENT_SCHEMA, &[])
             .map_err(|e| classify(e, "reading the current schema"))?;
-        Ok(OracleSource { conn, spec, schema })
+        let charsets: (String, String) = conn
+            .query_row_as(sql::CHARSETS, &[])
+            .map_err(|e| classify(e, "reading the database character sets"))?;
+        Ok(OracleSource {
+            conn,
+            spec,
+            schema,
+            charsets,
+        })
     }
 
     /// `OWNER.TABLE` or `TABLE` (the session's schema).
@@ -187,6 +198,27 @@ fn cell(v: &SqlValue) -> oracle::Result<Result<Value, String>> {
 }
 
 impl Source for OracleSource {
+    fn key_comparators(&mut self, spec: &ReadSpec) -> Result<Vec<crate::source::KeyCmp>, SourceError> {
+        let types = self.describe(spec)?;
+        let known = |name: &str| {
+            order::text_order(name).unwrap_or_else(|| {
+                tracing::warn!(
+                    "character set {name} is not known to migrate: text keys are checked in code point order, which may not be how it sorts"
+                );
+                order::TextOrder::CodePoint
+            })
+        };
+        let (db, national) = (known(&self.charsets.0), known(&self.charsets.1));
+        Ok(spec
+            .key
+            .iter()
+            .map(|&i| {
+                let o = order::key_order(&types[i], db, national);
+                std::sync::Arc::new(move |a: &Value, b: &Value| order::compare(o, a, b)) as crate::source::KeyCmp
+            })
+            .collect())
+    }
+
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError> {
         let (owner, name) = self.owner_and_table(table);
         let columns: Vec<SourceColumn> = self.columns(&owner, Some(&name))?.into_iter().map(|(_, c)| c).collect();

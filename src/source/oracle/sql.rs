@@ -17,6 +17,11 @@ pub const SESSION_SETUP: &[&str] = &[
 
 pub const CURRENT_SCHEMA: &str = "SELECT SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') FROM DUAL";
 
+/// The database and national character sets, in one row (readable by every user).
+pub const CHARSETS: &str = "SELECT MAX(CASE parameter WHEN 'NLS_CHARACTERSET' THEN value END), \
+MAX(CASE parameter WHEN 'NLS_NCHAR_CHARACTERSET' THEN value END) FROM nls_database_parameters \
+WHERE parameter IN ('NLS_CHARACTERSET', 'NLS_NCHAR_CHARACTERSET')";
+
 /// Bind names: `:k1`, `:k2` … Bound by name, so a name that appears twice in the keyset
 /// predicate is bound once.
 pub fn bind_name(i: usize) -> String {
