@@ -174,7 +174,7 @@ pub(crate) async fn load_entity(
         let mut start = start;
         let mut rebuild_seconds = 0.0;
         if !dry {
-            let r = restore(conn, &e.name).await?;
+            let r = crate::on_target!(conn, retry, &e.name, restore(conn, &e.name).await)?;
             rebuild_seconds = r.seconds;
             if r.duplicates > 0 {
                 start.rows_loaded -= r.duplicates as i64;
@@ -192,8 +192,9 @@ pub(crate) async fn load_entity(
     }
     if start.rows_read > 0 {
         tracing::info!("{}: resuming after {} rows read", e.name, start.rows_read);
-    } else if !dry && e.incremental.is_some() {
-        crate::sync::record_start(ctx.source, conn, e).await?;
+    } else if !dry && crate::on_target!(conn, retry, &e.name, crate::sync::needs_start(conn, e).await)? {
+        let newest = crate::sync::newest(ctx.source, e).await?;
+        crate::on_target!(conn, retry, &e.name, crate::sync::store_start(conn, e, &newest).await)?;
     }
     let batch = ctx.batch_size.or(e.batch_size).unwrap_or(DEFAULT_BATCH);
     let loaded = match if dry {

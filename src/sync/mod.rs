@@ -78,28 +78,46 @@ pub(crate) async fn newest(source: &str, e: &Entity) -> Result<Option<(String, W
         })
 }
 
-/// Called by a full load when an incremental entity starts from nothing: the newest watermark
-/// *before* its first row is read is where the first sync pass starts (rows changed during a
-/// long load have a newer one, so the sync moves them).
-pub async fn record_start(source: &str, conn: &mut PgConnection, e: &Entity) -> Result<()> {
-    if e.incremental.is_none() || read_state(conn, &e.name).await?.is_some() {
-        return Ok(());
+/// Whether a full load of `e` still has to record where its first sync pass starts (an
+/// incremental entity with no sync state yet). A target step: retried on a new connection.
+pub async fn needs_start(conn: &mut PgConnection, e: &Entity) -> Result<bool, crate::sink::SinkError> {
+    if e.incremental.is_none() {
+        return Ok(false);
     }
-    let n = newest(source, e).await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM migrate.sync_state WHERE entity = $1")
+        .bind(&e.name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(crate::sink::q_err(format!("reading the sync state of {}", e.name)))?;
+    Ok(n == 0)
+}
+
+/// Records `newest` (read from the source *before* the load's first row: rows changed during a
+/// long load have a newer watermark, so the first sync moves them) as where the first sync pass
+/// of `e` starts. A target step: retried on a new connection, and a second call changes nothing.
+pub async fn store_start(
+    conn: &mut PgConnection,
+    e: &Entity,
+    newest: &Option<(String, WmKind)>,
+) -> Result<(), crate::sink::SinkError> {
     sqlx::query(
         "INSERT INTO migrate.sync_state (entity, watermark, watermark_kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(&e.name)
-    .bind(n.as_ref().map(|(t, _)| t.clone()))
-    .bind(n.as_ref().map(|(_, k)| k.as_str()))
+    .bind(newest.as_ref().map(|(t, _)| t.clone()))
+    .bind(newest.as_ref().map(|(_, k)| k.as_str()))
     .execute(&mut *conn)
     .await
-    .with_context(|| format!("recording the starting watermark of {}", e.name))?;
+    .map_err(crate::sink::q_err(format!(
+        "recording the starting watermark of {}",
+        e.name
+    )))?;
     tracing::info!(
         "{}: incremental on {}; `migrate sync` starts after {}",
         e.name,
         e.incremental.as_deref().unwrap_or(""),
-        n.as_ref()
+        newest
+            .as_ref()
             .map_or("the beginning (no rows yet)".to_string(), |(t, _)| t.clone())
     );
     Ok(())
