@@ -207,6 +207,13 @@ pub trait Source: Send {
     fn unsupported_type(&self, _declared: &str) -> Option<String> {
         None
     }
+    /// Keys that cut a read of `spec` into cursors of about `rows` rows each (each the last key
+    /// of its cursor), for a source that must sort what it reads by that key: Oracle reading a
+    /// table by ROWID, where no index gives that order and every cursor would otherwise sort the
+    /// rest of the table. Found with one sort at the start. Empty: cursors are not bounded.
+    fn cursor_bounds(&mut self, _spec: &ReadSpec, _rows: u64) -> Result<Vec<Vec<Value>>, SourceError> {
+        Ok(Vec::new())
+    }
     /// Rows of the relation passing `filter`.
     fn count(&mut self, relation: &Relation, filter: Option<&str>) -> Result<u64, SourceError>;
     /// Up to `count` keys that cut the rows of `spec` (in key order) into parts of about `step`
@@ -276,14 +283,25 @@ impl RowPool {
 }
 
 /// The keyset predicate without row-value comparison (Oracle 11g has none):
-/// `k1 > :1 OR (k1 = :1 AND (k2 > :2 OR (k2 = :2 AND k3 > :3)))`.
+/// `k1 >= :1 AND (k1 > :1 OR (k1 = :1 AND (k2 > :2 OR (k2 = :2 AND k3 > :3))))`. The leading
+/// `k1 >= :1` is implied by the rest; it is there for the optimizer, which starts an index range
+/// scan from it instead of planning the OR as a full scan and a sort.
 pub fn keyset_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> String {
-    key_bound(keys, param, ">", ">")
+    with_leading(keys, param, ">=", key_bound(keys, param, ">", ">"))
 }
 
-/// The bound of a part without row-value comparison: `k1 < :1 OR (k1 = :1 AND k2 <= :2)`.
+/// The bound of a part without row-value comparison: `k1 <= :1 AND (k1 < :1 OR (k1 = :1 AND
+/// k2 <= :2))`, led the same way.
 pub fn keyset_upto_predicate(keys: &[String], param: &dyn Fn(usize) -> String) -> String {
-    key_bound(keys, param, "<", "<=")
+    with_leading(keys, param, "<=", key_bound(keys, param, "<", "<="))
+}
+
+/// `k1 op :1 AND (rest)` for keys of more than one column; `rest` alone otherwise.
+fn with_leading(keys: &[String], param: &dyn Fn(usize) -> String, op: &str, rest: String) -> String {
+    if keys.len() < 2 {
+        return rest;
+    }
+    format!("{} {op} {} AND ({rest})", keys[0], param(1))
 }
 
 /// Keys compared with bound values column by column: `before` on every column but the last,
@@ -557,10 +575,13 @@ mod tests {
     fn keyset_predicates_for_one_two_three_columns() {
         let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(keyset_predicate(&k(&["a"]), &q), "a > ?1");
-        assert_eq!(keyset_predicate(&k(&["a", "b"]), &q), "a > ?1 OR (a = ?1 AND (b > ?2))");
+        assert_eq!(
+            keyset_predicate(&k(&["a", "b"]), &q),
+            "a >= ?1 AND (a > ?1 OR (a = ?1 AND (b > ?2)))"
+        );
         assert_eq!(
             keyset_predicate(&k(&["a", "b", "c"]), &q),
-            "a > ?1 OR (a = ?1 AND (b > ?2 OR (b = ?2 AND (c > ?3))))"
+            "a >= ?1 AND (a > ?1 OR (a = ?1 AND (b > ?2 OR (b = ?2 AND (c > ?3)))))"
         );
     }
 
@@ -580,7 +601,7 @@ mod tests {
         };
         assert_eq!(
             select_sql(&spec, &Dialect::sqlite("rowid"), true, &q),
-            "SELECT \"COIL_NO\", \"LINE\", rowid FROM \"AB_COIL\" WHERE (STATUS <> 'D') AND (\"LINE\" COLLATE BINARY > ?1 OR (\"LINE\" COLLATE BINARY = ?1 AND (\"COIL_NO\" COLLATE BINARY > ?2))) ORDER BY \"LINE\" COLLATE BINARY, \"COIL_NO\" COLLATE BINARY"
+            "SELECT \"COIL_NO\", \"LINE\", rowid FROM \"AB_COIL\" WHERE (STATUS <> 'D') AND (\"LINE\" COLLATE BINARY >= ?1 AND (\"LINE\" COLLATE BINARY > ?1 OR (\"LINE\" COLLATE BINARY = ?1 AND (\"COIL_NO\" COLLATE BINARY > ?2)))) ORDER BY \"LINE\" COLLATE BINARY, \"COIL_NO\" COLLATE BINARY"
         );
         let by_rowid = ReadSpec {
             key: vec![2],
@@ -619,7 +640,7 @@ mod tests {
         assert_eq!(keyset_upto_predicate(&k(&["a"]), &q), "a <= ?1");
         assert_eq!(
             keyset_upto_predicate(&k(&["a", "b"]), &q),
-            "a < ?1 OR (a = ?1 AND (b <= ?2))"
+            "a <= ?1 AND (a < ?1 OR (a = ?1 AND (b <= ?2)))"
         );
         let mut spec = ReadSpec {
             relation: Relation::Table("T".into()),
@@ -636,7 +657,7 @@ mod tests {
         // Resume key ?1 ?2, then the part's end ?3 ?4.
         assert_eq!(
             select_sql(&spec, &Dialect::sqlite("rowid"), true, &q),
-            "SELECT \"A\", \"B\", \"V\" FROM \"T\" WHERE (V > 0) AND (\"A\" COLLATE BINARY > ?1 OR (\"A\" COLLATE BINARY = ?1 AND (\"B\" COLLATE BINARY > ?2))) AND (\"A\" COLLATE BINARY < ?3 OR (\"A\" COLLATE BINARY = ?3 AND (\"B\" COLLATE BINARY <= ?4))) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY"
+            "SELECT \"A\", \"B\", \"V\" FROM \"T\" WHERE (V > 0) AND (\"A\" COLLATE BINARY >= ?1 AND (\"A\" COLLATE BINARY > ?1 OR (\"A\" COLLATE BINARY = ?1 AND (\"B\" COLLATE BINARY > ?2)))) AND (\"A\" COLLATE BINARY <= ?3 AND (\"A\" COLLATE BINARY < ?3 OR (\"A\" COLLATE BINARY = ?3 AND (\"B\" COLLATE BINARY <= ?4)))) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY"
         );
         // After a sync window's two bounds: ?5 ?6.
         spec.window = Some(Window {
@@ -647,7 +668,7 @@ mod tests {
         });
         assert!(
             select_sql(&spec, &Dialect::sqlite("rowid"), false, &q)
-                .ends_with("AND (\"A\" COLLATE BINARY < ?5 OR (\"A\" COLLATE BINARY = ?5 AND (\"B\" COLLATE BINARY <= ?6))) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY")
+                .ends_with("AND (\"A\" COLLATE BINARY <= ?5 AND (\"A\" COLLATE BINARY < ?5 OR (\"A\" COLLATE BINARY = ?5 AND (\"B\" COLLATE BINARY <= ?6)))) ORDER BY \"A\" COLLATE BINARY, \"B\" COLLATE BINARY")
         );
         assert_eq!(
             nth_key_sql(&spec, &Dialect::sqlite("rowid")),

@@ -116,6 +116,19 @@ impl KeyOrder {
         }
     }
 
+    /// Two keys in the source's order.
+    fn cmp(&self, a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+        a.iter()
+            .zip(b)
+            .enumerate()
+            .map(|(j, (x, y))| match self.cmps.get(j) {
+                Some(cmp) => cmp(x, y),
+                None => crate::value::cmp_key_value(x, y),
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+
     /// Whether every row of `rows` has a key greater than the one before it.
     fn check(&mut self, spec: &ReadSpec, rows: &[Vec<Value>]) -> bool {
         for row in rows {
@@ -169,13 +182,39 @@ pub fn read_all(
     // The key of the last row seen: every row's key must be greater, or keyset reads skip or
     // repeat rows (a key that is not unique, or compared in another order than it is sorted).
     let mut order = KeyOrder::new(last.clone(), src.key_comparators(spec)?);
+    // Where each cursor ends, for a source that sorts what it reads (see cursor_bounds).
+    let bounds = src.cursor_bounds(spec, plan.cursor_rows)?;
+    if !bounds.is_empty() {
+        tracing::debug!(
+            "{what}: read in {} cursors bounded by key, about {} rows each",
+            bounds.len() + 1,
+            plan.cursor_rows
+        );
+    }
     loop {
         stats.cursors += 1;
         let started = Instant::now();
         let mut in_cursor = 0u64;
         let (mut rotate, mut stopped) = (false, false);
         let mut handed: Option<Vec<Value>> = None;
-        let result = src.read(spec, last.as_deref(), batch_rows, &mut |rows| {
+        // The first bound past the last key, unless the read's own end comes first.
+        let bound = bounds
+            .iter()
+            .find(|b| last.as_ref().is_none_or(|l| order.cmp(b, l).is_gt()))
+            .filter(|b| spec.until.as_ref().is_none_or(|u| order.cmp(b, u).is_lt()))
+            .cloned();
+        let bounded;
+        let cursor_spec = match &bound {
+            Some(b) => {
+                bounded = ReadSpec {
+                    until: Some(b.clone()),
+                    ..spec.clone()
+                };
+                &bounded
+            }
+            None => spec,
+        };
+        let result = src.read(cursor_spec, last.as_deref(), batch_rows, &mut |rows| {
             if !order.check(spec, rows) {
                 stopped = true;
                 return false;
@@ -207,6 +246,8 @@ pub fn read_all(
             });
         }
         match result {
+            // Every row up to the bound was read: the next cursor starts after it.
+            Ok(()) if !stopped && !rotate && bound.is_some() => last = bound,
             Ok(()) if stopped || !rotate => return Ok(stats),
             Ok(()) => {
                 tracing::debug!(
@@ -262,9 +303,14 @@ mod tests {
         n: i64,
         script: Script,
         cursors: Arc<Mutex<Vec<Option<i64>>>>,
+        /// Cursor bounds it asks for (a source that sorts what it reads).
+        bounds: Vec<i64>,
     }
 
     impl Source for Fake {
+        fn cursor_bounds(&mut self, _spec: &ReadSpec, _rows: u64) -> Result<Vec<Vec<Value>>, SourceError> {
+            Ok(self.bounds.iter().map(|&b| vec![Value::Int(b)]).collect())
+        }
         fn duplicate_keys(&mut self, _spec: &ReadSpec) -> Result<u64, SourceError> {
             Ok(0)
         }
@@ -298,11 +344,15 @@ mod tests {
         }
         fn read(
             &mut self,
-            _: &ReadSpec,
+            spec: &ReadSpec,
             after: Option<&[Value]>,
             batch_rows: usize,
             emit: &mut dyn FnMut(&mut Vec<Vec<Value>>) -> bool,
         ) -> Result<(), SourceError> {
+            let upto = match spec.until.as_deref() {
+                Some([Value::Int(u)]) => *u,
+                _ => self.n,
+            };
             let from = match after {
                 Some([Value::Int(k)]) => *k,
                 None => 0,
@@ -314,7 +364,7 @@ mod tests {
                 if s.is_empty() { None } else { s.remove(0) }
             };
             let mut batch = Vec::new();
-            for (sent, k) in (from + 1..=self.n).enumerate() {
+            for (sent, k) in (from + 1..=upto.min(self.n)).enumerate() {
                 if let Some((at, msg)) = fail
                     && sent == at
                 {
@@ -360,6 +410,15 @@ mod tests {
         script: Vec<Option<(usize, &'static str)>>,
         plan: &ReadPlan,
     ) -> (Result<ReadStats, SourceError>, Vec<i64>, Vec<Option<i64>>, usize) {
+        run_bounded(n, script, plan, Vec::new())
+    }
+
+    fn run_bounded(
+        n: i64,
+        script: Vec<Option<(usize, &'static str)>>,
+        plan: &ReadPlan,
+        bounds: Vec<i64>,
+    ) -> (Result<ReadStats, SourceError>, Vec<i64>, Vec<Option<i64>>, usize) {
         let script = Arc::new(Mutex::new(script));
         let cursors = Arc::new(Mutex::new(Vec::new()));
         let mut opens = 0usize;
@@ -371,6 +430,7 @@ mod tests {
                 n,
                 script: s2.clone(),
                 cursors: c2.clone(),
+                bounds: bounds.clone(),
             }))
         };
         let r = read_all(&mut open, &spec(), None, 10, plan, &mut |rows| {
@@ -382,6 +442,27 @@ mod tests {
         });
         let c = cursors.lock().unwrap().clone();
         (r, got, c, opens)
+    }
+
+    #[test]
+    fn a_source_that_sorts_reads_between_bounds_and_through_an_outage() {
+        // Bounds at 25, 50, 75; the last cursor runs to the end.
+        let (r, got, cursors, _) = run_bounded(95, vec![], &plan(1_000), vec![25, 50, 75]);
+        assert_eq!(got, (1..=95).collect::<Vec<_>>());
+        assert_eq!(cursors, vec![None, Some(25), Some(50), Some(75)]);
+        assert_eq!(r.unwrap().cursors, 4);
+        // A lost connection inside the second cursor (before its first batch) reads that cursor
+        // again, to the same bound.
+        let script = vec![None, Some((7, "ORA-03113: end-of-file on communication channel"))];
+        let (r, got, cursors, opens) = run_bounded(60, script, &plan(1_000), vec![20, 40]);
+        assert_eq!(got, (1..=60).collect::<Vec<_>>());
+        assert_eq!(cursors, vec![None, Some(20), Some(20), Some(40)]);
+        assert_eq!(r.unwrap().reconnects, 1);
+        assert_eq!(opens, 2);
+        // Rotation by rows inside a bounded cursor goes on to the same bound.
+        let (_, got, cursors, _) = run_bounded(50, vec![], &plan(10), vec![35]);
+        assert_eq!(got, (1..=50).collect::<Vec<_>>());
+        assert_eq!(cursors, vec![None, Some(10), Some(20), Some(30), Some(35), Some(45)]);
     }
 
     #[test]

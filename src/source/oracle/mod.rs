@@ -198,6 +198,16 @@ fn cell(v: &SqlValue) -> oracle::Result<Result<Value, String>> {
 }
 
 impl Source for OracleSource {
+    fn cursor_bounds(&mut self, spec: &ReadSpec, rows: u64) -> Result<Vec<Vec<Value>>, SourceError> {
+        // ORDER BY ROWID is always a sort (no index holds that order): bounded cursors sort one
+        // slice each, after one sort that finds the bounds, instead of the rest of the table
+        // every time a cursor is opened again.
+        if !sql::reads_by_rowid(spec) {
+            return Ok(Vec::new());
+        }
+        self.split_keys(spec, rows, usize::MAX)
+    }
+
     fn key_comparators(&mut self, spec: &ReadSpec) -> Result<Vec<crate::source::KeyCmp>, SourceError> {
         let types = self.describe(spec)?;
         let known = |name: &str| {
@@ -377,7 +387,7 @@ impl Source for OracleSource {
     ) -> Result<(), SourceError> {
         let what = format!("reading {}", spec.relation.describe());
         let types = self.describe(spec)?;
-        let sql = sql::read_sql(spec, after.is_some());
+        let sql = sql::read_sql(spec, after.is_some(), self.array_rows(&types).0);
         // Each key value is bound in its column's own type (keybind.rs), so the comparison
         // runs on the column as it is: through its index, in its ORDER BY's order.
         let key_binds = |values: &[Value], first: usize, role: &str| -> Result<Vec<(String, KeyBind)>, SourceError> {
@@ -436,6 +446,20 @@ impl OracleSource {
         Ok(types)
     }
 
+    /// Rows per array fetch for a row of `types`, and the configured maximum: sized from the
+    /// row's buffer width (fetch.rs), as ODPI-C allocates every column's declared width for
+    /// every row of the array.
+    fn array_rows(&self, types: &[OracleType]) -> (u32, u32) {
+        let tuning = &self.spec.tuning;
+        let has_lobs = types.iter().any(|t| ora_type(t).is_lob());
+        let max = if has_lobs {
+            tuning.lob_fetch_rows
+        } else {
+            tuning.fetch_rows
+        };
+        (fetch::fetch_rows(types, tuning.fetch_mb, max), max)
+    }
+
     /// Runs one query of `spec`'s columns (described as `types`) with `binds` and hands its rows
     /// over in batches, from one cursor with array fetches.
     fn stream(
@@ -449,16 +473,9 @@ impl OracleSource {
     ) -> Result<(), SourceError> {
         let what = format!("reading {}", spec.relation.describe());
         let has_lobs = types.iter().any(|t| ora_type(t).is_lob());
+        let (rows, max) = self.array_rows(types);
         let tuning = &self.spec.tuning;
         let mut builder = self.conn.statement(sql);
-        // The array is sized from the row's buffer width (fetch.rs): ODPI-C allocates the
-        // declared width of every column for every row of it.
-        let max = if has_lobs {
-            tuning.lob_fetch_rows
-        } else {
-            tuning.fetch_rows
-        };
-        let rows = fetch::fetch_rows(types, tuning.fetch_mb, max);
         tracing::debug!(
             "{}: {rows} rows per array fetch (row buffer {} bytes, budget {} MiB, at most {max})",
             spec.relation.describe(),

@@ -2,7 +2,7 @@
 //! row-value comparison, ANSI joins only where 9i already had them). Pure and unit-tested.
 
 use crate::plan::{Relation, quote_ident};
-use crate::source::{Dialect, ReadSpec, WmKind, from_clause, select_sql};
+use crate::source::{Column, Dialect, ReadSpec, WmKind, from_clause, select_sql};
 
 /// Run once per session, before anything is read.
 /// - NLS_SORT/NLS_COMP BINARY: ORDER BY and the keyset `>` must agree on one order, or a
@@ -28,9 +28,47 @@ pub fn bind_name(i: usize) -> String {
     format!("k{i}")
 }
 
-/// The one ordered read of an entity: full (`resume` false) or after the last key handed over.
-pub fn read_sql(spec: &ReadSpec, resume: bool) -> String {
-    select_sql(spec, &Dialect::oracle(), resume, &|i| format!(":{}", bind_name(i)))
+/// The one ordered read of an entity: full (`resume` false) or after the last key handed over,
+/// hinted (see [`read_hint`]) to walk the key's index instead of sorting the rest of the table
+/// at every cursor.
+pub fn read_sql(spec: &ReadSpec, resume: bool, first_rows: u32) -> String {
+    let sql = select_sql(spec, &Dialect::oracle(), resume, &|i| format!(":{}", bind_name(i)));
+    match read_hint(spec, first_rows) {
+        Some(hint) => sql.replacen("SELECT ", &format!("SELECT {hint} "), 1),
+        None => sql,
+    }
+}
+
+/// `/*+ FIRST_ROWS(n) INDEX_ASC("TABLE" ("K1" "K2")) */` for a table read in the order of named
+/// key columns: the optimizer is asked for an index on those columns, walked in ascending order,
+/// so the ORDER BY needs no sort and a cursor opened after a key starts there (the index is
+/// named by its columns, which 10g and later accept; the table by its name without the owner,
+/// as hints require). None for queries and ROWID reads, which have no such index.
+pub fn read_hint(spec: &ReadSpec, first_rows: u32) -> Option<String> {
+    let Relation::Table(t) = &spec.relation else {
+        return None;
+    };
+    let mut cols = Vec::new();
+    for &i in &spec.key {
+        match &spec.columns[i] {
+            Column::Named(n) => cols.push(quote_ident(n)),
+            Column::RowId => return None,
+        }
+    }
+    if cols.is_empty() {
+        return None;
+    }
+    let table = quote_ident(&crate::plan::TargetTable::parse(t).name);
+    Some(format!(
+        "/*+ FIRST_ROWS({}) INDEX_ASC({table} ({})) */",
+        first_rows.max(1),
+        cols.join(" ")
+    ))
+}
+
+/// Whether `spec` reads a table in ROWID order (a table without a key).
+pub fn reads_by_rowid(spec: &ReadSpec) -> bool {
+    matches!(spec.relation, Relation::Table(_)) && spec.key.iter().any(|&i| spec.columns[i] == Column::RowId)
 }
 
 /// The newest watermark as exact text: `kind` None only describes the column's type.
@@ -104,7 +142,6 @@ ORDER BY c.table_name, c.constraint_name, cc.position";
 mod tests {
     use super::*;
     use crate::plan::Relation;
-    use crate::source::Column;
 
     fn spec(keys: &[&str], filter: Option<&str>) -> ReadSpec {
         let mut columns: Vec<Column> = keys.iter().map(|k| Column::Named(k.to_string())).collect();
@@ -129,8 +166,8 @@ mod tests {
             upto: Some("2026-01-02 03:09:00.000000001".into()),
         });
         assert_eq!(
-            read_sql(&s, true),
-            "SELECT \"ID\", \"NAME\" FROM \"ABIS\".\"AB_COIL\" WHERE (STATUS <> 'D') AND \"LAST_MODIFIED\" > TO_TIMESTAMP(:k2, 'YYYY-MM-DD HH24:MI:SS.FF9') AND \"LAST_MODIFIED\" <= TO_TIMESTAMP(:k3, 'YYYY-MM-DD HH24:MI:SS.FF9') AND (\"ID\" > :k1) ORDER BY \"ID\""
+            read_sql(&s, true, 500),
+            "SELECT /*+ FIRST_ROWS(500) INDEX_ASC(\"AB_COIL\" (\"ID\")) */ \"ID\", \"NAME\" FROM \"ABIS\".\"AB_COIL\" WHERE (STATUS <> 'D') AND \"LAST_MODIFIED\" > TO_TIMESTAMP(:k2, 'YYYY-MM-DD HH24:MI:SS.FF9') AND \"LAST_MODIFIED\" <= TO_TIMESTAMP(:k3, 'YYYY-MM-DD HH24:MI:SS.FF9') AND (\"ID\" > :k1) ORDER BY \"ID\""
         );
         s.window = Some(crate::source::Window {
             column: "SCN".into(),
@@ -138,30 +175,31 @@ mod tests {
             above: None,
             upto: Some("12345678901234567890123456789012345678".into()),
         });
-        assert!(read_sql(&s, false).contains("\"SCN\" <= TO_NUMBER(:k2)"));
+        assert!(read_sql(&s, false, 500).contains("\"SCN\" <= TO_NUMBER(:k2)"));
     }
 
     #[test]
     fn full_and_resume_reads_with_one_two_three_column_keys() {
         assert_eq!(
-            read_sql(&spec(&["ID"], None), false),
-            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" ORDER BY "ID""#
+            read_sql(&spec(&["ID"], None), false, 5000),
+            r#"SELECT /*+ FIRST_ROWS(5000) INDEX_ASC("AB_COIL" ("ID")) */ "ID", "NAME" FROM "ABIS"."AB_COIL" ORDER BY "ID""#
         );
         assert_eq!(
-            read_sql(&spec(&["ID"], None), true),
-            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE ("ID" > :k1) ORDER BY "ID""#
+            read_sql(&spec(&["ID"], None), true, 5000),
+            r#"SELECT /*+ FIRST_ROWS(5000) INDEX_ASC("AB_COIL" ("ID")) */ "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE ("ID" > :k1) ORDER BY "ID""#
+        );
+        // The leading `A >= :k1` gives the optimizer where the index range starts.
+        assert_eq!(
+            read_sql(&spec(&["A", "B"], None), true, 100),
+            r#"SELECT /*+ FIRST_ROWS(100) INDEX_ASC("AB_COIL" ("A" "B")) */ "A", "B", "NAME" FROM "ABIS"."AB_COIL" WHERE ("A" >= :k1 AND ("A" > :k1 OR ("A" = :k1 AND ("B" > :k2)))) ORDER BY "A", "B""#
         );
         assert_eq!(
-            read_sql(&spec(&["A", "B"], None), true),
-            r#"SELECT "A", "B", "NAME" FROM "ABIS"."AB_COIL" WHERE ("A" > :k1 OR ("A" = :k1 AND ("B" > :k2))) ORDER BY "A", "B""#
-        );
-        assert_eq!(
-            read_sql(&spec(&["A", "B", "C"], None), true),
-            r#"SELECT "A", "B", "C", "NAME" FROM "ABIS"."AB_COIL" WHERE ("A" > :k1 OR ("A" = :k1 AND ("B" > :k2 OR ("B" = :k2 AND ("C" > :k3))))) ORDER BY "A", "B", "C""#
+            read_sql(&spec(&["A", "B", "C"], None), true, 100),
+            r#"SELECT /*+ FIRST_ROWS(100) INDEX_ASC("AB_COIL" ("A" "B" "C")) */ "A", "B", "C", "NAME" FROM "ABIS"."AB_COIL" WHERE ("A" >= :k1 AND ("A" > :k1 OR ("A" = :k1 AND ("B" > :k2 OR ("B" = :k2 AND ("C" > :k3)))))) ORDER BY "A", "B", "C""#
         );
         for sql in [
-            read_sql(&spec(&["A", "B", "C"], None), true),
-            read_sql(&spec(&["A"], None), false),
+            read_sql(&spec(&["A", "B", "C"], None), true, 100),
+            read_sql(&spec(&["A"], None), false, 100),
         ] {
             let upper = sql.to_uppercase();
             assert!(
@@ -170,13 +208,17 @@ mod tests {
             );
             assert!(!sql.contains(") > ("), "row-value comparison in {sql}");
         }
+        // A query mapping has no index to name.
+        let mut q = spec(&["ID"], None);
+        q.relation = Relation::Query("SELECT ID, NAME FROM T".into());
+        assert!(read_sql(&q, true, 100).starts_with("SELECT \"ID\""));
     }
 
     #[test]
     fn filtered_reads_rowid_reads_and_probes() {
         assert_eq!(
-            read_sql(&spec(&["ID"], Some("STATUS <> 'D'")), true),
-            r#"SELECT "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE (STATUS <> 'D') AND ("ID" > :k1) ORDER BY "ID""#
+            read_sql(&spec(&["ID"], Some("STATUS <> 'D'")), true, 100),
+            r#"SELECT /*+ FIRST_ROWS(100) INDEX_ASC("AB_COIL" ("ID")) */ "ID", "NAME" FROM "ABIS"."AB_COIL" WHERE (STATUS <> 'D') AND ("ID" > :k1) ORDER BY "ID""#
         );
         let by_rowid = ReadSpec {
             relation: Relation::Table("NOTES".into()),
@@ -186,8 +228,9 @@ mod tests {
             window: None,
             until: None,
         };
+        assert!(reads_by_rowid(&by_rowid) && !reads_by_rowid(&spec(&["ID"], None)));
         assert_eq!(
-            read_sql(&by_rowid, true),
+            read_sql(&by_rowid, true, 100),
             r#"SELECT "TXT", ROWID FROM "NOTES" WHERE (ROWID > :k1) ORDER BY ROWID"#
         );
         assert_eq!(
