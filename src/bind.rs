@@ -533,6 +533,10 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
             buf.truncate(start);
             Err((fd.to.clone(), reason))
         };
+        // What the source could not read is the row's reject, whatever the transforms would do.
+        if let Value::Unreadable(why) = raw {
+            return fail(why.clone(), buf);
+        }
         // Values the transforms leave as they are are encoded where they lie.
         let transformed = match fd.chain.apply_ref(raw) {
             Ok(t) => t,
@@ -653,5 +657,24 @@ mod tests {
         assert_eq!(buf, before);
         let e = encode_row(&b, &[Value::Text("9".into()), Value::Null], &mut buf).unwrap_err();
         assert_eq!(e, ("name".into(), "NULL in NOT NULL column name".into()));
+    }
+
+    #[test]
+    fn a_value_the_source_could_not_read_is_the_rows_reject_whatever_the_transforms() {
+        let b = bound_for_test(
+            "source = \"T\"\ntarget = \"t\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"D\"\nto = \"d\"\ntransform = [\"null_if_empty\"]\ndefault = \"2000-01-01\"\n",
+            &["ID", "D"],
+            &[("id", PgType::Int4, true), ("d", PgType::Text, false)],
+        );
+        let mut buf = Vec::new();
+        let why = "Oracle date 1500-02-29 00:00:00 does not exist in the proleptic Gregorian calendar";
+        let e = encode_row(&b, &[Value::Int(1), Value::Unreadable(why.into())], &mut buf).unwrap_err();
+        assert_eq!(e, ("d".into(), why.into()));
+        assert!(buf.is_empty());
+        // The reject keeps what was said about it; a resume key round-trips it.
+        let v = Value::Unreadable(why.into());
+        assert_eq!(v.to_display_json()["unreadable"], why);
+        assert_eq!(Value::from_tagged_json(&v.to_tagged_json()), Some(v.clone()));
+        assert!(PgType::Date.encode(&v, &mut buf).unwrap_err().contains("1500-02-29"));
     }
 }

@@ -295,6 +295,10 @@ pub enum Value {
     /// (it sorts and compares there as text, and is bound back as text), but no PostgreSQL
     /// text column can hold it: it loads into `bytea` or is a reject.
     InvalidText(Vec<u8>),
+    /// A value the source handed over but that no cell can hold (an Oracle DATE that exists only
+    /// in the Julian calendar, a corrupt DATE written through OCI): the reason, naming what was
+    /// read. The row is that row's reject, naming the column; it never stops the read.
+    Unreadable(String),
     Date(NaiveDate),
     /// Wall-clock timestamp without zone, microsecond precision at most.
     Timestamp(NaiveDateTime),
@@ -359,6 +363,7 @@ impl Value {
             Value::Text(_) => "text",
             Value::Bytes(_) => "bytes",
             Value::InvalidText(_) => "text (not valid UTF-8)",
+            Value::Unreadable(_) => "unreadable value",
             Value::Date(_) => "date",
             Value::Timestamp(_) => "timestamp",
             Value::TimestampTz(_) => "timestamptz",
@@ -405,6 +410,7 @@ impl Value {
             Value::Text(s) => json!(s),
             Value::Bytes(b) => json!({ "hex": hex(b) }),
             Value::InvalidText(b) => json!({ "invalid_utf8_hex": hex(b) }),
+            Value::Unreadable(why) => json!({ "unreadable": why }),
             Value::Date(d) => json!(d.format("%Y-%m-%d").to_string()),
             Value::Timestamp(t) => json!(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
             Value::TimestampTz(t) => json!(t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
@@ -422,6 +428,7 @@ impl Value {
             Value::Text(s) => json!({ "text_hex": hex(s.as_bytes()) }),
             Value::Bytes(b) => json!({ "hex": hex(b) }),
             Value::InvalidText(b) => json!({ "invalid_text_hex": hex(b) }),
+            Value::Unreadable(why) => json!({ "unreadable": why }),
             Value::Date(d) => json!({ "date": d.format("%Y-%m-%d").to_string() }),
             Value::Timestamp(t) => json!({ "ts": t.format("%Y-%m-%dT%H:%M:%S%.f").to_string() }),
             Value::TimestampTz(t) => json!({ "tstz": t.to_rfc3339() }),
@@ -441,6 +448,7 @@ impl Value {
             "text_hex" => Value::Text(String::from_utf8(unhex(s?)?).ok()?),
             "hex" => Value::Bytes(unhex(s?)?),
             "invalid_text_hex" => Value::InvalidText(unhex(s?)?),
+            "unreadable" => Value::Unreadable(s?.to_string()),
             "date" => Value::Date(NaiveDate::parse_from_str(s?, "%Y-%m-%d").ok()?),
             "ts" => Value::Timestamp(NaiveDateTime::parse_from_str(s?, "%Y-%m-%dT%H:%M:%S%.f").ok()?),
             "tstz" => Value::TimestampTz(DateTime::parse_from_rfc3339(s?).ok()?.with_timezone(&Utc)),
@@ -500,6 +508,7 @@ pub fn cmp_key_value(a: &Value, b: &Value) -> std::cmp::Ordering {
             Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => 2,
             Value::Text(_) | Value::InvalidText(_) => 3,
             Value::Bytes(_) => 4,
+            Value::Unreadable(_) => 5,
         }
     }
     fn text_bytes(v: &Value) -> &[u8] {

@@ -77,6 +77,9 @@ impl PgType {
             super::copy::push_field(out, None);
             return Ok(());
         }
+        if let Value::Unreadable(why) = v {
+            return Err(why.clone());
+        }
         super::copy::push_field_with(out, |out| self.encode_body(v, out))
     }
 
@@ -458,6 +461,7 @@ fn text_of(v: &Value) -> Result<std::borrow::Cow<'_, str>, String> {
         Value::Timestamp(t) => Cow::Owned(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
         Value::TimestampTz(t) => Cow::Owned(t.to_rfc3339()),
         Value::Null => Cow::Borrowed(""),
+        Value::Unreadable(why) => return Err(why.clone()),
     })
 }
 

@@ -105,6 +105,8 @@ struct KeyOrder {
     broken: Option<(String, String)>,
     /// Per key column, the source's own order where it is not the plain one.
     cmps: Vec<super::KeyCmp>,
+    /// Why a row's key could not be read.
+    unreadable: Option<String>,
 }
 
 impl KeyOrder {
@@ -113,6 +115,7 @@ impl KeyOrder {
             prev: after,
             broken: None,
             cmps,
+            unreadable: None,
         }
     }
 
@@ -129,9 +132,23 @@ impl KeyOrder {
             .unwrap_or(std::cmp::Ordering::Equal)
     }
 
-    /// Whether every row of `rows` has a key greater than the one before it.
+    /// Whether every row of `rows` has a key greater than the one before it (and one that could
+    /// be read at all).
     fn check(&mut self, spec: &ReadSpec, rows: &[Vec<Value>]) -> bool {
         for row in rows {
+            if let Some(why) = spec.key.iter().find_map(|&i| match &row[i] {
+                Value::Unreadable(why) => Some(why.clone()),
+                _ => None,
+            }) {
+                let after = self
+                    .prev
+                    .as_deref()
+                    .map_or("the start".into(), crate::value::key_display);
+                self.unreadable = Some(format!(
+                    "a key value of the row after key {after} could not be read ({why}): rows cannot be resumed past it. Read this table by other key columns (`key = [...]`) or by ROWID (`key = [\"ROWID\"]`), or fix the value in the source"
+                ));
+                return false;
+            }
             if let Some(prev) = &mut self.prev {
                 let ord = spec
                     .key
@@ -237,6 +254,12 @@ pub fn read_all(
         });
         if handed.is_some() {
             last = handed;
+        }
+        if let Some(why) = order.unreadable.take() {
+            return Err(SourceError::Query {
+                what: format!("reading {what}"),
+                cause: why.into(),
+            });
         }
         if let Some((previous, current)) = order.broken.take() {
             return Err(SourceError::Order {
@@ -538,5 +561,24 @@ mod tests {
         let mut own = KeyOrder::new(Some(vec![Value::Int(4)]), vec![desc]);
         assert!(own.check(&s, &rows));
         assert!(!own.check(&s, &[vec![Value::Int(5), Value::Null]]));
+    }
+
+    #[test]
+    fn a_key_that_could_not_be_read_stops_the_read_with_what_to_do() {
+        let s = spec();
+        let rows = vec![
+            vec![Value::Int(1), Value::Null],
+            vec![Value::Unreadable("Oracle date 1500-02-29 …".into()), Value::Null],
+        ];
+        let mut o = KeyOrder::new(None, Vec::new());
+        assert!(!o.check(&s, &rows));
+        let why = o.unreadable.unwrap();
+        assert!(
+            why.contains("after key 1") && why.contains("1500-02-29") && why.contains("ROWID"),
+            "{why}"
+        );
+        // In a column that is not the key, it is just a value (the row's reject, later).
+        let mut o = KeyOrder::new(None, Vec::new());
+        assert!(o.check(&s, &[vec![Value::Int(1), Value::Unreadable("x".into())]]));
     }
 }

@@ -162,6 +162,8 @@ fn bind(v: &Value) -> ToSqlOutput<'_> {
         Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(d.format("%Y-%m-%d").to_string())),
         Value::Timestamp(t) => ToSqlOutput::Owned(SqlValue::Text(t.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
         Value::TimestampTz(t) => ToSqlOutput::Owned(SqlValue::Text(t.to_rfc3339())),
+        // Never a SQLite key (only the Oracle source reads such values); bound as NULL.
+        Value::Unreadable(_) => ToSqlOutput::Owned(SqlValue::Null),
     }
 }
 

@@ -104,6 +104,14 @@ pub fn to_value(kind: FetchKind, fetched: Fetched<'_>) -> Result<Value, String> 
     })
 }
 
+/// Why a DATE/TIMESTAMP value the driver could not convert has no cell (a corrupt value written
+/// through OCI: month 0, day 32 …).
+pub fn unreadable_date(driver: &str) -> String {
+    format!(
+        "Oracle returned a date/time value that is not a valid date ({driver}); fix it in the source, or select the column with TO_CHAR in a `query` mapping"
+    )
+}
+
 /// The timestamp's fields as a zoneless date-time, field for field: a date before 1582-10-15
 /// (Julian in Oracle) keeps its written day, and Oracle's year −1 (1 BC, there is no year 0)
 /// becomes the proleptic year 0 that chrono and PostgreSQL's `1 BC` use.
@@ -111,7 +119,11 @@ pub fn wall_clock(ts: &Timestamp) -> Result<NaiveDateTime, String> {
     let year = if ts.year() < 0 { ts.year() + 1 } else { ts.year() };
     NaiveDate::from_ymd_opt(year, ts.month(), ts.day())
         .and_then(|d| d.and_hms_nano_opt(ts.hour(), ts.minute(), ts.second(), ts.nanosecond()))
-        .ok_or_else(|| format!("Oracle date {ts} does not exist in the proleptic Gregorian calendar"))
+        .ok_or_else(|| {
+            format!(
+                "Oracle date {ts} does not exist in the proleptic Gregorian calendar PostgreSQL uses (a day only the Julian calendar has, before 1582-10-15); fix it in the source, or select the column with TO_CHAR in a `query` mapping"
+            )
+        })
 }
 
 #[cfg(test)]

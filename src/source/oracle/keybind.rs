@@ -158,6 +158,9 @@ pub fn key_bind(column: &OracleType, v: &Value) -> Result<KeyBind, String> {
             bind(BindValue::Bytes(b.clone()), OracleType::Raw(b.len().max(1) as u32))
         }
         (OracleType::Boolean, Value::Bool(b)) => bind(BindValue::Bool(*b), OracleType::Boolean),
+        (_, Value::Unreadable(why)) => Err(format!(
+            "a key value could not be read ({why}); read this table by other key columns (`key = [...]`) or by ROWID (`key = [\"ROWID\"]`)"
+        )),
         (_, Value::InvalidText(_)) => Err(
             "a key value is not valid UTF-8 and cannot be bound back; choose other key columns with `key = [...]`"
                 .into(),

@@ -153,23 +153,26 @@ impl OracleSource {
     }
 }
 
-/// A row of cells, converted straight from the fetch buffer (no per-row `Row` clone).
-/// The inner `Err` is a conversion problem that names the column.
-struct Cells(Result<Vec<Value>, String>);
+/// A row of cells, converted straight from the fetch buffer (no per-row `Row` clone). A value
+/// that converts to no cell (a Julian-only date, a corrupt DATE) is [`Value::Unreadable`]: that
+/// row's reject, naming the column, instead of an error that would stop every run at that row.
+struct Cells(Vec<Value>);
 
 impl RowValue for Cells {
     fn get(row: &Row) -> oracle::Result<Cells> {
         let mut out = Vec::with_capacity(row.sql_values().len());
-        for (v, info) in row.sql_values().iter().zip(row.column_info()) {
-            match cell(v)? {
-                Ok(value) => out.push(value),
-                Err(reason) => return Ok(Cells(Err(format!("column {}: {reason}", info.name())))),
-            }
+        for v in row.sql_values() {
+            out.push(match cell(v)? {
+                Ok(value) => value,
+                Err(reason) => Value::Unreadable(reason),
+            });
         }
-        Ok(Cells(Ok(out)))
+        Ok(Cells(out))
     }
 }
 
+/// The cell of one fetched value; the inner `Err` is why it has none. The outer error is the
+/// driver's (a LOB read through a lost connection), which stops the read to be retried.
 fn cell(v: &SqlValue) -> oracle::Result<Result<Value, String>> {
     if v.is_null()? {
         return Ok(Ok(Value::Null));
@@ -187,7 +190,11 @@ fn cell(v: &SqlValue) -> oracle::Result<Result<Value, String>> {
         InnerValue::Char(b) => Fetched::Text(Cow::Borrowed(b)),
         InnerValue::Raw(b) => Fetched::Raw(Cow::Borrowed(b)),
         InnerValue::Boolean(b) => Fetched::Bool(b),
-        InnerValue::Timestamp(_) => Fetched::Timestamp(v.get::<Timestamp>()?),
+        // Read from the fetch buffer: a failure is this value's (a corrupt DATE), not the read's.
+        InnerValue::Timestamp(_) => match v.get::<Timestamp>() {
+            Ok(t) => Fetched::Timestamp(t),
+            Err(e) => return Ok(Err(convert::unreadable_date(&e.to_string()))),
+        },
         // Locators (`lobs=locator`): read the whole LOB, one round trip per value.
         InnerValue::Clob(_) => Fetched::Text(Cow::Owned(v.get::<String>()?.into_bytes())),
         InnerValue::Blob(_) => Fetched::Raw(Cow::Owned(v.get::<Vec<u8>>()?)),
@@ -311,10 +318,7 @@ impl Source for OracleSource {
         let mut keys = Vec::new();
         for row in rows.take(count) {
             let Cells(cells) = row.map_err(|e| classify(e, &what))?;
-            keys.push(cells.map_err(|reason| SourceError::Query {
-                what: what.clone(),
-                cause: reason.into(),
-            })?);
+            keys.push(cells);
         }
         Ok(keys)
     }
@@ -501,10 +505,6 @@ impl OracleSource {
         let mut bytes = 0;
         for row in rows {
             let Cells(cells) = row.map_err(|e| classify(e, &what))?;
-            let cells = cells.map_err(|reason| SourceError::Query {
-                what: what.clone(),
-                cause: reason.into(),
-            })?;
             bytes += cells.iter().map(Value::data_len).sum::<usize>();
             batch.push(cells);
             if batch.len() == batch_rows || bytes >= crate::source::BATCH_BYTES {
