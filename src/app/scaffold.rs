@@ -17,9 +17,14 @@ pub(super) async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8>
         Dialect::Oracle
     };
     let schema = args.schema.clone();
-    let tables = crate::source::with_source(&source, move |src| src.catalog(schema.as_deref()))
-        .await
-        .with_context(|| format!("reading the catalog of {}", redact_url(&source)))?;
+    // The schema as the catalog spells it: it goes into every mapping's `source`.
+    let (schema, tables) = crate::source::with_source(&source, move |src| {
+        let schema = schema.map(|s| src.schema_name(&s)).transpose()?;
+        let tables = src.catalog(schema.as_deref())?;
+        Ok((schema, tables))
+    })
+    .await
+    .with_context(|| format!("reading the catalog of {}", redact_url(&source)))?;
     if tables.is_empty() {
         return Err(UsageError(format!(
             "no tables found in {} (schema {}); check --schema and the user's SELECT grants",
@@ -30,7 +35,7 @@ pub(super) async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8>
     }
     let opts = Options {
         dialect,
-        source_schema: args.schema.clone(),
+        source_schema: schema,
         target_schema: args.target_schema.clone(),
         raw16_uuid: args.raw16_uuid,
     };

@@ -199,6 +199,11 @@ pub trait Source: Send {
     }
     /// The table's columns and primary key, or `None` when it does not exist.
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
+    /// The schema `schema` names as the source's catalog spells it (Oracle: `abis` is ABIS
+    /// when no user is named `abis`), for the `source` lines scaffold writes.
+    fn schema_name(&mut self, schema: &str) -> Result<String, SourceError> {
+        Ok(schema.to_string())
+    }
     /// Every table of `schema` (the source's default schema when `None`), in name order.
     fn catalog(&mut self, schema: Option<&str>) -> Result<Vec<CatalogTable>, SourceError>;
     /// The column names a query returns (it is run with no rows wanted).

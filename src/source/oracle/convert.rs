@@ -104,6 +104,17 @@ pub fn to_value(kind: FetchKind, fetched: Fetched<'_>) -> Result<Value, String> 
     })
 }
 
+/// A number watermark as exact text (`0.5`, `-0.5`, `12345678901234567890.01`): from the value
+/// itself, never from TO_CHAR, whose 'TM9' drops the leading zero. None for NULL (no rows).
+pub fn number_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Int(i) => Some(i.to_string()),
+        Value::Decimal(d) => Some(d.to_string()),
+        Value::Float(f) if f.is_finite() => Decimal::parse(&f.to_string()).ok().map(|d| d.to_string()),
+        _ => None,
+    }
+}
+
 /// Why a DATE/TIMESTAMP value the driver could not convert has no cell (a corrupt value written
 /// through OCI: month 0, day 32 …).
 pub fn unreadable_date(driver: &str) -> String {
@@ -298,5 +309,22 @@ mod tests {
         assert!(ora_type(&OracleType::BLOB).is_lob());
         let e = ora_type(&OracleType::IntervalDS(2, 6)).fetch_kind().unwrap_err();
         assert!(e.contains("INTERVAL") && e.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn number_watermarks_are_written_out_exactly() {
+        let d = |s: &str| Value::Decimal(Decimal::parse(s).unwrap());
+        assert_eq!(number_text(&d("0.5")).as_deref(), Some("0.5"));
+        assert_eq!(number_text(&d("-0.5")).as_deref(), Some("-0.5"));
+        assert_eq!(
+            number_text(&d("12345678901234567890.000001")).as_deref(),
+            Some("12345678901234567890.000001")
+        );
+        assert_eq!(number_text(&Value::Int(-7)).as_deref(), Some("-7"));
+        assert_eq!(number_text(&Value::Float(1e-7)).as_deref(), Some("0.0000001"));
+        assert_eq!(number_text(&Value::Null), None);
+        // What the adapter hands over for NUMBER text between -1 and 1 reads back the same.
+        let v = to_value(FetchKind::Decimal, Fetched::Number("-0.25")).unwrap();
+        assert_eq!(number_text(&v).as_deref(), Some("-0.25"));
     }
 }

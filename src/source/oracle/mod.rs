@@ -137,6 +137,43 @@ impl OracleSource {
         Ok(out)
     }
 
+    /// The object type of `owner.name` (TABLE, VIEW, SYNONYM …), if it exists.
+    fn object_type(&self, owner: &str, name: &str) -> Result<Option<String>, SourceError> {
+        let mut rows = self
+            .conn
+            .query_named(sql::OBJECT_TYPE, &[("owner", &owner), ("name", &name)])
+            .map_err(|e| classify(e, "reading ALL_OBJECTS"))?;
+        rows.next()
+            .map(|r| r.and_then(|r| r.get::<_, String>(0)))
+            .transpose()
+            .map_err(|e| classify(e, "reading ALL_OBJECTS"))
+    }
+
+    /// The table or view a name reaches, through synonyms (the owner's own, then public ones;
+    /// at most 8 hops, never over a database link). A name that is no synonym is itself.
+    fn resolve(&self, owner: &str, name: &str) -> Result<(String, String), SourceError> {
+        let (mut owner, mut name) = (owner.to_string(), name.to_string());
+        for _ in 0..8 {
+            if self.object_type(&owner, &name)?.is_some_and(|t| t != "SYNONYM") {
+                break;
+            }
+            let err = |e| classify(e, "reading ALL_SYNONYMS");
+            let mut rows = self
+                .conn
+                .query_named(sql::SYNONYM, &[("owner", &owner), ("name", &name)])
+                .map_err(err)?;
+            let Some(r) = rows.next().transpose().map_err(err)? else {
+                break;
+            };
+            let link: Option<String> = r.get(2).map_err(err)?;
+            if link.is_some() {
+                break;
+            }
+            (owner, name) = (r.get(0).map_err(err)?, r.get(1).map_err(err)?);
+        }
+        Ok((owner, name))
+    }
+
     fn primary_keys(&self, owner: &str, table: Option<&str>) -> Result<Vec<(String, String)>, SourceError> {
         let rows = self
             .conn
@@ -238,6 +275,8 @@ impl Source for OracleSource {
 
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError> {
         let (owner, name) = self.owner_and_table(table);
+        // A synonym reads like its table; the catalog knows the columns by the table's name.
+        let (owner, name) = self.resolve(&owner, &name)?;
         let columns: Vec<SourceColumn> = self.columns(&owner, Some(&name))?.into_iter().map(|(_, c)| c).collect();
         if columns.is_empty() {
             return Ok(None);
@@ -248,6 +287,31 @@ impl Source for OracleSource {
             .map(|(_, c)| c)
             .collect();
         Ok(Some(TableInfo { columns, primary_key }))
+    }
+
+    fn row_id_problem(&mut self, relation: &Relation) -> Option<String> {
+        let Relation::Table(t) = relation else {
+            return Some("a query has no ROWID".into());
+        };
+        let (owner, name) = self.owner_and_table(t);
+        let (owner, name) = self.resolve(&owner, &name).ok()?;
+        let kind = self.object_type(&owner, &name).ok().flatten()?;
+        sql::row_id_problem(&kind, &format!("{owner}.{name}"))
+    }
+
+    fn schema_name(&mut self, schema: &str) -> Result<String, SourceError> {
+        let exists = |owner: &str| -> Result<bool, SourceError> {
+            self.conn
+                .query_row_as_named::<u64>(sql::USER_EXISTS, &[("owner", &owner)])
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, "reading ALL_USERS"))
+        };
+        if exists(schema)? {
+            return Ok(schema.to_string());
+        }
+        // Unquoted Oracle names are upper case: `--schema abis` means ABIS.
+        let upper = schema.to_uppercase();
+        Ok(if exists(&upper)? { upper } else { schema.to_string() })
     }
 
     fn unsupported_type(&self, declared: &str) -> Option<String> {
@@ -354,10 +418,19 @@ impl Source for OracleSource {
                 });
             }
         };
-        let text: Option<String> = self
-            .conn
-            .query_row_as::<Option<String>>(&sql::newest_sql(relation, filter, column, Some(kind)), &[])
-            .map_err(|e| classify(e, &what))?;
+        let newest = sql::newest_sql(relation, filter, column, Some(kind));
+        let text: Option<String> = if kind == WmKind::Number {
+            // The number itself, written out exactly here (convert::number_text).
+            let Cells(cells) = self
+                .conn
+                .query_row_as::<Cells>(&newest, &[])
+                .map_err(|e| classify(e, &what))?;
+            cells.first().and_then(convert::number_text)
+        } else {
+            self.conn
+                .query_row_as::<Option<String>>(&newest, &[])
+                .map_err(|e| classify(e, &what))?
+        };
         Ok(text.map(|t| (t, kind)))
     }
 

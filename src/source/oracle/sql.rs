@@ -75,8 +75,9 @@ pub fn reads_by_rowid(spec: &ReadSpec) -> bool {
 pub fn newest_sql(relation: &Relation, filter: Option<&str>, column: &str, kind: Option<WmKind>) -> String {
     let col = quote_ident(column);
     let max = match kind {
-        None | Some(WmKind::Text) => format!("MAX({col})"),
-        Some(WmKind::Number) => format!("TO_CHAR(MAX({col}), 'TM9')"),
+        // A number is selected as itself and written out exactly on this side: TO_CHAR(x, 'TM9')
+        // gives '.5' and '-.5' for values between -1 and 1.
+        None | Some(WmKind::Text) | Some(WmKind::Number) => format!("MAX({col})"),
         Some(WmKind::Date) => format!("TO_CHAR(MAX({col}), 'YYYY-MM-DD HH24:MI:SS')"),
         Some(WmKind::Timestamp) => format!("TO_CHAR(MAX({col}), 'YYYY-MM-DD HH24:MI:SS.FF9')"),
     };
@@ -121,12 +122,39 @@ char_length, nullable FROM all_tab_columns \
 WHERE owner = :owner AND (:tname IS NULL OR table_name = :tname) \
 ORDER BY table_name, column_id";
 
-/// Primary-key columns, in key order.
+/// Primary-key columns, in key order: only keys Oracle enforces (ENABLED) and has checked
+/// (VALIDATED). A disabled or NOVALIDATE key may have duplicates, and a keyset read over
+/// duplicates skips rows; such a table is read by ROWID instead.
 pub const PRIMARY_KEYS: &str = "SELECT c.table_name, cc.column_name FROM all_constraints c \
 JOIN all_cons_columns cc ON cc.owner = c.owner AND cc.constraint_name = c.constraint_name \
 AND cc.table_name = c.table_name \
-WHERE c.owner = :owner AND c.constraint_type = 'P' AND (:tname IS NULL OR c.table_name = :tname) \
+WHERE c.owner = :owner AND c.constraint_type = 'P' AND c.status = 'ENABLED' AND c.validated = 'VALIDATED' \
+AND (:tname IS NULL OR c.table_name = :tname) \
 ORDER BY c.table_name, cc.position";
+
+/// What a name is in an owner's namespace: TABLE, VIEW, SYNONYM, MATERIALIZED VIEW …
+pub const OBJECT_TYPE: &str = "SELECT object_type FROM all_objects WHERE owner = :owner AND object_name = :name \
+AND object_type IN ('TABLE', 'VIEW', 'SYNONYM', 'MATERIALIZED VIEW') \
+ORDER BY CASE object_type WHEN 'TABLE' THEN 0 WHEN 'VIEW' THEN 1 WHEN 'MATERIALIZED VIEW' THEN 2 ELSE 3 END";
+
+/// Where a synonym points: the owner's own synonym first, then a public one. A synonym over a
+/// database link (db_link set) is not followed.
+pub const SYNONYM: &str = "SELECT table_owner, table_name, db_link FROM all_synonyms \
+WHERE synonym_name = :name AND (owner = :owner OR owner = 'PUBLIC') \
+ORDER BY CASE owner WHEN 'PUBLIC' THEN 1 ELSE 0 END";
+
+/// Why a relation of this object type cannot be read by ROWID (a table without a key is), if
+/// it cannot: a view's rows have no ROWID of their own (ORA-01445/01446 at read time).
+pub fn row_id_problem(object_type: &str, name: &str) -> Option<String> {
+    (object_type == "VIEW").then(|| {
+        format!(
+            "{name} is a view: its rows have no ROWID to read them in order by, and it has no primary key; set `key = [...]` in the mapping to columns that are unique and never NULL in the view"
+        )
+    })
+}
+
+/// Whether a user (schema) of that exact name exists.
+pub const USER_EXISTS: &str = "SELECT COUNT(*) FROM all_users WHERE username = :owner";
 
 /// Foreign keys, column by column, with the referenced table and column at the same position.
 pub const FOREIGN_KEYS: &str = "SELECT c.constraint_name, c.table_name, cc.column_name, r.owner, r.table_name, \
@@ -242,6 +270,19 @@ mod tests {
             "SELECT * FROM (SELECT 1 AS X FROM DUAL) q WHERE 1 = 0"
         );
         assert_eq!(bind_name(2), "k2");
+    }
+
+    #[test]
+    fn keys_must_be_enforced_names_resolve_and_numbers_are_not_formatted() {
+        assert!(PRIMARY_KEYS.contains("c.status = 'ENABLED' AND c.validated = 'VALIDATED'"));
+        assert!(SYNONYM.contains("all_synonyms") && SYNONYM.contains("'PUBLIC'") && SYNONYM.contains("db_link"));
+        assert!(OBJECT_TYPE.contains(":owner") && OBJECT_TYPE.contains(":name"));
+        assert!(row_id_problem("VIEW", "ABIS.V_COIL").unwrap().contains("key = [...]"));
+        assert_eq!(row_id_problem("TABLE", "ABIS.AB_NOTE"), None);
+        let rel = Relation::Table("ABIS.AB_WM".into());
+        let n = newest_sql(&rel, None, "VERSION_NO", Some(WmKind::Number));
+        assert_eq!(n, r#"SELECT MAX("VERSION_NO") FROM "ABIS"."AB_WM""#);
+        assert!(!n.contains("TM9"));
     }
 
     #[test]
