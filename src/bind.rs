@@ -98,6 +98,9 @@ pub struct Preflight {
 /// deep validation, which has just counted.
 pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Result<Vec<SourceFacts>, SourceError> {
     source::with_source(url, move |src| {
+        for w in src.warnings() {
+            tracing::warn!("{w}");
+        }
         let mut all = Vec::new();
         for e in &entities {
             let mut f = SourceFacts::default();

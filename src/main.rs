@@ -12,6 +12,10 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    for (k, v) in migrate::source::oracle::CLIENT_ENV {
+        // SAFETY: at the start of main, before any other thread exists.
+        unsafe { std::env::set_var(k, v) };
+    }
     let cli = Cli::parse();
     let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
     let (more, less) = cli.common.log_level();

@@ -199,6 +199,12 @@ pub trait Source: Send {
     }
     /// The table's columns and primary key, or `None` when it does not exist.
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
+    /// What the user should know about this source before trusting a load of it (Oracle: a
+    /// database character set that legacy applications often filled with other bytes). Logged
+    /// as warnings by every pre-flight, --check-only's included.
+    fn warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// The schema `schema` names as the source's catalog spells it (Oracle: `abis` is ABIS
     /// when no user is named `abis`), for the `source` lines scaffold writes.
     fn schema_name(&mut self, schema: &str) -> Result<String, SourceError> {

@@ -37,6 +37,10 @@ pub enum Step {
         pattern: Regex,
         with: String,
     },
+    /// Bytes (a RAW, or text read as RAW with UTL_RAW.CAST_TO_RAW) decoded as text of a named
+    /// encoding: for text a legacy application stored in a database whose character set says
+    /// otherwise (Windows-1252 in a US7ASCII database).
+    Decode(&'static encoding_rs::Encoding),
 }
 
 /// What a step produces, for the pre-flight type check.
@@ -54,7 +58,8 @@ pub enum Produces {
 
 const NAMES: &str = "trim, rtrim, upper, lower, null_if_empty, phone, email, integer, bool, \
 { date = FMT }, { timestamp = FMT }, { decimal = SCALE }, { bool = { true = [...], false = [...] } }, \
-{ map = { values = {...}, default = ... } }, { truncate = N }, { replace = { pattern = REGEX, with = STR } }";
+{ map = { values = {...}, default = ... } }, { truncate = N }, { replace = { pattern = REGEX, with = STR } }, \
+{ decode = ENCODING }";
 
 impl Step {
     /// Compiles one TOML step: a bare name (`"trim"`) or a one-key table (`{ date = "DD-MON-YY" }`).
@@ -96,7 +101,7 @@ impl Step {
                 Produces::Same
             }
             Step::NullIfEmpty => Produces::Same,
-            Step::Phone | Step::Email => Produces::Text,
+            Step::Phone | Step::Email | Step::Decode(_) => Produces::Text,
             Step::Date(_) => Produces::Date,
             Step::Timestamp(_) => Produces::Timestamp,
             Step::Decimal(_) => Produces::Decimal,
@@ -129,6 +134,7 @@ impl Step {
             })),
             Step::Replace { pattern, with } => Ok(map_text(v, |s| pattern.replace_all(&s, with.as_str()).into_owned())),
             Step::Phone => phone(v),
+            Step::Decode(enc) => decode(enc, v),
             Step::Email => email(v),
             Step::Date(mask) => match v {
                 Value::Text(s) if s.trim().is_empty() => Ok(Value::Null),
@@ -247,6 +253,16 @@ fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
             Ok(Step::Decimal(s))
         }
         "truncate" => Ok(Step::Truncate(want_uint("a length")? as usize)),
+        "decode" => {
+            let label = want_str("an encoding name such as \"windows-1252\"")?;
+            encoding_rs::Encoding::for_label(label.trim().as_bytes())
+                .map(Step::Decode)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown encoding '{label}' for 'decode' (WHATWG names: windows-1252, windows-1251, iso-8859-2, koi8-r, shift_jis, euc-jp, gbk, big5, euc-kr …)"
+                    )
+                })
+        }
         "bool" => {
             let t = arg.as_table().ok_or("'bool' takes { true = [...], false = [...] }")?;
             let mut truthy = None;
@@ -364,6 +380,30 @@ fn trim_owned(s: String) -> String {
 
 /// North American numbers in any of the usual spellings become E.164 (`+15551234567`); numbers
 /// written with a leading `+` keep their country code. Anything else is a reject.
+/// Bytes decoded as `enc`; a byte sequence the encoding does not define is a reject (naming
+/// where), never a replacement character. Text passes as it is (already decoded).
+fn decode(enc: &'static encoding_rs::Encoding, v: Value) -> Result<Value, String> {
+    let bytes = match v {
+        Value::Bytes(b) | Value::InvalidText(b) => b,
+        Value::Text(_) => return Ok(v),
+        other => {
+            return Err(format!(
+                "'decode' takes bytes, not {} value {}",
+                other.kind(),
+                other.brief()
+            ));
+        }
+    };
+    match enc.decode_without_bom_handling_and_without_replacement(&bytes) {
+        Some(text) => Ok(Value::Text(text.into_owned())),
+        None => Err(format!(
+            "bytes {} are not valid {}",
+            crate::value::hex(&bytes[..bytes.len().min(32)]),
+            enc.name()
+        )),
+    }
+}
+
 fn phone(v: Value) -> Result<Value, String> {
     let s = match v {
         Value::Text(s) => s,
@@ -607,6 +647,39 @@ mod tests {
                 .unwrap_err()
                 .contains("regular expression")
         );
+    }
+
+    #[test]
+    fn decode_reads_bytes_in_a_named_encoding_or_rejects_them() {
+        // "Škoda €5" as Windows-1252 bytes, the way a US7ASCII database keeps them.
+        let cp1252 = vec![0x8A, b'k', b'o', b'd', b'a', b' ', 0x80, b'5'];
+        assert_eq!(
+            run("{ decode = 'windows-1252' }", Value::Bytes(cp1252.clone())).unwrap(),
+            t("Škoda €5")
+        );
+        assert_eq!(
+            run("{ decode = 'cp1252' }", Value::InvalidText(cp1252)).unwrap(),
+            t("Škoda €5")
+        );
+        // ё in windows-1251 is 0xB8; in Shift_JIS ｱ is 0xB1.
+        assert_eq!(
+            run("{ decode = 'windows-1251' }", Value::Bytes(vec![0xB8])).unwrap(),
+            t("ё")
+        );
+        assert_eq!(
+            run("{ decode = 'shift_jis' }", Value::Bytes(vec![0xB1])).unwrap(),
+            t("ｱ")
+        );
+        // A byte sequence the encoding does not define is a reject, not a replacement character.
+        let e = run("{ decode = 'shift_jis' }", Value::Bytes(vec![0x81])).unwrap_err();
+        assert!(e.contains("81") && e.contains("Shift_JIS"), "{e}");
+        assert_eq!(
+            run("{ decode = 'windows-1252' }", t("already text")).unwrap(),
+            t("already text")
+        );
+        assert_eq!(run("{ decode = 'windows-1252' }", Value::Null).unwrap(), Value::Null);
+        assert!(step("{ decode = 'klingon' }").unwrap_err().contains("unknown encoding"));
+        assert_eq!(step("{ decode = 'latin1' }").unwrap().produces(), Produces::Text);
     }
 
     #[test]

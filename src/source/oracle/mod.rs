@@ -32,16 +32,42 @@ pub struct OracleSource {
     charsets: (String, String),
 }
 
-/// The message for a missing client library: what to install, which variable to set, and the
-/// original error, whose text users search for.
-pub fn client_library_message(original: &str) -> String {
-    format!(
-        "the Oracle client library could not be loaded. Install Oracle Instant Client 19 \
+/// The message for a missing client library: what to install, how the dynamic linker finds
+/// it on this system, and the original error, whose text users search for. `lib_dir` is
+/// ORACLE_CLIENT_LIB_DIR when set: on Linux it does not replace LD_LIBRARY_PATH (the client
+/// loads its own libraries, libnnz19.so and others, through the linker's path), so the message
+/// does not suggest the setting that just failed.
+pub fn client_library_message(original: &str, lib_dir: Option<&str>, os: &str) -> String {
+    let install = "the Oracle client library could not be loaded. Install Oracle Instant Client 19 \
          (the 'basic' or 'basiclite' package; 19 is the newest client that still talks to 11g servers, and it \
-         also talks to 12c through 23ai), then set LD_LIBRARY_PATH to its directory (or ORACLE_CLIENT_LIB_DIR; \
-         on Debian/Ubuntu also install libaio1). Original error: {original}"
-    )
+         also talks to 12c through 23ai)";
+    let how = match os {
+        "linux" => {
+            let set = match lib_dir {
+                Some(d) => format!(
+                    "ORACLE_CLIENT_LIB_DIR={d} is set, but on Linux that is not enough: the client finds its own libraries only through the dynamic linker, so "
+                ),
+                None => String::new(),
+            };
+            format!(
+                "{set}put its directory in LD_LIBRARY_PATH (export LD_LIBRARY_PATH=/opt/oracle/instantclient_19_29) \
+                 or register it with ldconfig (echo /opt/oracle/instantclient_19_29 > /etc/ld.so.conf.d/oracle.conf; ldconfig). \
+                 It needs libaio: apt-get install libaio1 (Debian, Ubuntu up to 22.04), or on Ubuntu 24.04 libaio1t64 \
+                 plus the link ln -s /usr/lib/x86_64-linux-gnu/libaio.so.1t64 <client dir>/libaio.so.1; on RHEL/Oracle Linux dnf install libaio"
+            )
+        }
+        "macos" => "then set ORACLE_CLIENT_LIB_DIR to its directory".to_string(),
+        "windows" => "then add its directory to PATH, or set ORACLE_CLIENT_LIB_DIR to it".to_string(),
+        _ => "then make its directory known to the dynamic linker (LD_LIBRARY_PATH), or set ORACLE_CLIENT_LIB_DIR"
+            .to_string(),
+    };
+    format!("{install}; {how}. Original error: {original}")
 }
+
+/// Set for the Oracle client before it starts (main does, before any thread): OCI converts
+/// TIMESTAMP WITH LOCAL TIME ZONE values with the client's time zone, ORA_SDTZ, as well as the
+/// session's; UTC on both ends keeps them the instants they are.
+pub const CLIENT_ENV: [(&str, &str); 1] = [("ORA_SDTZ", "UTC")];
 
 /// Opens the client library once per process; ORACLE_CLIENT_LIB_DIR points at it explicitly.
 fn init_client() -> Result<(), SourceError> {
@@ -60,7 +86,8 @@ fn init_client() -> Result<(), SourceError> {
 fn classify(e: oracle::Error, what: &str) -> SourceError {
     let text = e.to_string();
     if text.contains("DPI-1047") {
-        SourceError::ClientLibrary(client_library_message(&text))
+        let dir = std::env::var("ORACLE_CLIENT_LIB_DIR").ok().filter(|d| !d.is_empty());
+        SourceError::ClientLibrary(client_library_message(&text, dir.as_deref(), std::env::consts::OS))
     } else {
         SourceError::Query {
             what: what.to_string(),
@@ -297,6 +324,10 @@ impl Source for OracleSource {
         let (owner, name) = self.resolve(&owner, &name).ok()?;
         let kind = self.object_type(&owner, &name).ok().flatten()?;
         sql::row_id_problem(&kind, &format!("{owner}.{name}"))
+    }
+
+    fn warnings(&mut self) -> Vec<String> {
+        order::charset_warning(&self.charsets.0).into_iter().collect()
     }
 
     fn schema_name(&mut self, schema: &str) -> Result<String, SourceError> {
@@ -717,17 +748,39 @@ mod tests {
     }
 
     #[test]
-    fn missing_client_message_says_what_to_install() {
-        let m = client_library_message("DPI Error: DPI-1047: Cannot locate a 64-bit Oracle Client library");
+    fn missing_client_message_says_what_to_install_for_the_system() {
+        let original = "DPI Error: DPI-1047: Cannot locate a 64-bit Oracle Client library";
+        let m = client_library_message(original, None, "linux");
         for want in [
             "Instant Client 19",
             "basic",
             "basiclite",
             "LD_LIBRARY_PATH",
+            "ldconfig",
+            "libaio1",
+            "libaio1t64",
+            "libaio.so.1",
             "11g",
             "DPI-1047: Cannot locate",
         ] {
             assert!(m.contains(want), "{want}: {m}");
         }
+        // On Linux the library directory variable is not the way: not suggested …
+        assert!(!m.contains("ORACLE_CLIENT_LIB_DIR"), "{m}");
+        // … and when it was set, the message says why it did not work.
+        let m = client_library_message(original, Some("/opt/ic"), "linux");
+        assert!(
+            m.contains("ORACLE_CLIENT_LIB_DIR=/opt/ic is set, but on Linux that is not enough"),
+            "{m}"
+        );
+        assert!(m.contains("LD_LIBRARY_PATH"));
+        // Elsewhere it is the way.
+        let m = client_library_message(original, None, "macos");
+        assert!(m.contains("ORACLE_CLIENT_LIB_DIR") && !m.contains("libaio"), "{m}");
+    }
+
+    #[test]
+    fn the_client_runs_in_utc() {
+        assert_eq!(CLIENT_ENV, [("ORA_SDTZ", "UTC")]);
     }
 }

@@ -25,6 +25,26 @@ pub enum TextOrder {
     Legacy(&'static Encoding),
 }
 
+/// What to say about a database character set that legacy applications often filled with
+/// bytes of another encoding. Oracle does not check what a client in the same character set
+/// sends, so a US7ASCII database may hold Windows-1252 or other 8-bit text, and a WE8ISO8859P1
+/// one Windows-1252's € Š Œ … (0x80-0x9F, control characters in ISO-8859-1). The client then
+/// hands such bytes over converted, '?' or a control character, with no error to catch; only
+/// reading them as RAW and decoding them with their real encoding keeps them.
+pub fn charset_warning(charset: &str) -> Option<String> {
+    let (set, what) = match charset.trim().to_ascii_uppercase().as_str() {
+        "US7ASCII" => ("US7ASCII", "any byte above 0x7F arrives as '?'"),
+        "WE8ISO8859P1" => (
+            "WE8ISO8859P1",
+            "Windows-1252 characters (€ Š Œ ™ ‘ ’ “ ” …, bytes 0x80-0x9F) arrive as invisible control characters",
+        ),
+        _ => return None,
+    };
+    Some(format!(
+        "the database character set is {set}: Oracle keeps whatever bytes its clients sent, and legacy applications often wrote another encoding into such databases; if this one holds any, {what}, without an error. Check a sample (SELECT DUMP(col) FROM …); columns that hold other bytes are read as RAW and decoded with their real encoding: query = \"SELECT ID, UTL_RAW.CAST_TO_RAW(NAME) AS NAME FROM T\" with transform = [{{ decode = \"windows-1252\" }}] (docs/type-mapping.md)"
+    ))
+}
+
 /// How one key column's values are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrder {
@@ -193,6 +213,18 @@ mod tests {
         );
         assert_eq!(compare_rowid(a, a), Ordering::Equal);
         assert_eq!(compare(KeyOrder::RowId, &text(a), &text(b)), Ordering::Less);
+    }
+
+    #[test]
+    fn databases_that_legacy_bytes_hide_in_are_warned_about() {
+        let w = charset_warning("US7ASCII").unwrap();
+        assert!(
+            w.contains("'?'") && w.contains("UTL_RAW.CAST_TO_RAW") && w.contains("decode"),
+            "{w}"
+        );
+        assert!(charset_warning("we8iso8859p1").unwrap().contains("0x80-0x9F"));
+        assert_eq!(charset_warning("AL32UTF8"), None);
+        assert_eq!(charset_warning("WE8MSWIN1252"), None);
     }
 
     #[test]

@@ -147,9 +147,7 @@ ORDER BY CASE owner WHEN 'PUBLIC' THEN 1 ELSE 0 END";
 /// it cannot: a view's rows have no ROWID of their own (ORA-01445/01446 at read time).
 pub fn row_id_problem(object_type: &str, name: &str) -> Option<String> {
     (object_type == "VIEW").then(|| {
-        format!(
-            "{name} is a view: its rows have no ROWID to read them in order by, and it has no primary key; set `key = [...]` in the mapping to columns that are unique and never NULL in the view"
-        )
+        format!("{name} is a view: its rows have no ROWID to read them in order by, and it has no primary key")
     })
 }
 
@@ -277,7 +275,7 @@ mod tests {
         assert!(PRIMARY_KEYS.contains("c.status = 'ENABLED' AND c.validated = 'VALIDATED'"));
         assert!(SYNONYM.contains("all_synonyms") && SYNONYM.contains("'PUBLIC'") && SYNONYM.contains("db_link"));
         assert!(OBJECT_TYPE.contains(":owner") && OBJECT_TYPE.contains(":name"));
-        assert!(row_id_problem("VIEW", "ABIS.V_COIL").unwrap().contains("key = [...]"));
+        assert!(row_id_problem("VIEW", "ABIS.V_COIL").unwrap().contains("is a view"));
         assert_eq!(row_id_problem("TABLE", "ABIS.AB_NOTE"), None);
         let rel = Relation::Table("ABIS.AB_WM".into());
         let n = newest_sql(&rel, None, "VERSION_NO", Some(WmKind::Number));
