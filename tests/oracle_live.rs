@@ -36,14 +36,25 @@ const LOADED: &[(&str, i64)] = &[
     ("\"order line\"", 333),
     ("ec_edge", 3),
     ("ec_big", 60_000),
+    ("ec_wide", 20_000),
+    ("ec_textkey", 60_000),
+    ("ec_datekey", 3_001),
+    ("ec_doublekey", 3_000),
+    // EC_JULIAN's 1500-02-29 is a reject.
+    ("ec_julian", 1),
+    // A disabled primary key over duplicates: read by ROWID, every row arrives.
+    ("ec_disabled", 300),
+    ("ec_wm", 3),
 ];
 
 fn scaffold_into(p: &Project, db: &TestDb, url: &str, schema: &str) {
+    // In lower case: the mappings must name the owner as the catalog has it (ABIS).
+    let lower = schema.to_lowercase();
     let out = p
         .command(
             db,
             &[
-                "scaffold", "--schema", schema, "--out", "m", "--ddl", "t.sql", "--force",
+                "scaffold", "--schema", &lower, "--out", "m", "--ddl", "t.sql", "--force",
             ],
         )
         .env("MIGRATE_SOURCE", url)
@@ -52,6 +63,11 @@ fn scaffold_into(p: &Project, db: &TestDb, url: &str, schema: &str) {
         .unwrap()
         .expect(0);
     eprintln!("{}{}", out.stdout(), out.stderr());
+    let coil = std::fs::read_to_string(p.file("m/ec_big.toml")).unwrap();
+    assert!(
+        coil.contains(&format!("source = \"{}.EC_BIG\"", schema.to_uppercase())),
+        "{coil}"
+    );
     db.exec(&std::fs::read_to_string(p.file("t.sql")).unwrap());
 }
 
@@ -70,11 +86,25 @@ fn oracle_scaffold_load_exact_values_and_validate() {
     let p = Project::new();
     scaffold_into(&p, &db, &url, &schema);
     run(&p, &db, &url, &["--mappings", "m", "--check-only"]).expect(0);
+    // Small cursors and several streams: page and range bounds fall among the text, date and
+    // double keys, each bound back in its column's type; --deep compares every row. (Four
+    // streams: a table is split when it holds more than a stream's share of its level, about
+    // 150,000 rows here.)
     let out = run(
         &p,
         &db,
         &url,
-        &["--mappings", "m", "--yes", "--validate", "--jobs", "2"],
+        &[
+            "--mappings",
+            "m",
+            "--yes",
+            "--validate",
+            "--deep",
+            "--jobs",
+            "4",
+            "--cursor-rows",
+            "4999",
+        ],
     )
     .expect(0);
     eprintln!("{}", out.stdout());
@@ -94,8 +124,27 @@ fn oracle_scaffold_load_exact_values_and_validate() {
     for (table, n) in LOADED {
         assert_eq!(db.scalar(&format!("SELECT count(*) FROM {table}")), *n, "{table}");
     }
+    assert!(
+        out.stderr()
+            .contains("ec_textkey: 60000 rows in scope, loaded in 2 key ranges"),
+        "{}",
+        out.stderr()
+    );
+    // The 1 BC key and the emoji keys arrived as they are.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM ec_datekey WHERE d = '0001-03-01 12:00:00 BC'"),
+        1
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM ec_textkey WHERE k LIKE '😀%'"), 7_500);
+    // The Julian-only date is its row's reject, naming the column.
+    let julian = db.rows("SELECT row_key, column_name, reason FROM migrate.rejects WHERE entity = 'ec_julian'");
+    assert_eq!(julian.len(), 1, "{julian:?}");
+    assert_eq!(julian[0]["column_name"], "d", "{julian:?}");
+    assert!(julian[0]["reason"].as_str().unwrap().contains("1500"), "{julian:?}");
     // CHR(0) cannot be stored: rejected with the column named, not altered.
-    let rejects = db.rows("SELECT entity, column_name, reason FROM migrate.rejects WHERE entity LIKE 'ec\\_%'");
+    let rejects = db.rows(
+        "SELECT entity, column_name, reason FROM migrate.rejects WHERE entity LIKE 'ec\\_%' AND entity <> 'ec_julian'",
+    );
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!(rejects[0]["entity"], "ec_edge", "{rejects:?}");
     assert_eq!(rejects[0]["column_name"], "txt", "{rejects:?}");
@@ -199,4 +248,149 @@ fn oracle_kill_and_resume_equals_a_clean_run() {
         killed.scalar("SELECT count(*) FROM migrate.rejects"),
         clean.scalar("SELECT count(*) FROM migrate.rejects")
     );
+}
+
+/// A plain connection for what the binary does not do: EXPLAIN PLAN, and changes to the source.
+fn connect(url: &str) -> oracle::Connection {
+    let spec = migrate::source::oracle::url::ConnectSpec::parse(url).unwrap();
+    oracle::Connection::connect(&spec.user, &spec.password, &spec.connect_string).unwrap()
+}
+
+/// The plan Oracle picks for `sql`, as DBMS_XPLAN prints it.
+fn plan_of(conn: &oracle::Connection, sql: &str) -> String {
+    conn.execute(&format!("EXPLAIN PLAN FOR {sql}"), &[]).unwrap();
+    let rows = conn
+        .query_as::<String>(
+            "SELECT plan_table_output FROM TABLE(DBMS_XPLAN.DISPLAY(NULL, NULL, 'BASIC'))",
+            &[],
+        )
+        .unwrap();
+    rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+fn spec(table: &str, keys: &[&str], others: &[&str]) -> migrate::source::ReadSpec {
+    use migrate::source::Column;
+    let mut columns: Vec<Column> = keys.iter().map(|k| Column::Named(k.to_string())).collect();
+    columns.extend(others.iter().map(|c| Column::Named(c.to_string())));
+    migrate::source::ReadSpec {
+        relation: migrate::plan::Relation::Table(table.into()),
+        key: (0..keys.len()).collect(),
+        columns,
+        filter: None,
+        window: None,
+        until: None,
+    }
+}
+
+#[test]
+fn oracle_resumed_reads_walk_the_key_index_without_a_sort() {
+    let Some((url, schema)) = oracle() else { return };
+    let conn = connect(&url);
+    for (table, keys, others) in [
+        ("EC_TEXTKEY", vec!["K"], vec!["N"]),
+        ("EC_BIG", vec!["REGION", "SEQ"], vec!["QTY"]),
+        ("EC_DATEKEY", vec!["D"], vec!["N"]),
+    ] {
+        let s = spec(&format!("{schema}.{table}"), &keys, &others);
+        let sql = migrate::source::oracle::sql::read_sql(&s, true, 1000);
+        let plan = plan_of(&conn, &sql);
+        eprintln!("{sql}\n{plan}");
+        assert!(plan.contains("INDEX"), "{table}: no index in\n{plan}");
+        assert!(!plan.contains("SORT ORDER BY"), "{table}: sorts\n{plan}");
+    }
+    // A table without a key is read in ROWID slices: a range of ROWIDs, sorted slice by slice.
+    let mut s = spec(&format!("{schema}.EC_NOTE"), &[], &["NOTE_TXT", "N"]);
+    s.columns.push(migrate::source::Column::RowId);
+    s.key = vec![2];
+    s.until = Some(vec![migrate::value::Value::Text("AAAAAAAAAAAAAAAAAA".into())]);
+    let plan = plan_of(&conn, &migrate::source::oracle::sql::read_sql(&s, true, 1000));
+    assert!(plan.contains("ROWID RANGE"), "{plan}");
+}
+
+#[test]
+fn oracle_wide_rows_are_fetched_within_the_memory_budget() {
+    let Some((url, schema)) = oracle() else { return };
+    let db = TestDb::new();
+    let p = Project::new();
+    scaffold_into(&p, &db, &url, &schema);
+    let mut child = p
+        .command(&db, &["--mappings", "m", "--entity", "ec_wide", "--yes", "-v"])
+        .env("MIGRATE_SOURCE", &url)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The peak resident set, sampled while it runs (the fetch buffers live as long as the cursor).
+    let mut peak_kb = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            for line in status.lines().filter(|l| l.starts_with("VmHWM:")) {
+                let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Out(child.wait_with_output().unwrap()).expect(0);
+    eprintln!("peak RSS {} MB", peak_kb / 1024);
+    assert!(out.stderr().contains("rows per array fetch"), "{}", out.stderr());
+    assert_eq!(db.scalar("SELECT count(*) FROM ec_wide"), 20_000);
+    // 20 VARCHAR2(4000) columns: 104 rows an array fetch within 32 MiB (5,000 rows would be 1.6 GB).
+    assert!(peak_kb < 300 * 1024, "peak RSS {} MB", peak_kb / 1024);
+}
+
+#[test]
+fn oracle_synonyms_resolve_and_a_view_needs_a_key() {
+    let Some((url, schema)) = oracle() else { return };
+    let db = TestDb::new();
+    let p = Project::new();
+    scaffold_into(&p, &db, &url, &schema);
+    let carrier = |source: &str, key: &str| {
+        format!(
+            "source = \"{source}\"\ntarget = \"ec_carrier\"\n{key}[[fields]]\nfrom = \"CARRIER_ID\"\nto = \"carrier_id\"\n[[fields]]\nfrom = \"CARRIER_NAME\"\nto = \"carrier_name\"\n"
+        )
+    };
+    std::fs::create_dir_all(p.file("syn")).unwrap();
+    std::fs::write(p.file("syn/ec_carrier.toml"), carrier("EC_CARRIER_SYN", "")).unwrap();
+    run(&p, &db, &url, &["--mappings", "syn", "--yes", "--validate"]).expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM ec_carrier"), 12);
+
+    let view = tempfile::tempdir().unwrap();
+    let dir = view.path().to_str().unwrap();
+    std::fs::write(view.path().join("ec_carrier.toml"), carrier("EC_CARRIER_V", "")).unwrap();
+    let out = run(&p, &db, &url, &["--mappings", dir, "--check-only"]).expect(2);
+    assert!(
+        out.stderr().contains("is a view") || out.stdout().contains("is a view"),
+        "{}{}",
+        out.stdout(),
+        out.stderr()
+    );
+    std::fs::write(
+        view.path().join("ec_carrier.toml"),
+        carrier("EC_CARRIER_V", "key = [\"CARRIER_ID\"]\n"),
+    )
+    .unwrap();
+    run(&p, &db, &url, &["--mappings", dir, "--check-only"]).expect(0);
+}
+
+#[test]
+fn oracle_number_watermarks_between_minus_one_and_one() {
+    let Some((url, _)) = oracle() else { return };
+    let db = TestDb::new();
+    let p = Project::new();
+    db.exec("CREATE TABLE ec_wm (id integer PRIMARY KEY, v numeric)");
+    p.mapping(
+        "ec_wm",
+        "source = \"EC_WM\"\ntarget = \"ec_wm\"\nincremental = \"V\"\noverlap = 0\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"V\"\nto = \"v\"\n",
+    );
+    run(&p, &db, &url, &["--yes"]).expect(0);
+    let status = run(&p, &db, &url, &["status", "--json"]).expect(0).stdout();
+    assert!(status.contains("\"0.5\""), "{status}");
+    let conn = connect(&url);
+    conn.execute("UPDATE EC_WM SET V = 0.75 WHERE ID = 2", &[]).unwrap();
+    conn.commit().unwrap();
+    let out = run(&p, &db, &url, &["sync"]).expect(0);
+    conn.execute("UPDATE EC_WM SET V = 0.25 WHERE ID = 2", &[]).unwrap();
+    conn.commit().unwrap();
+    assert!(out.stdout().contains("0.75"), "{}", out.stdout());
+    assert_eq!(db.scalar("SELECT count(*) FROM ec_wm WHERE v = 0.75"), 1);
 }

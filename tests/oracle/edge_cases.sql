@@ -202,5 +202,77 @@ END;
 CREATE TABLE EC_BIG (REGION VARCHAR2(4), SEQ NUMBER(9), QTY NUMBER(6), PRIMARY KEY (REGION, SEQ));
 INSERT INTO EC_BIG SELECT 'R' || MOD(LEVEL, 7), LEVEL, MOD(LEVEL, 1000) FROM DUAL CONNECT BY LEVEL <= 60000;
 
+-- What a real legacy 11g database has and a small seed usually lacks (issue 17).
+
+-- 20 VARCHAR2(4000) columns: fetch buffers sized from the declared widths would take 16 KB a
+-- column a row, 1.6 GB a cursor at 5,000 rows; the live test bounds the reader's peak RSS.
+CREATE TABLE EC_WIDE (
+  ID NUMBER(6) PRIMARY KEY,
+  C01 VARCHAR2(4000),
+  C02 VARCHAR2(4000),
+  C03 VARCHAR2(4000),
+  C04 VARCHAR2(4000),
+  C05 VARCHAR2(4000),
+  C06 VARCHAR2(4000),
+  C07 VARCHAR2(4000),
+  C08 VARCHAR2(4000),
+  C09 VARCHAR2(4000),
+  C10 VARCHAR2(4000),
+  C11 VARCHAR2(4000),
+  C12 VARCHAR2(4000),
+  C13 VARCHAR2(4000),
+  C14 VARCHAR2(4000),
+  C15 VARCHAR2(4000),
+  C16 VARCHAR2(4000),
+  C17 VARCHAR2(4000),
+  C18 VARCHAR2(4000),
+  C19 VARCHAR2(4000),
+  C20 VARCHAR2(4000)
+);
+INSERT INTO EC_WIDE SELECT LEVEL, 'c01-' || LEVEL, 'c02-' || LEVEL, 'c03-' || LEVEL, 'c04-' || LEVEL, 'c05-' || LEVEL, 'c06-' || LEVEL, 'c07-' || LEVEL, 'c08-' || LEVEL, 'c09-' || LEVEL, 'c10-' || LEVEL, 'c11-' || LEVEL, 'c12-' || LEVEL, 'c13-' || LEVEL, 'c14-' || LEVEL, 'c15-' || LEVEL, 'c16-' || LEVEL, 'c17-' || LEVEL, 'c18-' || LEVEL, 'c19-' || LEVEL, 'c20-' || LEVEL FROM DUAL CONNECT BY LEVEL <= 20000;
+
+-- Text keys in the order AL32UTF8 sorts them, which AL16UTF16 (the crate's NVARCHAR2 binds)
+-- does not share: an emoji (a surrogate pair in UTF-16) against U+E000..U+FFFF, and € Š ё.
+-- Read with a small --cursor-rows and --jobs 2, page and range bounds fall among them.
+-- (TO_CHAR: CASE does not mix NVARCHAR2 and VARCHAR2, ORA-12704.)
+CREATE TABLE EC_TEXTKEY (K VARCHAR2(40) PRIMARY KEY, N NUMBER(8));
+INSERT INTO EC_TEXTKEY
+SELECT CASE MOD(LEVEL, 8)
+         WHEN 0 THEN TO_CHAR(UNISTR('\20AC')) WHEN 1 THEN TO_CHAR(UNISTR('\0160'))
+         WHEN 2 THEN TO_CHAR(UNISTR('\0451')) WHEN 3 THEN TO_CHAR(UNISTR('\E000'))
+         WHEN 4 THEN TO_CHAR(UNISTR('\FF21')) WHEN 5 THEN TO_CHAR(UNISTR('\FFFD'))
+         WHEN 6 THEN TO_CHAR(UNISTR('\D83D\DE00')) ELSE 'a' END || LPAD(TRUNC(LEVEL / 8), 6, '0'),
+       LEVEL
+FROM DUAL CONNECT BY LEVEL <= 60000;
+
+-- DATE and BINARY_DOUBLE keys, bound back as themselves at every cursor: hourly dates with
+-- 1 BC among them (Oracle's year -1), and doubles that are not short decimals.
+CREATE TABLE EC_DATEKEY (D DATE PRIMARY KEY, N NUMBER(8));
+INSERT INTO EC_DATEKEY SELECT DATE '2000-01-01' + LEVEL / 24, LEVEL FROM DUAL CONNECT BY LEVEL <= 3000;
+INSERT INTO EC_DATEKEY VALUES (TO_DATE('-0001-03-01 12:00:00', 'SYYYY-MM-DD HH24:MI:SS'), 0);
+CREATE TABLE EC_DOUBLEKEY (X BINARY_DOUBLE PRIMARY KEY, N NUMBER(8));
+INSERT INTO EC_DOUBLEKEY SELECT TO_BINARY_DOUBLE(LEVEL) / 3, LEVEL FROM DUAL CONNECT BY LEVEL <= 3000;
+
+-- A day only the Julian calendar has (Oracle keeps dates before 1582-10-15 as Julian): that
+-- row is a reject naming the column, not a read that stops at it every time.
+CREATE TABLE EC_JULIAN (ID NUMBER(4) PRIMARY KEY, D DATE);
+INSERT INTO EC_JULIAN VALUES (1, TO_DATE('1500-02-29', 'YYYY-MM-DD'));
+INSERT INTO EC_JULIAN VALUES (2, DATE '1999-12-31');
+
+-- A primary key that is declared but disabled, over duplicates: not a key to resume by (the
+-- table is read by ROWID), and every duplicate arrives.
+CREATE TABLE EC_DISABLED (ID NUMBER(6), NOTE VARCHAR2(20), CONSTRAINT EC_DISABLED_PK PRIMARY KEY (ID) DISABLE);
+INSERT INTO EC_DISABLED SELECT MOD(LEVEL, 100), 'n' || LEVEL FROM DUAL CONNECT BY LEVEL <= 300;
+
+-- Reached through a synonym and a view (the view has no key: a mapping must name one).
+CREATE SYNONYM EC_CARRIER_SYN FOR EC_CARRIER;
+CREATE VIEW EC_CARRIER_V AS SELECT CARRIER_ID, CARRIER_NAME FROM EC_CARRIER;
+
+-- A number watermark between -1 and 1 (TO_CHAR(x, 'TM9') would give '.5').
+CREATE TABLE EC_WM (ID NUMBER(4) PRIMARY KEY, V NUMBER);
+INSERT INTO EC_WM VALUES (1, -0.5);
+INSERT INTO EC_WM VALUES (2, 0.25);
+INSERT INTO EC_WM VALUES (3, 0.5);
+
 COMMIT;
 EXIT
