@@ -375,12 +375,7 @@ pub(crate) async fn load_parts(
         }
         let mut pb = b.clone();
         pb.spec.until = p.until_key.clone();
-        let mut own = sink::connect(&ctx.retry.target)
-            .await
-            .map_err(|cause| pipeline::PipelineError::Sink {
-                entity: e.name.clone(),
-                cause,
-            })?;
+        let mut own = pipeline::open_session(&ctx.retry, &e.name).await?;
         let bar = ctx
             .bars
             .entity(&format!("{} {}/{count}", e.name, i + 1), per_part, p.rows_read as u64);

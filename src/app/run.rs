@@ -223,7 +223,6 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
                 let mut done: Vec<(usize, Result<EntityStats>)> =
                     futures_util::stream::iter(level.into_iter().map(|(i, b)| {
                         let ctx = &ctx;
-                        let target = &target;
                         let busy: Vec<String> = tables
                             .iter()
                             .filter(|t| **t != b.entity.target.sql())
@@ -231,7 +230,7 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
                             .collect();
                         async move {
                             let r = async {
-                                let mut own = sink::connect(target).await?;
+                                let mut own = pipeline::open_session(&ctx.retry, &b.entity.name).await?;
                                 load_entity(ctx, b, &mut own, share, &busy).await
                             };
                             (i, r.await)

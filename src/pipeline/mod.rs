@@ -8,7 +8,7 @@ mod feed;
 mod retry;
 
 pub use feed::CHUNK_ROWS;
-pub use retry::{OnTarget, Retry, reconnect};
+pub use retry::{OnTarget, Retry, open_session, reconnect};
 
 use crate::bind::Bound;
 use crate::checkpoint::{self, Mirror, Progress};

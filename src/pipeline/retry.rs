@@ -86,6 +86,21 @@ pub async fn reconnect(
     Ok(())
 }
 
+/// A new session for `entity` (the extra sessions of `--jobs` and split parts): an outage that
+/// starts just as the entity does is waited out like one in the middle of its load.
+pub async fn open_session(retry: &Retry, entity: &str) -> Result<PgConnection, PipelineError> {
+    match sink::connect(&retry.target).await {
+        Ok(c) => Ok(c),
+        Err(cause) => {
+            let e = cause.for_entity(entity);
+            if !e.is_connection_lost() {
+                return Err(e);
+            }
+            connect_again(retry, &mut 0, entity, &e).await
+        }
+    }
+}
+
 /// A new session after `lost`, waiting between attempts (see [`reconnect`]).
 pub(super) async fn connect_again(
     retry: &Retry,
