@@ -24,12 +24,16 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Source database: sqlite:///abs/path.db, sqlite:rel/path.db, oracle://user:pass@host:1521/SERVICE.
-    /// Default: MIGRATE_SOURCE, else built from ORACLE_USER/ORACLE_PASSWORD/ORACLE_HOST/ORACLE_PORT/ORACLE_SERVICE
+    /// Source database: sqlite:///abs/path.db, sqlite:rel/path.db, oracle://user:pass@host:1521/SERVICE,
+    /// oracle://user:pass@host:1521?sid=SID, oracle://user:pass@(DESCRIPTION=...).
+    /// Default: MIGRATE_SOURCE, else built from ORACLE_USER, ORACLE_PASSWORD and ORACLE_HOST,
+    /// ORACLE_PORT with ORACLE_SERVICE or ORACLE_SID (or ORACLE_CONNECT: a descriptor or //host:port/service)
     #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true, global = true)]
     pub source: Option<String>,
 
-    /// Target PostgreSQL URL
+    /// Target PostgreSQL URL: postgres://user@host:5432/dbname?sslmode=require (sslmode, sslrootcert,
+    /// sslcert, sslkey as libpq). What it leaves out comes from PGHOST, PGPORT, PGUSER, PGDATABASE,
+    /// PGPASSWORD, ~/.pgpass (PGPASSFILE) and PGSSLMODE & co., as for psql; without it, from those alone
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub target: Option<String>,
 

@@ -29,9 +29,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<crate::source::SourceError>()
                 .is_some_and(|e| matches!(e, SourceError::ClientLibrary(_) | SourceError::Url(_)))
-            || cause
-                .downcast_ref::<crate::sink::SinkError>()
-                .is_some_and(|e| matches!(e, crate::sink::SinkError::Refused(_)))
+            || cause.downcast_ref::<crate::sink::SinkError>().is_some_and(|e| match e {
+                crate::sink::SinkError::Refused(_) => true,
+                // A certificate refused in the TLS handshake is configuration, not an outage.
+                crate::sink::SinkError::Connect { cause, .. } => crate::sink::tls::is_certificate_rejection(cause),
+                _ => false,
+            })
         {
             return 2;
         }

@@ -17,6 +17,19 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var(k, v) };
     }
     let cli = Cli::parse();
+    // sslrootcert is the only trust anchor of a verified connection, as in libpq (tls.rs): the
+    // TLS library's certificate store is pinned to it, before any thread exists.
+    if let Some(root) = migrate::sink::tls::pinned_root_cert(
+        cli.common.target.as_deref(),
+        std::env::var("PGSSLMODE").ok(),
+        std::env::var("PGSSLROOTCERT").ok(),
+    ) {
+        // SAFETY: at the start of main, before any other thread exists.
+        unsafe {
+            std::env::set_var("SSL_CERT_FILE", root);
+            std::env::remove_var("SSL_CERT_DIR");
+        }
+    }
     let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
     let (more, less) = cli.common.log_level();
     migrate::telemetry::init(more, less, writes_log);

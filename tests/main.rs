@@ -4,6 +4,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod connect;
 mod crash;
 mod deep;
 mod demo;

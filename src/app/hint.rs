@@ -46,6 +46,9 @@ fn target_hint(cause: &sqlx::Error) -> Option<&'static str> {
             ),
             _ => None,
         },
+        _ if crate::sink::tls::is_certificate_rejection(cause) => Some(
+            "the TLS handshake refused a certificate: with sslmode=verify-ca or verify-full the server's certificate must be signed by sslrootcert (the only CA trusted then; without sslrootcert, the system's CAs), and with verify-full also carry the host name of the URL; sslcert/sslkey must be a matching pair. sslmode=require encrypts without checking the certificate",
+        ),
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Some(
             "nothing answered there: is PostgreSQL running, and are the host and port in --target / DATABASE_URL right? Try: pg_isready -d \"$DATABASE_URL\"",
         ),

@@ -68,18 +68,31 @@ pub fn source_url(common: &Common) -> Result<String> {
     Err(UsageError("no source database: pass --source URL or set MIGRATE_SOURCE (or ORACLE_USER with ORACLE_HOST and ORACLE_SERVICE or ORACLE_SID, or ORACLE_CONNECT) in the environment or .env".into()).into())
 }
 
+/// The target: --target, else DATABASE_URL, else libpq's PGHOST/PGPORT/PGUSER/PGDATABASE (the
+/// password from PGPASSWORD or ~/.pgpass, read by the driver and never shown). What the URL
+/// leaves out comes from the PG* variables, as in psql; TLS files it names must exist.
 pub(crate) fn target_url(common: &Common) -> Result<String> {
-    match common.target.as_deref().map(str::trim) {
-        Some("") => Err(UsageError(
-            "DATABASE_URL is set but empty (in the environment or .env): set it to postgres://user@host:5432/dbname, or pass --target URL".into(),
-        )
-        .into()),
-        Some(url) => Ok(url.to_string()),
-        None => Err(UsageError(
-            "no target database: pass --target URL or set DATABASE_URL in the environment or .env".into(),
-        )
-        .into()),
+    let env = |k: &str| std::env::var(k).ok();
+    let url = match common.target.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(UsageError(
+                "DATABASE_URL is set but empty (in the environment or .env): set it to postgres://user@host:5432/dbname, or pass --target URL".into(),
+            )
+            .into());
+        }
+        Some(url) => url.to_string(),
+        None => crate::sink::tls::libpq_url(&env).ok_or_else(|| {
+            UsageError(
+                "no target database: pass --target URL, or set DATABASE_URL (or PGHOST/PGPORT/PGUSER/PGDATABASE, as for psql) in the environment or .env".into(),
+            )
+        })?,
+    };
+    crate::sink::tls::check_settings(Some(&url), &env)
+        .map_err(|why| UsageError(format!("target {}: {why}", crate::telemetry::redact_url(&url))))?;
+    if let Some(w) = crate::sink::tls::pgpass_warning(&env) {
+        tracing::warn!("{w}");
     }
+    Ok(url)
 }
 
 /// The entities to work on: all, or the `--entity` ones (in dependency order).

@@ -20,6 +20,7 @@ pub mod locks;
 mod parents;
 pub mod pgtype;
 mod previous;
+pub mod tls;
 
 pub use catalog::{
     ForeignKeyInfo, OwnedSequence, PgColumn, advance_sequences, count_rows, foreign_keys, has_rows, orphan_rows,

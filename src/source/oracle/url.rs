@@ -271,6 +271,18 @@ mod tests {
         assert_eq!(cs("oracle://u:p@PRODDB"), "PRODDB");
     }
 
+    /// The README's TCPS / wallet example, as written there: the descriptor goes to the client
+    /// verbatim (quotes, '=' and spaces in the server certificate's DN included).
+    #[test]
+    fn a_tcps_descriptor_with_a_certificate_dn_passes_verbatim() {
+        let d = r#"(DESCRIPTION=(ADDRESS=(PROTOCOL=TCPS)(HOST=db.example.com)(PORT=2484))(CONNECT_DATA=(SERVICE_NAME=ORCLPDB1))(SECURITY=(SSL_SERVER_CERT_DN="CN=db.example.com,O=Example Corp")))"#;
+        let s = ConnectSpec::parse(&format!("oracle://migrator:s%40cret@{d}")).unwrap();
+        assert_eq!(s.connect_string, d);
+        assert_eq!((s.user.as_str(), s.password.as_str()), ("migrator", "s@cret"));
+        // An alias from the wallet's tnsnames.ora (TNS_ADMIN) is just the alias.
+        assert_eq!(cs("oracle://migrator:pw@PROD_TCPS"), "PROD_TCPS");
+    }
+
     #[test]
     fn credentials_are_percent_decoded_and_never_debug_printed() {
         let s = ConnectSpec::parse("oracle://ab%40c:p%40ss%3Aw%2Fd@h:1/S").unwrap();
