@@ -7,72 +7,201 @@ use std::path::PathBuf;
 /// resume after any crash, validation.
 ///
 /// Without a subcommand, runs the migration: every entity of --mappings in dependency order.
+/// Each subcommand takes only its own options (`migrate status --help`).
 #[derive(Debug, Parser)]
 #[command(
     name = "migrate",
     version,
-    after_help = "Exit codes: 0 success, 1 migration or validation failure, 2 usage or configuration error.\n.env in the working directory is read; real environment variables win."
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub common: Common,
+    conn: Conn,
+    #[command(flatten)]
+    scope: Scope,
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
+    #[command(flatten)]
+    report: ReportArg,
+    #[command(flatten)]
+    logs: Logs,
     #[command(flatten)]
     pub run: RunArgs,
+    /// What the command was given, whichever of the forms above it came from ([`Cli::settle`]).
+    #[arg(skip)]
+    pub common: Common,
 }
 
-#[derive(Debug, Args)]
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 migration or validation failure (rows missing, rejects over a limit, \
+a lost connection past --retries); 2 usage or configuration error (a flag, a mapping, a URL, a certificate); \
+130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM, both after the batch in flight committed (--resume goes on).\n\
+.env in the working directory is read; real environment variables win.";
+
+/// The settings every mode reads from, filled from the options of the command that was given;
+/// what a command does not take keeps its default.
+#[derive(Debug, Clone)]
 pub struct Common {
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub mappings: PathBuf,
+    pub entity: Vec<String>,
+    pub checkpoint: PathBuf,
+    pub report: Option<String>,
+    pub logs: Logs,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Self {
+            source: None,
+            target: None,
+            mappings: PathBuf::from(DEFAULT_MAPPINGS),
+            entity: Vec::new(),
+            checkpoint: PathBuf::from(DEFAULT_CHECKPOINT),
+            report: None,
+            logs: Logs::default(),
+        }
+    }
+}
+
+const DEFAULT_MAPPINGS: &str = "mappings";
+const DEFAULT_CHECKPOINT: &str = "migration_checkpoint.json";
+
+impl Cli {
+    /// Parses the command line and fills [`Cli::common`].
+    pub fn parse_args() -> Self {
+        let mut cli = Self::parse();
+        cli.settle();
+        cli
+    }
+
+    /// Moves the options of the command that was given into [`Cli::common`].
+    pub fn settle(&mut self) {
+        let c = &mut self.common;
+        let take_conn = |c: &mut Common, conn: &Conn| {
+            c.source = conn.source.clone();
+            c.target = conn.target.clone();
+        };
+        let take_scope = |c: &mut Common, s: &Scope| {
+            c.mappings = s.mappings.clone();
+            c.entity = s.entity.clone();
+        };
+        match &self.command {
+            None => {
+                take_conn(c, &self.conn);
+                take_scope(c, &self.scope);
+                c.checkpoint = self.checkpoint.checkpoint.clone();
+                c.report = self.report.report.clone();
+                c.logs = self.logs.clone();
+            }
+            Some(Command::Validate(a)) => {
+                take_conn(c, &a.conn);
+                take_scope(c, &a.scope);
+                c.report = a.report.report.clone();
+                c.logs = a.logs.clone();
+            }
+            Some(Command::Sync(a)) => {
+                take_conn(c, &a.conn);
+                take_scope(c, &a.scope);
+                c.checkpoint = a.checkpoint.checkpoint.clone();
+                c.report = a.report.report.clone();
+                c.logs = a.logs.clone();
+            }
+            Some(Command::Status(a)) => {
+                take_conn(c, &a.conn);
+                take_scope(c, &a.scope);
+                c.logs = a.logs.clone();
+            }
+            Some(Command::Scaffold(a)) => {
+                c.source = a.source.clone();
+                c.logs = a.logs.clone();
+            }
+            Some(Command::Demo(a)) => {
+                c.target = a.target.clone();
+                c.logs = a.logs.clone();
+            }
+        }
+    }
+
+    /// Whether the command changes the target (a load or a sync). The others (status, validate,
+    /// --check-only, scaffold, demo) write a log file only when asked (--log-file).
+    pub fn writes_to_target(&self) -> bool {
+        match &self.command {
+            None => !self.run.check_only,
+            Some(Command::Sync(_)) => true,
+            Some(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
     /// Source database: sqlite:///abs/path.db, sqlite:rel/path.db, oracle://user:pass@host:1521/SERVICE,
     /// oracle://user:pass@host:1521?sid=SID, oracle://user:pass@(DESCRIPTION=...).
     /// Default: MIGRATE_SOURCE, else built from ORACLE_USER, ORACLE_PASSWORD and ORACLE_HOST,
     /// ORACLE_PORT with ORACLE_SERVICE or ORACLE_SID (or ORACLE_CONNECT: a descriptor or //host:port/service)
-    #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true, global = true)]
+    #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true)]
     pub source: Option<String>,
 
     /// Target PostgreSQL URL: postgres://user@host:5432/dbname?sslmode=require (sslmode, sslrootcert,
     /// sslcert, sslkey as libpq). What it leaves out comes from PGHOST, PGPORT, PGUSER, PGDATABASE,
     /// PGPASSWORD, ~/.pgpass (PGPASSFILE) and PGSSLMODE & co., as for psql; without it, from those alone
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub target: Option<String>,
+}
 
+#[derive(Debug, Clone, Args)]
+pub struct Scope {
     /// Directory of mapping files, one <entity>.toml per entity
-    #[arg(long, default_value = "mappings", global = true)]
+    #[arg(long, default_value = DEFAULT_MAPPINGS)]
     pub mappings: PathBuf,
 
     /// Only this entity (repeatable); its dependencies must already be migrated
-    #[arg(long, value_name = "NAME", global = true)]
+    #[arg(long, value_name = "NAME")]
     pub entity: Vec<String>,
+}
 
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArg {
     /// JSON checkpoint file mirroring the progress stored in the target
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "migration_checkpoint.json",
-        global = true
-    )]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CHECKPOINT)]
     pub checkpoint: PathBuf,
+}
 
-    /// Write a machine-readable JSON summary of the run to FILE (`-` for stdout)
-    #[arg(long, value_name = "FILE", global = true)]
+#[derive(Debug, Clone, Args)]
+pub struct ReportArg {
+    /// Write a summary of the run to FILE: JSON (`-` for stdout), or one self-contained HTML page
+    /// when FILE ends in .html or .htm
+    #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
+}
 
+#[derive(Debug, Clone, Default, Args)]
+pub struct Logs {
     /// More log output (repeat for more)
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// Less log output (repeat for less)
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub quiet: u8,
 
     /// Log output on Django's scale, instead of -v/-q: 0 warnings and errors only, 1 progress
     /// (the default), 2 details (-v), 3 everything (-vv)
-    #[arg(long, value_name = "0..3", global = true, value_parser = clap::value_parser!(u8).range(0..=3))]
+    #[arg(long, value_name = "0..3", value_parser = clap::value_parser!(u8).range(0..=3))]
     pub verbosity: Option<u8>,
+
+    /// Also write the log (with debug detail) to FILE, appended. Runs that load or sync write
+    /// migration_YYYYMMDD_HHMMSS.log by default (in MIGRATE_LOG_DIR, else the working directory);
+    /// read-only commands write none unless given this
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
-impl Common {
+impl Logs {
     /// The log level as (more, less): from --verbosity when given, else from -v and -q.
     pub fn log_level(&self) -> (u8, u8) {
         match self.verbosity {
@@ -150,7 +279,7 @@ pub struct RunArgs {
     pub defer_indexes: bool,
 
     /// Run the post-migration validation after the load
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["dry_run", "check_only"])]
     pub validate: bool,
 
     /// With --validate: also compare every row of source and target (through the mapping's
@@ -182,6 +311,17 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub scope: Scope,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    #[command(flatten)]
+    pub report: ReportArg,
+    #[command(flatten)]
+    pub logs: Logs,
+
     /// Run a pass every interval (30s, 5m, 1h) until stopped; Ctrl-C or SIGTERM finishes the
     /// batch in flight. Without it: one pass
     #[arg(long, value_name = "INTERVAL")]
@@ -213,6 +353,13 @@ pub struct SyncArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub scope: Scope,
+    #[command(flatten)]
+    pub logs: Logs,
+
     /// JSON for monitoring
     #[arg(long)]
     pub json: bool,
@@ -220,6 +367,15 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(flatten)]
+    pub scope: Scope,
+    #[command(flatten)]
+    pub report: ReportArg,
+    #[command(flatten)]
+    pub logs: Logs,
+
     /// Also compare every row: the source read through the mapping's transforms against the
     /// target, matched by key (hash ranges first, rows only where a range differs). Reports
     /// missing, extra, duplicated and differing rows with examples; rejected rows are accounted for
@@ -229,6 +385,12 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct ScaffoldArgs {
+    /// Source database to read the catalog of (as for a run; default MIGRATE_SOURCE or ORACLE_*)
+    #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub logs: Logs,
+
     /// Directory to write the mappings into (created if missing)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -256,6 +418,12 @@ pub struct ScaffoldArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Target PostgreSQL URL for --create-target (default DATABASE_URL)
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub logs: Logs,
+
     /// Where to write the SQLite database (and which one --mutate changes)
     #[arg(long, default_value = "demo/legacy.db")]
     pub out: PathBuf,

@@ -1,8 +1,7 @@
 //! `migrate` binary: parse the command line, run the mode, map the outcome to an exit code
 //! (0 success, 1 migration or validation failure, 2 usage or configuration error).
 
-use clap::Parser;
-use migrate::cli::{Cli, Command};
+use migrate::cli::Cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,7 +15,7 @@ fn main() -> ExitCode {
         // SAFETY: at the start of main, before any other thread exists.
         unsafe { std::env::set_var(k, v) };
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // sslrootcert is the only trust anchor of a verified connection, as in libpq (tls.rs): the
     // TLS library's certificate store is pinned to it, before any thread exists.
     if let Some(root) = migrate::sink::tls::pinned_root_cert(
@@ -30,9 +29,13 @@ fn main() -> ExitCode {
             std::env::remove_var("SSL_CERT_DIR");
         }
     }
-    let writes_log = !matches!(cli.command, Some(Command::Demo(_) | Command::Scaffold(_)));
-    let (more, less) = cli.common.log_level();
-    migrate::telemetry::init(more, less, writes_log);
+    let (more, less) = cli.common.logs.log_level();
+    let log_file = migrate::telemetry::log_file_path(
+        cli.common.logs.log_file.as_deref(),
+        cli.writes_to_target(),
+        std::env::var_os("MIGRATE_LOG_DIR").as_deref(),
+    );
+    let log_file = migrate::telemetry::init(more, less, log_file);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,9 +51,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = migrate::error::exit_code(&e);
-            eprintln!("error: {}", migrate::telemetry::chain(e.as_ref()));
+            let mut text = format!("error: {}", migrate::telemetry::chain(e.as_ref()));
             if let Some(h) = migrate::app::hint(&e) {
-                eprintln!("hint: {h}");
+                text.push_str(&format!("\nhint: {h}"));
+            }
+            eprintln!("{text}");
+            if let Some(path) = &log_file {
+                migrate::telemetry::append_to_log(path, &format!("{text}\nexit code {code}"));
             }
             ExitCode::from(code)
         }

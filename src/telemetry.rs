@@ -24,7 +24,7 @@ pub fn redact_url(url: &str) -> String {
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::error::Error as StdError;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::Level;
@@ -35,7 +35,35 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Sets up tracing: stderr at the level -v/-q choose, and, when `log_file` is set, the same
 /// events at debug level in that file. Returns the log file's path.
-pub fn init(verbose: u8, quiet: u8, log_file: bool) -> Option<PathBuf> {
+/// Where the log file goes: `--log-file`, else for a command that writes to the target
+/// `migration_YYYYMMDD_HHMMSS.log` in `MIGRATE_LOG_DIR` (created if missing) or the working
+/// directory; read-only commands write none.
+pub fn log_file_path(asked: Option<&Path>, writes: bool, dir: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if let Some(p) = asked {
+        return Some(p.to_path_buf());
+    }
+    if !writes {
+        return None;
+    }
+    let name = format!("migration_{}.log", chrono::Local::now().format("%Y%m%d_%H%M%S"));
+    Some(match dir.filter(|d| !d.is_empty()) {
+        Some(d) => Path::new(d).join(name),
+        None => PathBuf::from(name),
+    })
+}
+
+/// Appends `text` to the log file (the error that ended a run, written after the subscriber's
+/// last line).
+pub fn append_to_log(path: &Path, text: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
+        let _ = writeln!(f, "{} {text}", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.6f%:z"));
+    }
+}
+
+/// Sets up logging: stderr at the level of -v/-q, and `log_file` (appended, with debug detail)
+/// when given. Returns the log file that could be opened.
+pub fn init(verbose: u8, quiet: u8, log_file: Option<PathBuf>) -> Option<PathBuf> {
     let level = match (verbose as i8) - (quiet as i8) {
         i8::MIN..=-2 => Level::ERROR,
         -1 => Level::WARN,
@@ -47,7 +75,7 @@ pub fn init(verbose: u8, quiet: u8, log_file: bool) -> Option<PathBuf> {
     // filters lost events here (about one line in five at the end of an entity when entities
     // loaded side by side, from both outputs): a disabled `enabled!` check, as sqlx makes for its
     // statement log, leaves per-thread filter state behind that the next event then inherits.
-    let file_level = if log_file { Level::DEBUG } else { level };
+    let file_level = if log_file.is_some() { Level::DEBUG } else { level };
     let global = Targets::new()
         .with_default(LevelFilter::WARN)
         .with_target("migrate", LevelFilter::from_level(level.max(file_level)));
@@ -57,11 +85,13 @@ pub fn init(verbose: u8, quiet: u8, log_file: bool) -> Option<PathBuf> {
         .with_ansi(std::io::stderr().is_terminal())
         .without_time();
     let mut path = None;
-    let file_layer = if log_file {
-        let name = format!("migration_{}.log", chrono::Local::now().format("%Y%m%d_%H%M%S"));
+    let file_layer = if let Some(name) = log_file {
+        if let Some(dir) = name.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
         match std::fs::OpenOptions::new().create(true).append(true).open(&name) {
             Ok(f) => {
-                path = Some(PathBuf::from(&name));
+                path = Some(name.clone());
                 Some(
                     tracing_subscriber::fmt::layer()
                         .with_writer(Mutex::new(f))
@@ -70,7 +100,7 @@ pub fn init(verbose: u8, quiet: u8, log_file: bool) -> Option<PathBuf> {
                 )
             }
             Err(e) => {
-                eprintln!("warning: cannot create log file {name}: {e}");
+                eprintln!("warning: cannot create log file {}: {e}", name.display());
                 None
             }
         }

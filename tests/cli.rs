@@ -121,6 +121,97 @@ fn help_lists_the_flags() {
 }
 
 #[test]
+fn each_subcommand_takes_only_its_own_options_and_help_lists_the_exit_codes() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    for (args, flag) in [
+        (&["status", "--report", "r.json"][..], "--report"),
+        (&["status", "--checkpoint", "c.json"][..], "--checkpoint"),
+        (&["scaffold", "--out", "sc", "--entity", "parent"][..], "--entity"),
+        (&["demo", "--out", "x.db", "--mappings", "m"][..], "--mappings"),
+        (&["validate", "--checkpoint", "c.json"][..], "--checkpoint"),
+        (&["validate", "--batch-size", "5"][..], "--batch-size"),
+        (&["--yes", "status"][..], "--yes"),
+        (&["--report", "r.json", "validate"][..], "--report"),
+        (&["--dry-run", "--validate"][..], "--validate"),
+        (&["--check-only", "--validate"][..], "--validate"),
+    ] {
+        let err = p.run(&db, args).expect(2).stderr();
+        assert!(err.contains(flag) && err.contains("error:"), "{args:?}: {err}");
+    }
+    assert!(!p.file("r.json").exists() && !p.file("sc").exists() && !p.file("x.db").exists());
+    assert_eq!(db.scalar("SELECT count(*) FROM parent"), 0);
+
+    let help = |args: &[&str]| p.run(&db, args).expect(0).stdout();
+    let status = help(&["status", "--help"]);
+    assert!(
+        status.contains("--json") && status.contains("--target") && status.contains("--log-file"),
+        "{status}"
+    );
+    for foreign in ["--report", "--checkpoint", "--batch-size", "--yes", "--dry-run"] {
+        assert!(!status.contains(foreign), "status --help lists {foreign}: {status}");
+    }
+    let scaffold = help(&["scaffold", "--help"]);
+    assert!(
+        scaffold.contains("--source") && !scaffold.contains("--target <") && !scaffold.contains("--entity"),
+        "{scaffold}"
+    );
+    let demo = help(&["demo", "--help"]);
+    assert!(demo.contains("--target") && !demo.contains("--source") && !demo.contains("--report"));
+    let top = help(&["--help"]);
+    for code in ["0 success", "1 migration", "2 usage", "130", "SIGINT", "143", "SIGTERM"] {
+        assert!(top.contains(code), "--help lacks {code}: {top}");
+    }
+    let source = help(&["--help"]);
+    assert!(source.contains("ORACLE_SID") && source.contains("ORACLE_CONNECT"));
+}
+
+#[test]
+fn read_only_commands_write_no_log_file_and_a_failed_run_logs_its_error() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    // Read-only commands and those that do not touch the target: no log file.
+    p.run(&db, &["--check-only"]).expect(0);
+    p.run(&db, &["status"]).expect(0);
+    p.run(&db, &["status", "--json"]).expect(0);
+    p.run(&db, &["--help"]).expect(0);
+    p.run(&db, &["status", "--help"]).expect(0);
+    p.run(&db, &["scaffold", "--out", "scaffolded"]).expect(0);
+    p.run(&db, &["demo", "--out", "d.db", "--scale", "0.01"]).expect(0);
+    let _ = p.run(&db, &["validate"]);
+    assert_eq!(log_files(p.path()), Vec::<std::path::PathBuf>::new());
+
+    // A load writes one, with debug detail; MIGRATE_LOG_DIR moves it.
+    p.command(&db, &["--yes"])
+        .env("MIGRATE_LOG_DIR", p.file("logs"))
+        .output()
+        .map(Out)
+        .unwrap()
+        .expect(0);
+    assert!(log_files(p.path()).is_empty());
+    let logs = log_files(&p.file("logs"));
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(
+        text.contains("parent: 2 read, 2 loaded") && text.contains("DEBUG"),
+        "{text}"
+    );
+
+    // Asked for, a read-only command writes one too.
+    p.run(&db, &["status", "--log-file", "status.log"]).expect(0);
+    assert!(p.file("status.log").exists());
+
+    // A run that fails has its error (and hint, and exit code) in the log, not only on stderr.
+    let again = p.run(&db, &["--yes", "--log-file", "again/run.log"]).expect(2);
+    let text = std::fs::read_to_string(p.file("again/run.log")).unwrap();
+    assert!(again.stderr().contains("already has progress"), "{}", again.stderr());
+    assert!(
+        text.contains("error:") && text.contains("already has progress") && text.contains("exit code 2"),
+        "{text}"
+    );
+}
+
+#[test]
 fn passwords_never_reach_outputs_logs_reports_or_checkpoints() {
     let db = TestDb::new();
     let p = two_entities(&db);

@@ -333,3 +333,20 @@ pub fn send_signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) only sends a signal to a process of this test.
     unsafe { libc::kill(pid as i32, signal) };
 }
+
+/// The `migration_*.log` files in `dir`.
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                    n.starts_with("migration_") && n.ends_with(".log")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
