@@ -6,6 +6,7 @@
 #
 #   ./setup_migration.sh              # the demo's own database: postgres://postgres@127.0.0.1:5432/migrate_demo
 #   MIGRATE_DEMO_URL=postgres://u:p@host/demo_db ./setup_migration.sh
+#   ./setup_migration.sh --install    # no demo: build and install `migrate` on PATH (cargo install)
 #
 # DATABASE_URL is NOT used: it may point at a real migration's target, and the demo drops its
 # tables and the migrate schema in the database it is given (migrate demo --create-target
@@ -18,6 +19,13 @@ SOURCE=sqlite:demo/legacy.db
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 step() { printf '\n==> %s\n' "$*"; }
+INSTALL=0
+case "${1:-}" in
+  "") ;;
+  --install) INSTALL=1 ;;
+  -h|--help) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 0 ;;
+  *) echo "error: unknown option $1 (use --install, or nothing for the demo)" >&2; exit 2 ;;
+esac
 
 step "checking the build tools"
 if ! command -v cargo >/dev/null; then
@@ -26,6 +34,21 @@ if ! command -v cargo >/dev/null; then
 fi
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
+if [ "$INSTALL" = 1 ]; then
+  if [ ${#missing[@]} -gt 0 ]; then
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+  fi
+  step "building and installing migrate (cargo install --path . --locked)"
+  cargo install --path . --locked
+  bin="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin"
+  if command -v migrate >/dev/null; then
+    echo "installed: $(command -v migrate) ($(migrate --version))"
+  else
+    echo "installed in $bin, which is not on PATH: export PATH=\"$bin:\$PATH\""
+  fi
+  exit 0
+fi
 command -v psql >/dev/null || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"

@@ -169,3 +169,53 @@ fn rows_without_a_parent_are_found_at_once_and_other_refusals_still_isolated() {
         "insert or update on table \"child\" violates foreign key constraint \"child_parent_id_fkey\": Key (parent_id)=(92) is not present in table \"parent\". (SQLSTATE 23503)"
     );
 }
+
+#[test]
+fn phone_numbers_of_a_region_load_as_e164_and_invalid_ones_are_rejects_naming_the_column() {
+    let db = TestDb::new();
+    let p = Project::new();
+    p.sqlite(
+        "CREATE TABLE CUST (ID INTEGER PRIMARY KEY, PHONE TEXT);
+         INSERT INTO CUST VALUES (1,'020 7946 0958'),(2,'+1 (202) 456-1111'),(3,'0049 30 901820'),
+           (4,'020 7946'),(5,'555-0100'),(6,NULL),(7,'  '),(8,'07911 123456');",
+    );
+    db.exec("CREATE TABLE cust (id int PRIMARY KEY, phone text)");
+    p.mapping(
+        "cust",
+        "source = \"CUST\"\ntarget = \"cust\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"PHONE\"\nto = \"phone\"\ntransform = [{ phone = \"GB\" }]\n",
+    );
+    p.run(&db, &["--yes", "--validate"]).expect(0);
+    let got = db.rows("SELECT id, phone FROM cust ORDER BY id");
+    let phones: Vec<String> = got
+        .iter()
+        .map(|r| r["phone"].as_str().unwrap_or("NULL").to_string())
+        .collect();
+    assert_eq!(
+        phones,
+        [
+            "+442079460958",
+            "+12024561111",
+            "+4930901820",
+            "NULL",
+            "NULL",
+            "+447911123456"
+        ],
+        "{got:?}"
+    );
+    let rejects = db.rows("SELECT row_key, column_name, reason FROM migrate.rejects ORDER BY row_key");
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    for r in &rejects {
+        assert_eq!(r["column_name"], "phone", "{r:?}");
+        assert!(r["reason"].as_str().unwrap().contains("phone number in GB"), "{r:?}");
+    }
+    // A region libphonenumber does not know is a mapping error with its file.
+    p.mapping(
+        "cust",
+        "source = \"CUST\"\ntarget = \"cust\"\n[[fields]]\nfrom = \"ID\"\nto = \"id\"\n[[fields]]\nfrom = \"PHONE\"\nto = \"phone\"\ntransform = [{ phone = \"UK\" }]\n",
+    );
+    let err = p.run(&db, &["--check-only"]).expect(2).stderr();
+    assert!(
+        err.contains("cust.toml") && err.contains("'UK' is not a region"),
+        "{err}"
+    );
+}

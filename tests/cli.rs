@@ -274,3 +274,47 @@ fn validate_catches_missing_rows_and_orphans() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["validation"]["foreign_keys"][0]["orphans"], 1);
 }
+
+#[test]
+fn a_copied_env_example_with_oracle_filled_in_reads_oracle_and_both_set_is_warned_about() {
+    let db = TestDb::new();
+    let p = two_entities(&db);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    // What a user does: copy it, fill in the ORACLE_* lines, point DATABASE_URL at the target.
+    let filled: String = example
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some(("# ORACLE_USER", _)) => "ORACLE_USER=legacy".to_string(),
+            Some(("# ORACLE_PASSWORD", _)) => "ORACLE_PASSWORD=Env-Secret_pw".to_string(),
+            Some(("# ORACLE_HOST", _)) => "ORACLE_HOST=127.0.0.1".to_string(),
+            Some(("# ORACLE_SERVICE", _)) => "ORACLE_SERVICE=XE".to_string(),
+            Some(("DATABASE_URL", _)) => format!("DATABASE_URL={}", db.url),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(p.file(".env"), filled).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p.file(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = p
+        .command(&db, &["--check-only"])
+        .env_remove("MIGRATE_SOURCE")
+        .env_remove("DATABASE_URL")
+        .env("ORACLE_CLIENT_LIB_DIR", empty.path())
+        .output()
+        .map(Out)
+        .unwrap();
+    let err = out.stderr();
+    assert_eq!(out.code(), 2, "{err}");
+    assert!(err.contains("DPI-1047") && err.contains("Oracle client"), "{err}");
+    assert!(!err.contains("sqlite") && !err.contains("Env-Secret_pw"), "{err}");
+
+    // MIGRATE_SOURCE as well: it wins, and the unused ORACLE_* settings are named.
+    let out = p.run(&db, &["--check-only"]).expect(0);
+    assert!(
+        out.stderr().contains("MIGRATE_SOURCE is set") && out.stderr().contains("ORACLE_USER"),
+        "{}",
+        out.stderr()
+    );
+}

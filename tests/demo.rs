@@ -151,24 +151,17 @@ fn demo_migration_loads_every_row_or_rejects_it() {
 }
 
 fn source_rows(p: &Project, sql: &str) -> Vec<(String, String)> {
-    let url = p.source_url();
-    let sql = sql.to_string();
-    block(async move {
-        use sqlx::{Connection, Row};
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<i64, _>(0).to_string(),
-                    r.get::<Option<String>, _>(1).unwrap_or_default(),
-                )
-            })
-            .collect()
+    let c = rusqlite::Connection::open(p.file("legacy.db")).unwrap();
+    let mut st = c.prepare(sql).unwrap();
+    st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?.to_string(),
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        ))
     })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 #[test]

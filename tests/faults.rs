@@ -238,17 +238,11 @@ fn a_source_that_becomes_unreadable_mid_run_is_reopened_and_read_on_after_the_la
     wait_for_loaded(&db, &mut run, 1);
     // Another process takes SQLite's exclusive lock for longer than the reader's 5 s busy
     // timeout: the reader's next query fails with "database is locked", like a dropped session.
-    let url = format!("{}?mode=rw", p.source_url());
-    block(async {
-        use sqlx::{Connection, Executor};
-        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-        let mut c = sqlx::SqliteConnection::connect_with(&opts.busy_timeout(Duration::from_secs(60)))
-            .await
-            .unwrap();
-        c.execute("BEGIN EXCLUSIVE").await.unwrap();
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        c.execute("COMMIT").await.unwrap();
-    });
+    let c = rusqlite::Connection::open(p.file("legacy.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(60)).unwrap();
+    c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    c.execute_batch("COMMIT").unwrap();
     let out = Out(run.wait_with_output().unwrap()).expect(0);
     let err = out.stderr();
     assert!(err.contains("lost the source"), "{err}");

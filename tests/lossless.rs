@@ -313,17 +313,9 @@ fn rows_deleted_from_the_source_during_the_load_make_the_run_fail_not_done() {
     let started = std::time::Instant::now();
     wait_for_loaded(&db, &mut child, 1);
     let delete = || {
-        block(async {
-            use sqlx::Connection;
-            let opts = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(p.file("legacy.db"))
-                .busy_timeout(std::time::Duration::ZERO);
-            let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-            sqlx::query("DELETE FROM T WHERE ID > 59990")
-                .execute(&mut c)
-                .await
-                .is_ok()
-        })
+        let c = rusqlite::Connection::open(p.file("legacy.db")).unwrap();
+        c.busy_timeout(std::time::Duration::ZERO).unwrap();
+        c.execute("DELETE FROM T WHERE ID > 59990", []).is_ok()
     };
     loop {
         send_signal(pid, libc::SIGSTOP);

@@ -72,16 +72,12 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn ids(&self, sql: &str) -> Vec<i64> {
-        let url = self.p.source_url();
-        let sql = sql.to_string();
-        block(async move {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        })
+        let c = rusqlite::Connection::open(self.p.file("legacy.db")).unwrap();
+        let mut st = c.prepare(sql).unwrap();
+        st.query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     /// Inserts, updates and deletes, one round's worth.

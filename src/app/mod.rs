@@ -60,12 +60,32 @@ pub fn source_url(common: &Common) -> Result<String> {
             )
             .into());
         }
+        if let Some(unused) = unused_oracle_settings(s) {
+            tracing::warn!("{unused}");
+        }
         return Ok(s.clone());
     }
     if let Some(url) = crate::source::oracle::url::url_from_env() {
         return Ok(url);
     }
     Err(UsageError("no source database: pass --source URL or set MIGRATE_SOURCE (or ORACLE_USER with ORACLE_HOST and ORACLE_SERVICE or ORACLE_SID, or ORACLE_CONNECT) in the environment or .env".into()).into())
+}
+
+/// MIGRATE_SOURCE (from the environment or .env) and the ORACLE_* set both given: the URL wins,
+/// which surprises whoever filled in ORACLE_* below a MIGRATE_SOURCE line they forgot.
+fn unused_oracle_settings(source: &str) -> Option<String> {
+    let from_env = std::env::var("MIGRATE_SOURCE").is_ok_and(|v| v == source);
+    let oracle: Vec<&str> = ["ORACLE_USER", "ORACLE_CONNECT"]
+        .into_iter()
+        .filter(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
+        .collect();
+    (from_env && !oracle.is_empty()).then(|| {
+        format!(
+            "MIGRATE_SOURCE is set (to {}), so {} and the rest of the ORACLE_* settings are not used: remove or comment out MIGRATE_SOURCE (in the environment or .env) to read Oracle through them",
+            crate::telemetry::redact_url(source),
+            oracle.join(" and ")
+        )
+    })
 }
 
 /// The target: --target, else DATABASE_URL, else libpq's PGHOST/PGPORT/PGUSER/PGDATABASE (the

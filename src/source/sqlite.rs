@@ -1,8 +1,8 @@
 //! SQLite source (the embedded demo and the test source), over rusqlite: a synchronous binding
-//! that reads columns in place. (sqlx's SQLite driver, used for the demo generator, runs every
-//! statement through a worker thread and copies each value; profiled at about 80% of the CPU of
-//! an identity load, see docs/performance.md.) The `Source` contract is blocking, and this
-//! source always lives in its own thread.
+//! that reads columns in place. (sqlx's SQLite driver, used here at first, runs every statement
+//! through a worker thread and copies each value; profiled at about 80% of the CPU of an
+//! identity load, see docs/performance.md; it is no longer a dependency.) The `Source` contract
+//! is blocking, and this source always lives in its own thread.
 
 use super::{
     CatalogTable, Column, Dialect, ForeignKey, ReadSpec, Source, SourceColumn, SourceError, TableInfo, WmKind,
@@ -12,8 +12,6 @@ use crate::plan::Relation;
 use crate::value::Value;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags, Row};
-use sqlx::sqlite::SqliteConnectOptions;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub struct SqliteSource {
@@ -43,15 +41,32 @@ fn window_bind(kind: WmKind, text: &str) -> ToSqlOutput<'static> {
     ToSqlOutput::Owned(v)
 }
 
+/// The file a `sqlite:` URL names: `sqlite:///abs/path.db`, `sqlite://rel/path.db`,
+/// `sqlite:rel/path.db` or `sqlite:/abs/path.db`, percent-decoded; a `?query` (`mode=ro` …) is
+/// ignored, as the source is always opened read-only. The forms sqlx accepted, which the docs
+/// and existing `.env` files use.
+pub fn sqlite_path(url: &str) -> Result<std::path::PathBuf, String> {
+    let rest = url
+        .strip_prefix("sqlite:")
+        .ok_or_else(|| format!("{url}: not a sqlite: URL"))?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let file = rest.split_once('?').map_or(rest, |(f, _)| f);
+    if file.is_empty() || file == ":memory:" {
+        return Err(format!("{url}: names no database file (sqlite:path/to/file.db)"));
+    }
+    let decoded = percent_encoding::percent_decode_str(file)
+        .decode_utf8()
+        .map_err(|_| format!("{url}: the path is not UTF-8 once decoded"))?;
+    Ok(std::path::PathBuf::from(decoded.as_ref()))
+}
+
 impl SqliteSource {
     pub fn open(url: &str) -> Result<SqliteSource, SourceError> {
         let connect_err = |e: Box<dyn std::error::Error + Send + Sync>| SourceError::Connect {
             url: url.to_string(),
             cause: e,
         };
-        // The URL forms stay sqlx's (sqlite:///abs, sqlite:rel, ?mode=…): it parses them.
-        let opts = SqliteConnectOptions::from_str(url).map_err(|e| connect_err(Box::new(e)))?;
-        let path = opts.get_filename().to_path_buf();
+        let path = sqlite_path(url).map_err(|e| connect_err(e.into()))?;
         if !path.exists() {
             return Err(connect_err(format!("{}: no such file", path.display()).into()));
         }
@@ -486,4 +501,32 @@ impl Source for SqliteSource {
 /// A SQL string literal for the pragma table name (it cannot be a bound parameter there).
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::sqlite_path;
+    use std::path::Path;
+
+    #[test]
+    fn sqlite_urls_name_the_file_as_sqlx_did() {
+        for (url, want) in [
+            ("sqlite:///abs/legacy.db", "/abs/legacy.db"),
+            ("sqlite://demo/legacy.db", "demo/legacy.db"),
+            ("sqlite:demo/legacy.db", "demo/legacy.db"),
+            ("sqlite:/abs/x.db?mode=ro", "/abs/x.db"),
+            ("sqlite:my%20data/l%C3%A9gacy.db", "my data/légacy.db"),
+        ] {
+            assert_eq!(sqlite_path(url).unwrap(), Path::new(want), "{url}");
+        }
+        for bad in [
+            "sqlite:",
+            "sqlite://",
+            "sqlite::memory:",
+            "postgres://x/y",
+            "sqlite:%FF.db",
+        ] {
+            assert!(sqlite_path(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub enum Step {
     Lower,
     NullIfEmpty,
     Phone,
+    /// `{ phone = "GB" }`: libphonenumber's rules, numbers without a country code read in that region.
+    PhoneIn(phonenumber::country::Id),
     Email,
     Date(Mask),
     Timestamp(Mask),
@@ -57,7 +59,7 @@ pub enum Produces {
 }
 
 const NAMES: &str = "trim, rtrim, upper, lower, null_if_empty, phone, email, integer, bool, \
-{ date = FMT }, { timestamp = FMT }, { decimal = SCALE }, { bool = { true = [...], false = [...] } }, \
+{ phone = REGION }, { date = FMT }, { timestamp = FMT }, { decimal = SCALE }, { bool = { true = [...], false = [...] } }, \
 { map = { values = {...}, default = ... } }, { truncate = N }, { replace = { pattern = REGEX, with = STR } }, \
 { decode = ENCODING }";
 
@@ -101,7 +103,7 @@ impl Step {
                 Produces::Same
             }
             Step::NullIfEmpty => Produces::Same,
-            Step::Phone | Step::Email | Step::Decode(_) => Produces::Text,
+            Step::Phone | Step::PhoneIn(_) | Step::Email | Step::Decode(_) => Produces::Text,
             Step::Date(_) => Produces::Date,
             Step::Timestamp(_) => Produces::Timestamp,
             Step::Decimal(_) => Produces::Decimal,
@@ -134,6 +136,7 @@ impl Step {
             })),
             Step::Replace { pattern, with } => Ok(map_text(v, |s| pattern.replace_all(&s, with.as_str()).into_owned())),
             Step::Phone => phone(v),
+            Step::PhoneIn(region) => phone_in(v, *region),
             Step::Decode(enc) => decode(enc, v),
             Step::Email => email(v),
             Step::Date(mask) => match v {
@@ -253,6 +256,12 @@ fn compile_with_arg(name: &str, arg: &toml::Value) -> Result<Step, String> {
             Ok(Step::Decimal(s))
         }
         "truncate" => Ok(Step::Truncate(want_uint("a length")? as usize)),
+        "phone" => {
+            let region = want_str("a region code such as \"US\", \"GB\" or \"DE\"")?;
+            region.trim().to_ascii_uppercase().parse().map(Step::PhoneIn).map_err(|_| {
+                format!("'{region}' is not a region libphonenumber knows (ISO 3166 codes such as \"US\", \"GB\", \"DE\")")
+            })
+        }
         "decode" => {
             let label = want_str("an encoding name such as \"windows-1252\"")?;
             encoding_rs::Encoding::for_label(label.trim().as_bytes())
@@ -439,6 +448,30 @@ fn phone(v: Value) -> Result<Value, String> {
     Ok(Value::Text(e164))
 }
 
+/// A phone number by libphonenumber's rules (the `phonenumber` crate): read in `region` unless it
+/// has a country code, refused unless valid there (a number's length and ranges, not only its
+/// digits), written as E.164.
+fn phone_in(v: Value, region: phonenumber::country::Id) -> Result<Value, String> {
+    let s = match v {
+        Value::Text(s) => s,
+        Value::Int(i) => i.to_string(),
+        other => return Err(format!("cannot read a phone number from {} value", other.kind())),
+    };
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(Value::Null);
+    }
+    let region_name = region.as_ref();
+    let n = phonenumber::parse(Some(region), t)
+        .map_err(|e| format!("'{t}' is not a phone number in {region_name} ({e})"))?;
+    if !phonenumber::is_valid(&n) {
+        return Err(format!(
+            "'{t}' is not a valid phone number in {region_name} (no number of that length or range exists there)"
+        ));
+    }
+    Ok(Value::Text(n.format().mode(phonenumber::Mode::E164).to_string()))
+}
+
 /// Trims, removes blanks inside, lower-cases; rejects what is not `local@domain.tld`.
 fn email(v: Value) -> Result<Value, String> {
     let Value::Text(s) = v else {
@@ -551,6 +584,37 @@ mod tests {
         );
         assert_eq!(run("\"trim\"", Value::Int(5)).unwrap(), Value::Int(5));
         assert_eq!(run("\"upper\"", Value::Null).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn phone_with_a_region_follows_libphonenumber() {
+        for (region, input, want) in [
+            ("US", "(202) 456-1111", "+12024561111"),
+            ("US", "+44 20 7946 0958", "+442079460958"),
+            ("GB", "020 7946 0958", "+442079460958"),
+            ("GB", "07911 123456", "+447911123456"),
+            ("DE", "030 901820", "+4930901820"),
+            ("DE", "+49 (0)30 901820", "+4930901820"),
+            ("FR", "01 42 68 53 00", "+33142685300"),
+            ("us", "202.456.1111", "+12024561111"),
+        ] {
+            let step = format!("{{ phone = \"{region}\" }}");
+            assert_eq!(run(&step, t(input)).unwrap(), t(want), "{region} {input}");
+        }
+        assert_eq!(run("{ phone = \"GB\" }", t("  ")).unwrap(), Value::Null);
+        // Digits enough for the old rule, but no such number in the region.
+        for (region, bad) in [
+            ("US", "555-123-4567"),
+            ("GB", "020 7946"),
+            ("DE", "call me"),
+            ("US", "123"),
+        ] {
+            let step = format!("{{ phone = \"{region}\" }}");
+            let e = run(&step, t(bad)).unwrap_err();
+            assert!(e.contains(bad) && e.contains(region), "{e}");
+        }
+        let e = Step::compile(&toml::Value::try_from(toml::toml! { phone = "XX" }).unwrap()).unwrap_err();
+        assert!(e.contains("'XX' is not a region"), "{e}");
     }
 
     #[test]

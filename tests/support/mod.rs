@@ -182,12 +182,8 @@ impl Project {
 
     /// Creates legacy.db with the given SQL script.
     pub fn sqlite(&self, sql: &str) {
-        let url = format!("{}?mode=rwc", self.source_url());
-        let sql = sql.to_string();
-        block(async {
-            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
-        });
+        let c = rusqlite::Connection::open(self.file("legacy.db")).unwrap();
+        c.execute_batch(sql).unwrap();
     }
 
     /// Runs the binary in the project directory with the source and target set.
