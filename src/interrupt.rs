@@ -86,6 +86,11 @@ pub struct Interrupted {
 }
 
 impl Interrupted {
+    /// SIGINT or SIGTERM.
+    pub fn name(&self) -> &'static str {
+        name(self.signal)
+    }
+
     /// 130 for SIGINT, 143 for SIGTERM, as shells report them.
     pub fn exit_code(&self) -> u8 {
         (128 + self.signal) as u8

@@ -44,6 +44,8 @@ pub struct Report {
     pub finished_at: String,
     pub source: String,
     pub target: String,
+    /// The run's wall time, start to end (entities loaded side by side overlap in theirs).
+    pub seconds: f64,
     pub entities: Vec<EntityStats>,
     pub validation: Option<Validation>,
     pub ok: bool,
@@ -74,6 +76,7 @@ impl Report {
             mode: mode.to_string(),
             started_at: started.to_rfc3339(),
             finished_at: chrono::Utc::now().to_rfc3339(),
+            seconds: ((chrono::Utc::now() - started).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0),
             source: crate::telemetry::redact_url(source),
             target: crate::telemetry::redact_url(target),
             entities,
@@ -83,25 +86,58 @@ impl Report {
     }
 }
 
-/// The summary table: entity, read, loaded, rejected, seconds, rows/s.
-pub fn table(stats: &[EntityStats]) -> String {
+/// Rows per second, rounded as people read them: 47,672.
+pub fn rate(rows: f64, secs: f64) -> String {
+    if secs <= 0.0 || !rows.is_finite() {
+        return "-".into();
+    }
+    thousands((rows / secs).round() as u64)
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The summary table: entity, read, loaded (for a dry run: would load), rejected, seconds,
+/// rows/s; the total's seconds are the run's wall time (entities load side by side).
+pub fn table(stats: &[EntityStats], wall_seconds: f64, dry: bool) -> String {
+    let loaded = if dry { "would load" } else { "loaded" };
+    let rejected = if dry { "would reject" } else { "rejected" };
     let mut out = format!(
-        "{:<20} {:>10} {:>10} {:>10} {:>9} {:>10}\n",
-        "entity", "read", "loaded", "rejected", "seconds", "rows/s"
+        "{:<20} {:>10} {:>10} {:>12} {:>9} {:>10}\n",
+        "entity", "read", loaded, rejected, "seconds", "rows/s"
     );
     for s in stats {
         out.push_str(&format!(
-            "{:<20} {:>10} {:>10} {:>10} {:>9.2} {:>10.0}\n",
-            s.entity, s.read, s.loaded, s.rejected, s.seconds, s.rows_per_sec
+            "{:<20} {:>10} {:>10} {:>12} {:>9.2} {:>10}\n",
+            s.entity,
+            s.read,
+            s.loaded,
+            s.rejected,
+            s.seconds,
+            rate(s.read as f64, s.seconds)
         ));
     }
     let (r, l, j): (u64, u64, u64) = stats
         .iter()
         .fold((0, 0, 0), |a, s| (a.0 + s.read, a.1 + s.loaded, a.2 + s.rejected));
-    let secs: f64 = stats.iter().map(|s| s.seconds).sum();
     out.push_str(&format!(
-        "{:<20} {:>10} {:>10} {:>10} {:>9.2}\n",
-        "total", r, l, j, secs
+        "{:<20} {:>10} {:>10} {:>12} {:>9.2} {:>10}\n",
+        "total (wall time)",
+        r,
+        l,
+        j,
+        wall_seconds,
+        rate(r as f64, wall_seconds)
     ));
     // Rows the target took without an error but did not store as new rows: counted apart,
     // with the reason, from PostgreSQL's own counts.
@@ -146,5 +182,36 @@ pub fn write(path: &str, report: &Report) -> std::io::Result<()> {
         Ok(())
     } else {
         std::fs::write(path, text + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_rounded_with_thousands_separators() {
+        assert_eq!(rate(47_671.158_5 * 2.0, 2.0), "47,671");
+        assert_eq!(rate(999.6, 1.0), "1,000");
+        assert_eq!(rate(5.0, 0.0), "-");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(0), "0");
+    }
+
+    #[test]
+    fn the_total_is_the_wall_time_and_a_dry_run_says_would_load() {
+        let s = |e: &str, read, secs| EntityStats {
+            entity: e.into(),
+            read,
+            loaded: read,
+            seconds: secs,
+            ..Default::default()
+        };
+        let t = table(&[s("a", 1000, 2.0), s("b", 3000, 2.0)], 2.5, false);
+        let total = t.lines().find(|l| l.starts_with("total")).unwrap();
+        assert!(total.contains("2.50") && total.contains("1,600"), "{t}");
+        assert!(!t.contains("would load"));
+        let d = table(&[s("a", 10, 1.0)], 1.0, true);
+        assert!(d.lines().next().unwrap().contains("would load"), "{d}");
     }
 }

@@ -7,10 +7,21 @@ fn demo_migration_loads_every_row_or_rejects_it() {
     let db = TestDb::new();
     let p = Project::new();
     demo(&p, &db, "0.2");
+    let clock = std::time::Instant::now();
     let out = p
         .run(&db, &["--yes", "--validate", "--report", "report.json"])
         .expect(0);
+    let elapsed = clock.elapsed().as_secs_f64();
     assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
+    // The total is the run's wall time, not the sum of entities that loaded side by side.
+    let total = out
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("total (wall time)"))
+        .unwrap()
+        .to_string();
+    let wall: f64 = total.split_whitespace().nth_back(1).unwrap().parse().unwrap();
+    assert!(wall > 0.0 && wall <= elapsed, "{total} vs {elapsed}");
 
     // Per entity: target rows = source rows in scope - rejects, and the report says the same.
     let report: serde_json::Value =
@@ -139,6 +150,13 @@ fn demo_migration_loads_every_row_or_rejects_it() {
 
     // `migrate validate` agrees afterwards, and a second plain run refuses to load twice.
     p.run(&db, &["validate"]).expect(0);
+    // --check-only says, before anyone tries, that a plain run would refuse this target.
+    let check = p.run(&db, &["--check-only"]).expect(0).stdout();
+    assert!(
+        check.contains("a plain run (without --resume or --truncate) would refuse")
+            && check.contains("entity customer already has progress"),
+        "{check}"
+    );
     let again = p.run(&db, &["--yes"]).expect(2);
     assert!(
         again.stderr().contains("already has progress") && again.stderr().contains("--resume"),
@@ -172,6 +190,8 @@ fn dry_run_writes_nothing_and_reports_rejects() {
     let out = p.run(&db, &["--dry-run"]).expect(0);
     let stdout = out.stdout();
     assert!(stdout.contains("dry run: nothing was written"), "{stdout}");
+    let header = stdout.lines().next().unwrap();
+    assert!(header.contains("would load") && !header.contains(" loaded"), "{stdout}");
     assert!(
         stdout.contains("customer key 211: column email: transform failed: 'n/a' is not an e-mail address"),
         "{stdout}"

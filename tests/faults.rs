@@ -89,6 +89,7 @@ fn interrupt_then_resume(signals: &[i32], expected_code: i32) {
     demo(&p, &db, "0.32");
     let mut child = p
         .command(&db, &["--yes", "--batch-size", "20"])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -104,6 +105,31 @@ fn interrupt_then_resume(signals: &[i32], expected_code: i32) {
     let (in_tables, in_progress) = loaded_vs_progress(&db);
     assert_eq!(in_tables, in_progress);
     assert!(in_tables > 0 && in_tables < 30_000, "{in_tables}");
+    if signals.len() == 1 {
+        // A summary of what is committed, read back from the target, after the stop.
+        let stdout = out.stdout();
+        let name = if signals[0] == libc::SIGTERM {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        assert!(
+            stdout.contains(&format!("stopped by {name} after")) && stdout.contains("committed in the target"),
+            "{stdout}"
+        );
+        let summed: i64 = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("entity"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("to continue"))
+            .map(|l| l.split_whitespace().nth_back(1).unwrap().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(summed, in_progress, "{stdout}");
+        assert!(
+            stdout.contains("to continue: run the same command with --resume"),
+            "{stdout}"
+        );
+    }
     p.run(&db, &["--yes", "--resume", "--validate"]).expect(0);
 }
 

@@ -39,6 +39,22 @@ pub(super) async fn check_only(cli: &Cli) -> Result<u8> {
         return Err(problems_error(&pf));
     }
     println!("all checks passed for {} entities", selected.len());
+    // What a plain run (no --resume, no --truncate) would still refuse: said now, not at the run.
+    let state = checkpoint::load_all(&mut conn).await?;
+    let mut refusals: Vec<String> = super::run::with_progress(&state, &selected)
+        .into_iter()
+        .map(|(e, p, loaded)| super::run::already_loaded(e, p, loaded))
+        .collect();
+    let nonempty = super::run::rows_no_run_loaded(&mut conn, &pf.bound, &state).await?;
+    if !nonempty.is_empty() {
+        refusals.push(super::run::rows_no_run_loaded_message(&nonempty));
+    }
+    if !refusals.is_empty() {
+        println!("but a plain run (without --resume or --truncate) would refuse to start:");
+        for r in refusals {
+            println!("  {r}");
+        }
+    }
     Ok(0)
 }
 

@@ -25,13 +25,70 @@ pub(super) async fn run(cli: &Cli) -> Result<u8> {
         (false, Some(target)) => sink::locks::LockWatch::start(target, cli.run.lock_wait).await,
         _ => None,
     };
+    let wall = std::time::Instant::now();
     let result = load(cli).await;
+    if let Err(e) = &result
+        && !cli.run.dry_run
+        && let Some(stop) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::interrupt::Interrupted>())
+    {
+        print!("{}", stopped_summary(cli, stop, wall.elapsed().as_secs_f64()).await);
+    }
     match result {
         Err(e) if sink::locks::is_lock_timeout(&*e) => {
             Err(Failed(sink::locks::LockWatch::explain(watch.as_ref(), cli.run.lock_wait)).into())
         }
         other => other,
     }
+}
+
+/// The summary of a run stopped by Ctrl-C or SIGTERM: what the target holds committed, per
+/// entity, read back from its progress rows (the batch in flight either committed or not).
+async fn stopped_summary(cli: &Cli, stop: &crate::interrupt::Interrupted, wall: f64) -> String {
+    let committed = async {
+        let plan = load_plan(&cli.common)?;
+        let selected = select(&plan, &cli.common.entity)?;
+        let mut conn = sink::connect(&target_url(&cli.common)?).await?;
+        let state = checkpoint::load_all(&mut conn).await?;
+        let rows: Vec<(String, String, i64, i64, i64)> = selected
+            .iter()
+            .map(|e| match with_progress(&state, &[*e]).first() {
+                Some((_, p, loaded)) => {
+                    let parts = checkpoint::parts_of(&state, &e.name);
+                    let read = p.rows_read + parts.iter().map(|p| p.rows_read).sum::<i64>();
+                    let rejected = p.rows_rejected + parts.iter().map(|p| p.rows_rejected).sum::<i64>();
+                    (e.name.clone(), p.status.clone(), read, *loaded, rejected)
+                }
+                None => (e.name.clone(), "not started".into(), 0, 0, 0),
+            })
+            .collect();
+        Ok::<_, anyhow::Error>(rows)
+    }
+    .await;
+    let mut out = format!(
+        "\nstopped by {} after {wall:.2}s (wall time); committed in the target:\n",
+        stop.name()
+    );
+    match committed {
+        Ok(rows) => {
+            out.push_str(&format!(
+                "{:<20} {:<12} {:>10} {:>10} {:>10}\n",
+                "entity", "status", "read", "loaded", "rejected"
+            ));
+            for (e, status, read, loaded, rejected) in rows {
+                out.push_str(&format!(
+                    "{e:<20} {status:<12} {read:>10} {loaded:>10} {rejected:>10}\n"
+                ));
+            }
+        }
+        Err(e) => out.push_str(&format!(
+            "  (could not be read back: {})\n",
+            crate::telemetry::chain(e.as_ref())
+        )),
+    }
+    out.push_str(&format!("to continue: {}\n", crate::interrupt::resume_hint()));
+    out
 }
 
 pub(super) async fn load(cli: &Cli) -> Result<u8> {
@@ -43,6 +100,7 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
         );
     }
     let started = chrono::Utc::now();
+    let wall = std::time::Instant::now();
     let dry = cli.run.dry_run;
     let resume = cli.run.resume;
     let plan = load_plan(&cli.common)?;
@@ -76,27 +134,10 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
             }
         }
     }
-    if !dry {
-        for e in &selected {
-            let Some(p) = state.get(&e.name) else { continue };
-            if cli.run.truncate {
-                continue;
-            }
-            // A split entity's rows are in its ranges' rows until it finishes.
-            let loaded = p.rows_loaded
-                + checkpoint::parts_of(&state, &e.name)
-                    .iter()
-                    .map(|p| p.rows_loaded)
-                    .sum::<i64>();
+    if !dry && !cli.run.truncate {
+        for (e, p, loaded) in with_progress(&state, &selected) {
             if !resume {
-                return Err(UsageError(format!(
-                    "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or --truncate to empty {} and start over",
-                    e.name,
-                    p.status,
-                    loaded,
-                    e.target.display()
-                ))
-                .into());
+                return Err(UsageError(already_loaded(e, p, loaded)).into());
             }
             if p.fingerprint != e.fingerprint {
                 return Err(UsageError(format!(
@@ -117,22 +158,9 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
     if !dry && !cli.run.truncate {
         // A fresh load into a table that already holds rows would mix old and new rows, or fail
         // on their keys half-way: refuse before anything is written.
-        let mut nonempty = Vec::new();
-        for b in &pf.bound {
-            let e = &b.entity;
-            if !state.contains_key(&e.name)
-                && e.on_conflict == crate::config::OnConflict::Error
-                && sink::has_rows(&mut conn, &e.target).await?
-            {
-                nonempty.push(e.target.display());
-            }
-        }
+        let nonempty = rows_no_run_loaded(&mut conn, &pf.bound, &state).await?;
         if !nonempty.is_empty() {
-            return Err(UsageError(format!(
-                "target table(s) {} already hold rows, and no run of migrate loaded them; a fresh load would add to them or fail on their keys. Choose: --truncate to empty them first (asks for confirmation), on_conflict = \"skip\" or \"update\" in the mapping to merge into them, or --resume if an earlier migrate run loaded them",
-                nonempty.join(", ")
-            ))
-            .into());
+            return Err(UsageError(rows_no_run_loaded_message(&nonempty)).into());
         }
     }
     // Children first: the reverse of the load order.
@@ -259,7 +287,7 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
         keep_run_lock(&mut conn, &retry).await?;
     }
     drop(bars);
-    print!("{}", report::table(&stats));
+    print!("{}", report::table(&stats, wall.elapsed().as_secs_f64(), dry));
     let rejected: u64 = stats.iter().map(|s| s.rejected).sum();
     if dry {
         println!("dry run: nothing was written; {rejected} row(s) would be rejected");
@@ -301,6 +329,59 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
         return Err(Failed("validation failed: see the table above".into()).into());
     }
     Ok(0)
+}
+
+/// The selected entities that have progress in the target, with their rows loaded (a split
+/// entity's rows are in its ranges' rows until it finishes).
+pub(super) fn with_progress<'a>(
+    state: &'a std::collections::BTreeMap<String, Progress>,
+    selected: &[&'a Entity],
+) -> Vec<(&'a Entity, &'a Progress, i64)> {
+    selected
+        .iter()
+        .filter_map(|e| {
+            let p = state.get(&e.name)?;
+            let parts: i64 = checkpoint::parts_of(state, &e.name).iter().map(|p| p.rows_loaded).sum();
+            Some((*e, p, p.rows_loaded + parts))
+        })
+        .collect()
+}
+
+/// Why a plain run (without --resume or --truncate) refuses an entity that has progress.
+pub(super) fn already_loaded(e: &Entity, p: &Progress, loaded: i64) -> String {
+    format!(
+        "entity {} already has progress in the target (status {}, {} rows loaded); pass --resume to continue, or --truncate to empty {} and start over",
+        e.name,
+        p.status,
+        loaded,
+        e.target.display()
+    )
+}
+
+/// Target tables of fresh entities (no progress, `on_conflict = "error"`) that hold rows.
+pub(super) async fn rows_no_run_loaded(
+    conn: &mut sqlx::PgConnection,
+    bound: &[crate::bind::Bound],
+    state: &std::collections::BTreeMap<String, Progress>,
+) -> Result<Vec<String>> {
+    let mut nonempty = Vec::new();
+    for b in bound {
+        let e = &b.entity;
+        if !state.contains_key(&e.name)
+            && e.on_conflict == crate::config::OnConflict::Error
+            && sink::has_rows(conn, &e.target).await?
+        {
+            nonempty.push(e.target.display());
+        }
+    }
+    Ok(nonempty)
+}
+
+pub(super) fn rows_no_run_loaded_message(tables: &[String]) -> String {
+    format!(
+        "target table(s) {} already hold rows, and no run of migrate loaded them; a fresh load would add to them or fail on their keys. Choose: --truncate to empty them first (asks for confirmation), on_conflict = \"skip\" or \"update\" in the mapping to merge into them, or --resume if an earlier migrate run loaded them",
+        tables.join(", ")
+    )
 }
 
 /// Cursor bounds and source retries from the command line.
