@@ -50,10 +50,10 @@ pub fn install() {
                     }
                 });
                 if first {
-                    eprintln!(
+                    crate::telemetry::eprint_line(&format!(
                         "\n{} received: finishing the batch in flight, then stopping (send it again to stop at once)",
                         name(signo)
-                    );
+                    ));
                 } else {
                     eprintln!(
                         "\n{} received again: stopping now; the open batch is rolled back by PostgreSQL; {}",

@@ -80,7 +80,7 @@ pub fn init(verbose: u8, quiet: u8, log_file: Option<PathBuf>) -> Option<PathBuf
         .with_default(LevelFilter::WARN)
         .with_target("migrate", LevelFilter::from_level(level.max(file_level)));
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr.with_max_level(level))
+        .with_writer((|| BarAwareStderr).with_max_level(level))
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time();
@@ -115,10 +115,77 @@ pub fn init(verbose: u8, quiet: u8, log_file: Option<PathBuf>) -> Option<PathBuf
     path
 }
 
+/// The bars on screen, if any: log lines are written while they are hidden, so a line never
+/// lands inside a bar or leaves a copy of it behind.
+static ACTIVE_BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// stderr for log lines: each event is one write (tracing formats it whole), made with the
+/// bars cleared and redrawn below it.
+struct BarAwareStderr;
+
+impl std::io::Write for BarAwareStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bars = ACTIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bars {
+            Some(m) => m.suspend(|| std::io::stderr().write_all(buf)).map(|()| buf.len()),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Prints a line to stderr without breaking the bars (messages outside tracing).
+pub fn eprint_line(text: &str) {
+    use std::io::Write;
+    let _ = BarAwareStderr.write_all(format!("{text}\n").as_bytes());
+}
+
 /// Progress bars for the entities of a run, on stderr; hidden when stderr is not a terminal.
 pub struct Bars {
     multi: MultiProgress,
     tty: bool,
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if self.tty {
+            *ACTIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+/// "1m 05s", "42s", "2h 03m": an estimate reads no finer than that.
+fn short_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The rate and time left of a bar, from the rows moved in this run (a resumed entity starts
+/// at its committed rows): no estimate before 3 s and 1% of the way, when it would mean nothing.
+fn rate_and_eta(pos: u64, start: u64, total: u64, elapsed: f64) -> (String, String) {
+    let moved = pos.saturating_sub(start) as f64;
+    let rate = if elapsed > 0.0 { moved / elapsed } else { 0.0 };
+    let shown_rate = if elapsed < 0.5 || moved == 0.0 {
+        "-".to_string()
+    } else {
+        format!("{}/s", crate::report::thousands(rate.round() as u64))
+    };
+    let left = total.saturating_sub(pos) as f64;
+    let eta = if total == 0 || pos >= total {
+        String::new()
+    } else if elapsed < 3.0 || rate <= 0.0 || moved < (total - start) as f64 / 100.0 {
+        "eta …".to_string()
+    } else {
+        format!("eta {}", short_duration(left / rate))
+    };
+    (shown_rate, eta)
 }
 
 impl Default for Bars {
@@ -135,19 +202,44 @@ impl Bars {
         } else {
             ProgressDrawTarget::hidden()
         };
-        Bars {
-            multi: MultiProgress::with_draw_target(target),
-            tty,
+        let multi = MultiProgress::with_draw_target(target);
+        if tty {
+            *ACTIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi.clone());
         }
+        Bars { multi, tty }
     }
 
+    /// A bar for `name`: `total` rows (0: not known, as in a sync pass), `done` already committed.
     pub fn entity(&self, name: &str, total: u64, done: u64) -> EntityBar {
         let bar = self.multi.add(ProgressBar::new(total));
+        let start = done;
+        let template = if total == 0 {
+            "{prefix:>14} {spinner} {pos} rows moved  {rate}"
+        } else {
+            "{prefix:>14} [{bar:30}] {pos}/{len} rows  {rate}  {left}"
+        };
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+            ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let (rate, _) = rate_and_eta(s.pos(), start, s.len().unwrap_or(0), s.elapsed().as_secs_f64());
+                        let _ = w.write_str(&rate);
+                    },
+                )
+                .with_key(
+                    "left",
+                    move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let (_, eta) = rate_and_eta(s.pos(), start, s.len().unwrap_or(0), s.elapsed().as_secs_f64());
+                        let _ = w.write_str(&eta);
+                    },
+                )
                 .progress_chars("=> "),
         );
+        if total == 0 {
+            bar.enable_steady_tick(Duration::from_millis(250));
+        }
         bar.set_prefix(name.to_string());
         bar.set_position(done);
         EntityBar {
@@ -195,13 +287,13 @@ impl EntityBar {
             if last.elapsed() >= LOG_EVERY {
                 *last = Instant::now();
                 let pos = self.bar.position();
-                let rate = pos.saturating_sub(self.start_pos) as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-                let pct = if self.total > 0 {
-                    pos as f64 * 100.0 / self.total as f64
+                let (rate, eta) = rate_and_eta(pos, self.start_pos, self.total, self.started.elapsed().as_secs_f64());
+                if self.total > 0 {
+                    let pct = pos as f64 * 100.0 / self.total as f64;
+                    tracing::info!("{}: {pos}/{} rows ({pct:.0}%), {rate} {eta}", self.name, self.total);
                 } else {
-                    100.0
-                };
-                tracing::info!("{}: {pos}/{} rows ({pct:.0}%), {rate:.0} rows/s", self.name, self.total);
+                    tracing::info!("{}: {pos} rows moved, {rate}", self.name);
+                }
             }
         }
     }
@@ -254,6 +346,23 @@ fn shown(e: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_rounded_and_an_eta_waits_until_it_means_something() {
+        // 9% after 1 s: too early to say.
+        assert_eq!(rate_and_eta(9_000, 0, 100_000, 1.0), ("9,000/s".into(), "eta …".into()));
+        // 47,671.1585 rows/s, half way after 10 s: 10 s left.
+        let (rate, eta) = rate_and_eta(476_712, 0, 953_423, 10.0);
+        assert_eq!((rate.as_str(), eta.as_str()), ("47,671/s", "eta 10s"));
+        // A resumed entity: the rate counts this run's rows only.
+        assert_eq!(rate_and_eta(150_000, 100_000, 1_000_000, 10.0).0, "5,000/s");
+        assert_eq!(rate_and_eta(150_000, 100_000, 1_000_000, 10.0).1, "eta 2m 50s");
+        // Done, or no total (a sync pass): no estimate.
+        assert_eq!(rate_and_eta(10, 0, 10, 5.0).1, "");
+        assert_eq!(rate_and_eta(10, 0, 0, 5.0).1, "");
+        assert_eq!(rate_and_eta(0, 0, 10, 0.1).0, "-");
+        assert_eq!(short_duration(7_380.0), "2h 03m");
+    }
 
     #[test]
     fn redacts_passwords() {
