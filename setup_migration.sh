@@ -86,11 +86,11 @@ else
 fi
 
 step "running the demo migration with validation"
-"$MIGRATE" --source "$SOURCE" --target "$DEMO_URL" --yes --validate --report demo/report.json
+"$MIGRATE" --source "$SOURCE" --target "$DEMO_URL" --yes --validate --report demo/report.html
 
 step "done"
 cat <<MSG
-The demo data is in PostgreSQL. Look at it:
+The demo data is in PostgreSQL. The report: open demo/report.html in a browser. Look at the data:
   psql "$DEMO_URL" -c 'SELECT * FROM customers_customer LIMIT 5'
   psql "$DEMO_URL" -c 'SELECT entity, row_key, column_name, reason FROM migrate.rejects'
 The legacy system lives on; move what changed (README: Running old and new side by side):

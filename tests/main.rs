@@ -16,5 +16,6 @@ mod lossless;
 mod messages;
 mod oracle_client;
 mod oracle_live;
+mod report;
 mod scaffold;
 mod sync;

@@ -201,6 +201,15 @@ pub(super) async fn validate_only(cli: &Cli, deep: bool) -> Result<u8> {
             vec![],
             Some(v.clone()),
         );
+        let mut r = r;
+        r.settings
+            .insert("mappings".into(), cli.common.mappings.display().to_string());
+        r.settings
+            .insert("--deep".into(), if deep { "yes" } else { "no" }.into());
+        let names: Vec<String> = selected.iter().map(|e| e.name.clone()).collect();
+        let (rows, sampled) = checkpoint::rejects_for_report(&mut conn, &names, report::REJECTS_GROUPED).await?;
+        r.rejects = report::group_rejects(rows);
+        r.rejects_sampled = sampled;
         report::write(path, &r).with_context(|| format!("writing report {path}"))?;
     }
     if v.ok {

@@ -287,7 +287,8 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
         keep_run_lock(&mut conn, &retry).await?;
     }
     drop(bars);
-    print!("{}", report::table(&stats, wall.elapsed().as_secs_f64(), dry));
+    let load_seconds = wall.elapsed().as_secs_f64();
+    print!("{}", report::table(&stats, load_seconds, dry));
     let rejected: u64 = stats.iter().map(|s| s.rejected).sum();
     if dry {
         println!("dry run: nothing was written; {rejected} row(s) would be rejected");
@@ -322,13 +323,74 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
         } else {
             "run"
         };
-        let r = Report::new(mode, started, &source, &target, stats, validation.clone());
+        let dry_rejects: Vec<checkpoint::RejectRow> = stats
+            .iter()
+            .flat_map(|s| {
+                s.sample_rejects.iter().map(|r| {
+                    (
+                        s.entity.clone(),
+                        r.column.clone(),
+                        r.reason.clone(),
+                        crate::value::key_display(&r.key),
+                        r.source_values.to_string(),
+                    )
+                })
+            })
+            .collect();
+        let names: Vec<String> = selected.iter().map(|e| e.name.clone()).collect();
+        let mut r = Report::new(mode, started, &source, &target, stats, validation.clone());
+        r.settings = run_settings(cli);
+        r.load_seconds = Some(load_seconds);
+        let (rows, sampled) = if dry {
+            (dry_rejects, false)
+        } else {
+            checkpoint::rejects_for_report(&mut conn, &names, report::REJECTS_GROUPED).await?
+        };
+        r.rejects = report::group_rejects(rows);
+        r.rejects_sampled = sampled;
         report::write(path, &r).with_context(|| format!("writing report {path}"))?;
     }
     if !ok {
         return Err(Failed("validation failed: see the table above".into()).into());
     }
     Ok(0)
+}
+
+/// The settings of a run as its report shows them (no URL here: the report has them redacted).
+pub(super) fn run_settings(cli: &Cli) -> std::collections::BTreeMap<String, String> {
+    let r = &cli.run;
+    let mut s = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        s.insert(k.to_string(), v);
+    };
+    put("mappings", cli.common.mappings.display().to_string());
+    if !cli.common.entity.is_empty() {
+        put("entity", cli.common.entity.join(", "));
+    }
+    put("checkpoint", cli.common.checkpoint.display().to_string());
+    put(
+        "batch size",
+        r.batch_size
+            .map_or("per mapping (default 50000)".into(), |b| b.to_string()),
+    );
+    put(
+        "jobs",
+        r.jobs.map_or_else(|| default_jobs().to_string(), |j| j.to_string()),
+    );
+    for (flag, on) in [
+        ("--dry-run", r.dry_run),
+        ("--resume", r.resume),
+        ("--truncate", r.truncate),
+        ("--defer-indexes", r.defer_indexes),
+        ("--validate", r.validate),
+        ("--deep", r.deep),
+    ] {
+        put(flag, if on { "yes" } else { "no" }.into());
+    }
+    put("retries", format!("{} (first wait {} s)", r.retries, r.retry_wait));
+    put("lock wait", format!("{} s", r.lock_wait));
+    put("cursor", format!("{} rows or {} s", r.cursor_rows, r.cursor_secs));
+    s
 }
 
 /// The selected entities that have progress in the target, with their rows loaded (a split

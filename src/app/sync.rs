@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 
 /// `migrate sync`, with its lock waits watched (see `sink::locks`).
 pub async fn sync(cli: &Cli, args: &SyncArgs) -> Result<u8> {
+    if let Some(path) = cli.common.report.as_deref().filter(|p| crate::report::is_html(p)) {
+        return Err(crate::error::UsageError(format!(
+            "--report {path}: sync writes its passes as JSON (name the file .json, or - for stdout); the HTML page is for a run and for validate"
+        ))
+        .into());
+    }
     sink::locks::set_lock_wait(args.lock_wait);
     let watch = match &cli.common.target {
         Some(target) => sink::locks::LockWatch::start(target, args.lock_wait).await,

@@ -492,6 +492,41 @@ pub struct RejectRecord {
     pub column: Option<String>,
 }
 
+/// One reject as a report shows it: entity, column, reason, key, source values (JSON text).
+pub type RejectRow = (String, Option<String>, String, String, String);
+
+/// The first `limit` rejects of `entities` (and of their key ranges), oldest first, and whether
+/// there were more. Nothing when the migrate schema does not exist yet.
+pub async fn rejects_for_report(
+    conn: &mut PgConnection,
+    entities: &[String],
+    limit: i64,
+) -> Result<(Vec<RejectRow>, bool), CheckpointError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('migrate.rejects')::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(state_err("looking for migrate.rejects"))?;
+    if exists.is_none() {
+        return Ok((Vec::new(), false));
+    }
+    let rows = sqlx::query(
+        "SELECT split_part(entity, '#', 1), column_name, reason, row_key, source_values::text
+           FROM migrate.rejects WHERE split_part(entity, '#', 1) = ANY($1) ORDER BY id LIMIT $2",
+    )
+    .bind(entities)
+    .bind(limit + 1)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(state_err("reading migrate.rejects for the report"))?;
+    let more = rows.len() as i64 > limit;
+    let out = rows
+        .iter()
+        .take(limit as usize)
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    Ok((out, more))
+}
+
 /// Stores rejects; called inside the batch's transaction.
 pub async fn save_rejects(
     conn: &mut PgConnection,

@@ -1,4 +1,6 @@
-//! The run summary: a table on stdout, and its JSON form for `--report`.
+//! The run summary: a table on stdout, and its JSON (or HTML, [`html`]) form for `--report`.
+
+pub mod html;
 
 use crate::checkpoint::RejectRecord;
 use crate::validate::post::Validation;
@@ -46,9 +48,119 @@ pub struct Report {
     pub target: String,
     /// The run's wall time, start to end (entities loaded side by side overlap in theirs).
     pub seconds: f64,
+    /// The load's part of it (before the validation), as the summary's total line shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_seconds: Option<f64>,
     pub entities: Vec<EntityStats>,
     pub validation: Option<Validation>,
     pub ok: bool,
+    /// The run's settings, URLs without passwords.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// migrate.rejects grouped by entity, column and reason (see [`group_rejects`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejects: Vec<RejectGroup>,
+    /// The groups were made from the first [`REJECTS_GROUPED`] rejects only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rejects_sampled: bool,
+}
+
+/// Rejects of one entity and column with the same reason, once the values in it are set aside.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectGroup {
+    pub entity: String,
+    pub column: Option<String>,
+    pub reason: String,
+    pub rows: u64,
+    pub samples: Vec<RejectSample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectSample {
+    pub key: String,
+    /// The row's source values as JSON, cut at 300 characters.
+    pub values: String,
+}
+
+/// How many rejects a report groups at most (the per-entity counts stay exact).
+pub const REJECTS_GROUPED: i64 = 100_000;
+const SAMPLES_PER_GROUP: usize = 3;
+const GROUPS_SHOWN: usize = 200;
+
+/// A reason with its particular values set aside: quoted text becomes '…' and a key's values
+/// `=(…)`, so "'n/a' is not an e-mail address" and "'-' is not an e-mail address" are one reason.
+pub fn reason_kind(reason: &str) -> String {
+    static QUOTED: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (quoted, key) = QUOTED.get_or_init(|| {
+        (
+            regex::Regex::new(r"'[^']*'").expect("valid"),
+            regex::Regex::new(r"=\([^)]*\)").expect("valid"),
+        )
+    });
+    let once = quoted.replace_all(reason, "'…'");
+    key.replace_all(&once, "=(…)").into_owned()
+}
+
+/// Groups rejects given as (entity, column, reason, key, source values), in order: groups by
+/// entity in first-seen order, the largest first, a few samples each.
+pub fn group_rejects(
+    rows: impl IntoIterator<Item = (String, Option<String>, String, String, String)>,
+) -> Vec<RejectGroup> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: std::collections::HashMap<(String, Option<String>, String), RejectGroup> = Default::default();
+    for (entity, column, reason, key, values) in rows {
+        if !order.contains(&entity) {
+            order.push(entity.clone());
+        }
+        let kind = reason_kind(&reason);
+        let g = groups
+            .entry((entity.clone(), column.clone(), kind.clone()))
+            .or_insert_with(|| RejectGroup {
+                entity,
+                column,
+                reason: kind,
+                rows: 0,
+                samples: Vec::new(),
+            });
+        g.rows += 1;
+        if g.samples.len() < SAMPLES_PER_GROUP {
+            let values = sample_value(&values, g.column.as_deref());
+            g.samples.push(RejectSample { key, values });
+        }
+    }
+    let mut all: Vec<RejectGroup> = groups.into_values().collect();
+    all.sort_by(|a, b| {
+        let pos = |e: &str| order.iter().position(|o| o == e);
+        (pos(&a.entity), std::cmp::Reverse(a.rows), &a.column, &a.reason).cmp(&(
+            pos(&b.entity),
+            std::cmp::Reverse(b.rows),
+            &b.column,
+            &b.reason,
+        ))
+    });
+    all.truncate(GROUPS_SHOWN);
+    all
+}
+
+/// What a sample shows of a rejected row: the rejected column's source value when the source
+/// values name it (`EMAIL = "n/a"`), else the whole row cut at 300 characters.
+fn sample_value(values: &str, column: Option<&str>) -> String {
+    if let (Some(col), Ok(serde_json::Value::Object(row))) = (column, serde_json::from_str::<serde_json::Value>(values))
+        && let Some((name, v)) = row.iter().find(|(k, _)| k.eq_ignore_ascii_case(col))
+    {
+        return format!("{name} = {v}");
+    }
+    if values.chars().count() > 300 {
+        values.chars().take(300).chain("…".chars()).collect()
+    } else {
+        values.to_string()
+    }
+}
+
+/// Whether `--report` asks for the HTML page (FILE.html or FILE.htm).
+pub fn is_html(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    p.ends_with(".html") || p.ends_with(".htm")
 }
 
 impl Report {
@@ -82,6 +194,10 @@ impl Report {
             entities,
             validation,
             ok,
+            load_seconds: None,
+            settings: Default::default(),
+            rejects: Vec::new(),
+            rejects_sampled: false,
         }
     }
 }
@@ -175,7 +291,11 @@ pub fn write_json(path: &str, doc: &serde_json::Value) -> std::io::Result<()> {
     }
 }
 
+/// Writes the report: the HTML page for FILE.html/.htm, else JSON (`-`: stdout).
 pub fn write(path: &str, report: &Report) -> std::io::Result<()> {
+    if is_html(path) {
+        return std::fs::write(path, html::render(report));
+    }
     let text = serde_json::to_string_pretty(report).unwrap_or_default();
     if path == "-" {
         println!("{text}");
@@ -188,6 +308,75 @@ pub fn write(path: &str, report: &Report) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejects_group_by_reason_with_their_values_set_aside() {
+        let r = |e: &str, c: Option<&str>, reason: &str, k: &str| {
+            (
+                e.to_string(),
+                c.map(String::from),
+                reason.to_string(),
+                k.to_string(),
+                format!("{{\"K\":{k}}}"),
+            )
+        };
+        let g = group_rejects([
+            r(
+                "customer",
+                Some("email"),
+                "transform failed: 'n/a' is not an e-mail address",
+                "1",
+            ),
+            r(
+                "coil",
+                Some("customer_id"),
+                "violates foreign key: Key (customer_id)=(12) is not present",
+                "9",
+            ),
+            r(
+                "customer",
+                Some("email"),
+                "transform failed: '-' is not an e-mail address",
+                "2",
+            ),
+            r("customer", Some("phone"), "'x' is not a phone number", "3"),
+            r(
+                "customer",
+                Some("email"),
+                "transform failed: 'none' is not an e-mail address",
+                "4",
+            ),
+            r(
+                "customer",
+                Some("email"),
+                "transform failed: '?' is not an e-mail address",
+                "5",
+            ),
+            r(
+                "coil",
+                Some("customer_id"),
+                "violates foreign key: Key (customer_id)=(13) is not present",
+                "10",
+            ),
+        ]);
+        let shape: Vec<(&str, u64, usize)> = g.iter().map(|g| (g.entity.as_str(), g.rows, g.samples.len())).collect();
+        assert_eq!(shape, [("customer", 4, 3), ("customer", 1, 1), ("coil", 2, 2)]);
+        assert_eq!(g[0].reason, "transform failed: '…' is not an e-mail address");
+        assert_eq!(
+            g[2].reason,
+            "violates foreign key: Key (customer_id)=(…) is not present"
+        );
+        assert_eq!(g[0].samples[1].key, "2");
+        assert_eq!(
+            g[0].samples[1].values, "{\"K\":2}",
+            "no EMAIL in the row: the whole row"
+        );
+        assert_eq!(
+            sample_value(r#"{"ID":1,"EMAIL":"n/a","NAME":"x"}"#, Some("email")),
+            r#"EMAIL = "n/a""#
+        );
+        assert!(is_html("r.HTML") && is_html("a/b.htm") && !is_html("r.json") && !is_html("-"));
+    }
 
     #[test]
     fn rates_are_rounded_with_thousands_separators() {
