@@ -140,7 +140,8 @@ impl Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
     /// Source database: sqlite:///abs/path.db, sqlite:rel/path.db, oracle://user:pass@host:1521/SERVICE,
-    /// oracle://user:pass@host:1521?sid=SID, oracle://user:pass@(DESCRIPTION=...).
+    /// oracle://user:pass@host:1521?sid=SID, oracle://user:pass@(DESCRIPTION=...), or a directory
+    /// of CSV files: file:///path/to/dir (each mapping's source is then a file or glob in it).
     /// Default: MIGRATE_SOURCE, else built from ORACLE_USER, ORACLE_PASSWORD and ORACLE_HOST,
     /// ORACLE_PORT with ORACLE_SERVICE or ORACLE_SID (or ORACLE_CONNECT: a descriptor or //host:port/service)
     #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true)]

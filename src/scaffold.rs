@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum Dialect {
     Oracle,
     Sqlite,
+    /// Files (`file:` sources): text columns and the INTEGER position columns, as SQLite types.
+    Files,
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +163,7 @@ fn toml_str(s: &str) -> String {
 /// integer there) come first; Oracle spellings, which the demo and many SQLite exports use,
 /// go through the Oracle map.
 pub fn pg_type(dialect: Dialect, declared: &str, raw16_uuid: bool) -> Result<String, String> {
-    if dialect == Dialect::Sqlite {
+    if matches!(dialect, Dialect::Sqlite | Dialect::Files) {
         let d = declared.trim().to_ascii_uppercase();
         let base = d.split('(').next().unwrap_or("").trim();
         match base {
@@ -208,8 +210,22 @@ fn unique_lower(names: &[String]) -> Vec<String> {
 
 pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> Scaffold {
     let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+    // A file's table is named by the file without its extensions (orders.csv.gz: orders).
+    let table_names: Vec<String> = if opts.dialect == Dialect::Files {
+        names
+            .iter()
+            .map(|n| {
+                let stem = n.split('.').next().unwrap_or(n);
+                stem.chars()
+                    .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                    .collect()
+            })
+            .collect()
+    } else {
+        names.clone()
+    };
     // Entity (and file) names are plain words; target names keep the source's spelling, lower-cased.
-    let sanitized: Vec<String> = names
+    let sanitized: Vec<String> = table_names
         .iter()
         .map(|n| {
             n.chars()
@@ -224,7 +240,7 @@ pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> 
         })
         .collect();
     let entity_names = unique_lower(&sanitized);
-    let target_names = unique_lower(&names);
+    let target_names = unique_lower(&table_names);
     let target_of_entity: BTreeMap<&str, &str> = entity_names
         .iter()
         .map(String::as_str)

@@ -11,6 +11,7 @@ mod demo;
 mod exact_types;
 mod exactness;
 mod faults;
+mod files;
 mod keys;
 mod lossless;
 mod messages;

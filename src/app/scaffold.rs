@@ -13,6 +13,8 @@ pub(super) async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8>
     let source = source_url(common)?;
     let dialect = if source.starts_with("sqlite:") {
         Dialect::Sqlite
+    } else if source.starts_with("file:") {
+        Dialect::Files
     } else {
         Dialect::Oracle
     };

@@ -4,6 +4,7 @@
 //! inside a dedicated thread, and it hands owned batches back through a callback that feeds a
 //! bounded channel. Nothing here knows which database it talks to.
 
+pub mod files;
 pub mod oracle;
 pub mod resilient;
 pub mod sqlite;
@@ -521,8 +522,11 @@ pub fn open(url: &str) -> Result<Box<dyn Source>, SourceError> {
     if url.starts_with("oracle:") {
         return Ok(Box::new(oracle::OracleSource::open(url)?));
     }
+    if url.starts_with("file:") {
+        return Ok(Box::new(files::FileSource::open(url)?));
+    }
     Err(SourceError::Url(format!(
-        "{}: expected sqlite:///abs/path.db, sqlite:rel/path.db or oracle://user:pass@host:1521/SERVICE",
+        "{}: expected sqlite:///abs/path.db, sqlite:rel/path.db, oracle://user:pass@host:1521/SERVICE or file:///path/to/dir",
         crate::telemetry::redact_url(url)
     )))
 }
