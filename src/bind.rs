@@ -22,6 +22,8 @@ pub struct SourceFacts {
     /// Rows the mapping's `where` leaves out (0 without a filter).
     pub skipped_by_where: u64,
     pub problems: Vec<String>,
+    /// What the source chose to read (files: one per group).
+    pub choices: Vec<source::Choice>,
 }
 
 /// An entity ready to run.
@@ -90,6 +92,8 @@ pub struct Preflight {
     pub problems: Vec<(String, String)>,
     /// (entity, source relation, rows in scope, target table)
     pub lines: Vec<(String, String, Option<u64>, String)>,
+    /// (entity, choice) for every choice a source made.
+    pub choices: Vec<(String, source::Choice)>,
 }
 
 /// Gathers source facts for the entities in one source session (in the source's thread).
@@ -251,6 +255,9 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
                     }
                 }
             }
+            if let Relation::Table(t) = &e.relation {
+                f.choices = src.choices(t);
+            }
             f.columns = columns;
             all.push(f);
         }
@@ -274,6 +281,8 @@ pub async fn bind_all(
         if target_cols.is_none() {
             problems.push(format!("target table {} does not exist", e.target.display()));
         }
+        out.choices
+            .extend(f.choices.iter().map(|c| (e.name.clone(), c.clone())));
         out.lines.push((
             e.name.clone(),
             e.relation.describe(),

@@ -262,3 +262,73 @@ fn scaffold_on_a_directory_of_files_writes_mappings_that_load_every_row() {
         1
     );
 }
+
+#[test]
+fn one_file_per_group_is_kept_shown_by_check_only_and_only_it_loads() {
+    let db = TestDb::new();
+    let p = Project::new();
+    std::fs::create_dir_all(p.file("data/sites")).unwrap();
+    let file = |name: &str, rows: std::ops::RangeInclusive<u64>, step: u64| {
+        let mut s = String::from("ROWNO,SITE_LINE\n");
+        for i in rows {
+            s.push_str(&format!("{},L{i}\n", i * step));
+        }
+        std::fs::write(p.file(&format!("data/sites/{name}")), s).unwrap();
+    };
+    // site1: _a has more rows, _b the larger row numbers; site2: _b wins both ways.
+    file("site1_a.csv", 1..=100, 1);
+    file("site1_b.csv", 1..=80, 2);
+    file("site2_a.csv", 1..=30, 1);
+    file("site2_b.csv", 1..=40, 10);
+    db.exec("CREATE TABLE lines (file text, rowno int, site_line text)");
+    let mapping = |opts: &str| {
+        format!(
+            "source = \"sites/*.csv?group=^sites/(site[0-9]+)_&{opts}\"\ntarget = \"lines\"\n\
+             [[fields]]\nfrom = \"_file\"\nto = \"file\"\n[[fields]]\nfrom = \"ROWNO\"\nto = \"rowno\"\n\
+             [[fields]]\nfrom = \"SITE_LINE\"\nto = \"site_line\"\n"
+        )
+    };
+    p.mapping("lines", &mapping("keep=max:ROWNO"));
+    let out = files_command(&p, &db, &["--check-only", "--report", "choices.csv"])
+        .output()
+        .map(Out)
+        .unwrap()
+        .expect(0);
+    let stdout = out.stdout();
+    assert!(stdout.contains("files kept, one per group"), "{stdout}");
+    let csv = std::fs::read_to_string(p.file("choices.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "entity,group,file,kept,measure\n\
+         lines,site1,sites/site1_a.csv,no,largest ROWNO 100\n\
+         lines,site1,sites/site1_b.csv,yes,largest ROWNO 160\n\
+         lines,site2,sites/site2_a.csv,no,largest ROWNO 30\n\
+         lines,site2,sites/site2_b.csv,yes,largest ROWNO 400\n"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM lines"), 0, "--check-only loaded rows");
+    files_command(&p, &db, &["--yes", "--validate"])
+        .output()
+        .map(Out)
+        .unwrap()
+        .expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM lines"), 120);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT file) FROM lines WHERE file IN ('sites/site1_b.csv', 'sites/site2_b.csv')"),
+        2
+    );
+
+    // Kept by rows instead: site1_a.
+    p.mapping("lines", &mapping("keep=rows"));
+    let out = files_command(&p, &db, &["--check-only"])
+        .output()
+        .map(Out)
+        .unwrap()
+        .expect(0);
+    assert!(
+        out.stdout()
+            .lines()
+            .any(|l| l.contains("sites/site1_a.csv") && l.contains("yes") && l.contains("100 rows")),
+        "{}",
+        out.stdout()
+    );
+}

@@ -35,6 +35,22 @@ pub(super) async fn check_only(cli: &Cli) -> Result<u8> {
         let rows = rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
         println!("{entity:<16} {src:<24} {rows:>10}  {tgt:<28} {verdict}");
     }
+    if !pf.choices.is_empty() {
+        println!("\nfiles kept, one per group (nothing is loaded from the others)");
+        println!("{:<16} {:<20} {:<40} {:<6} measure", "entity", "group", "file", "kept");
+        for (entity, c) in &pf.choices {
+            println!(
+                "{entity:<16} {:<20} {:<40} {:<6} {}",
+                c.group,
+                c.file,
+                if c.kept { "yes" } else { "no" },
+                c.measure
+            );
+        }
+    }
+    if let Some(path) = &cli.common.report {
+        write_check_report(path, &pf).with_context(|| format!("writing report {path}"))?;
+    }
     if !pf.problems.is_empty() {
         return Err(problems_error(&pf));
     }
@@ -56,6 +72,45 @@ pub(super) async fn check_only(cli: &Cli) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `--check-only --report FILE`: the analysis before anything is imported. FILE.csv: one line
+/// per file choice (entity, group, file, kept, measure), for people to check; else JSON with the
+/// entities, their rows in scope and the choices.
+fn write_check_report(path: &str, pf: &crate::bind::Preflight) -> Result<()> {
+    if path.to_ascii_lowercase().ends_with(".csv") {
+        let mut w = csv::Writer::from_path(path)?;
+        w.write_record(["entity", "group", "file", "kept", "measure"])?;
+        for (entity, c) in &pf.choices {
+            w.write_record([
+                entity.as_str(),
+                &c.group,
+                &c.file,
+                if c.kept { "yes" } else { "no" },
+                &c.measure,
+            ])?;
+        }
+        w.flush()?;
+        return Ok(());
+    }
+    let entities: Vec<serde_json::Value> = pf
+        .lines
+        .iter()
+        .map(|(e, src, rows, tgt)| serde_json::json!({ "entity": e, "source": src, "rows_in_scope": rows, "target": tgt }))
+        .collect();
+    let choices: Vec<serde_json::Value> = pf
+        .choices
+        .iter()
+        .map(|(e, c)| serde_json::json!({ "entity": e, "group": c.group, "file": c.file, "kept": c.kept, "measure": c.measure }))
+        .collect();
+    let problems: Vec<serde_json::Value> = pf
+        .problems
+        .iter()
+        .map(|(e, p)| serde_json::json!({ "entity": e, "problem": p }))
+        .collect();
+    let doc = serde_json::json!({ "mode": "check", "ok": pf.problems.is_empty(), "entities": entities, "file_choices": choices, "problems": problems });
+    report::write_json(path, &doc)?;
+    Ok(())
 }
 
 pub(super) async fn post_validate(

@@ -36,6 +36,19 @@ struct Opts {
     header: bool,
     null: String,
     encoding: &'static encoding_rs::Encoding,
+    /// `group=REGEX`: files whose names give the same group (the first capture group, else the
+    /// whole match) hold the same unit; one of them is kept.
+    group: Option<regex::Regex>,
+    keep: Keep,
+}
+
+/// Which file of a group is kept.
+#[derive(Debug, Clone, PartialEq)]
+enum Keep {
+    /// The one with the most rows.
+    Rows,
+    /// The one with the largest value of this column (numbers compared as numbers).
+    Max(String),
 }
 
 impl Default for Opts {
@@ -46,6 +59,8 @@ impl Default for Opts {
             header: true,
             null: String::new(),
             encoding: encoding_rs::UTF_8,
+            group: None,
+            keep: Keep::Rows,
         }
     }
 }
@@ -62,6 +77,11 @@ fn parse_spec(spec: &str) -> Result<(String, Opts), String> {
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| format!("option '{pair}' is not name=value"))?;
+        // Values may be percent-encoded (a regex with & in it: %26).
+        let decoded = percent_encoding::percent_decode_str(v)
+            .decode_utf8()
+            .map_err(|_| format!("option {k}: not UTF-8 once decoded"))?;
+        let v: &str = &decoded;
         let one_byte = |v: &str| -> Result<u8, String> {
             match v {
                 "tab" | "\\t" => Ok(b'\t'),
@@ -85,6 +105,16 @@ fn parse_spec(spec: &str) -> Result<(String, Opts), String> {
                 }
             }
             "null" => o.null = v.to_string(),
+            "group" => {
+                o.group = Some(regex::Regex::new(v).map_err(|e| format!("group={v}: not a regular expression ({e})"))?)
+            }
+            "keep" => {
+                o.keep = match v.split_once(':') {
+                    None if v == "rows" => Keep::Rows,
+                    Some(("max", col)) if !col.is_empty() => Keep::Max(col.to_string()),
+                    _ => return Err(format!("keep={v}: expected rows or max:COLUMN")),
+                }
+            }
             "encoding" => {
                 o.encoding = encoding_rs::Encoding::for_label(v.trim().as_bytes()).ok_or_else(|| {
                     format!("encoding={v}: not an encoding name (utf-8, windows-1252, latin1, iso-8859-15 …)")
@@ -92,7 +122,7 @@ fn parse_spec(spec: &str) -> Result<(String, Opts), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option '{other}' (expected delimiter, quote, header, null or encoding)"
+                    "unknown option '{other}' (expected delimiter, quote, header, null, encoding, group or keep)"
                 ));
             }
         }
@@ -121,6 +151,8 @@ struct FileSet {
     columns: Vec<String>,
     /// Per member: (rows, last key), once counted.
     counted: Option<Vec<Counted>>,
+    /// With `group=`: every candidate file and whether it was kept.
+    choices: Vec<super::Choice>,
 }
 
 pub struct FileSource {
@@ -183,6 +215,19 @@ impl FileSource {
                 return Ok(None);
             }
             let columns = header_of(&members[0], &opts)?;
+            let (members, choices) = match &opts.group {
+                Some(re) => keep_one_per_group(spec, members, &opts, re, &columns)?,
+                None => (members, Vec::new()),
+            };
+            for c in &choices {
+                tracing::info!(
+                    "{spec}: group {}: {} {} ({})",
+                    c.group,
+                    if c.kept { "keeps" } else { "leaves out" },
+                    c.file,
+                    c.measure
+                );
+            }
             self.sets.insert(
                 spec.to_string(),
                 FileSet {
@@ -190,6 +235,7 @@ impl FileSource {
                     members,
                     columns,
                     counted: None,
+                    choices,
                 },
             );
         }
@@ -232,6 +278,91 @@ impl FileSource {
         set.counted = Some(all.clone());
         Ok(all)
     }
+}
+
+/// One file per group of names: the one with the most rows, or the largest value of a column
+/// (compared as numbers when every value is one, else as text); ties go to the first by name.
+/// Files whose names the pattern does not match are each a group of their own.
+fn keep_one_per_group(
+    spec: &str,
+    members: Vec<Member>,
+    opts: &Opts,
+    re: &regex::Regex,
+    columns: &[String],
+) -> Result<(Vec<Member>, Vec<super::Choice>), SourceError> {
+    let col = match &opts.keep {
+        Keep::Rows => None,
+        Keep::Max(c) => Some(
+            columns
+                .iter()
+                .position(|h| h == c)
+                .ok_or_else(|| bad(spec, c, "keep=max: no such column in the header".into()))?,
+        ),
+    };
+    // (group, member, measure for ordering, measure as shown)
+    let mut measured: Vec<(String, Member, (f64, String), String)> = Vec::new();
+    for m in members {
+        let group = re
+            .captures(&m.name)
+            .map(|c| c.get(1).or_else(|| c.get(0)).map_or("", |g| g.as_str()).to_string())
+            .unwrap_or_else(|| m.name.clone());
+        let mut rows = 0u64;
+        let mut best: Option<String> = None;
+        let mut numeric = true;
+        let mut best_num = f64::NEG_INFINITY;
+        walk(spec, &m, opts, None, &mut |_, _, rec| {
+            rows += 1;
+            if let Some(i) = col
+                && let Some(v) = rec.get(i).and_then(|b| decode(opts, b))
+            {
+                let v = v.trim().to_string();
+                if !v.is_empty() {
+                    match v.parse::<f64>() {
+                        Ok(n) if n.is_finite() => best_num = best_num.max(n),
+                        _ => numeric = false,
+                    }
+                    if best.as_ref().is_none_or(|b| v.as_bytes() > b.as_bytes()) {
+                        best = Some(v);
+                    }
+                }
+            }
+            true
+        })?;
+        let (order, shown) = match (&opts.keep, col) {
+            (Keep::Max(c), Some(_)) => match &best {
+                Some(_) if numeric => ((best_num, String::new()), format!("largest {c} {best_num}")),
+                Some(b) => ((0.0, b.clone()), format!("largest {c} '{b}'")),
+                None => ((f64::NEG_INFINITY, String::new()), format!("no {c} value")),
+            },
+            _ => ((rows as f64, String::new()), format!("{rows} rows")),
+        };
+        measured.push((group, m, order, shown));
+    }
+    let mut groups: Vec<String> = measured.iter().map(|(g, ..)| g.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    let mut kept = Vec::new();
+    let mut choices = Vec::new();
+    for g in groups {
+        let candidates: Vec<&(String, Member, (f64, String), String)> =
+            measured.iter().filter(|(mg, ..)| *mg == g).collect();
+        let best = candidates.iter().enumerate().fold(0usize, |bi, (i, c)| {
+            let b = &candidates[bi].2;
+            let better = c.2.0 > b.0 || (c.2.0 == b.0 && c.2.1.as_bytes() > b.1.as_bytes());
+            if better { i } else { bi }
+        });
+        for (i, (_, m, _, shown)) in candidates.iter().enumerate() {
+            choices.push(super::Choice {
+                group: g.clone(),
+                file: m.name.clone(),
+                measure: shown.clone(),
+                kept: i == best,
+            });
+        }
+        kept.push(candidates[best].1.clone());
+    }
+    kept.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok((kept, choices))
 }
 
 /// The members a pattern names under `root`, in `_file` order (byte order of their names).
@@ -677,6 +808,13 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    fn choices(&mut self, table: &str) -> Vec<super::Choice> {
+        match self.set(table) {
+            Ok(Some(set)) => set.choices.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError> {
         let Some(set) = self.set(table)? else {
             return Ok(None);
@@ -839,11 +977,16 @@ mod tests {
             (b';', None, false, "\\N")
         );
         assert_eq!(o.encoding, encoding_rs::WINDOWS_1252);
+        let (_, o) = parse_spec("s/*.csv?group=^(site%5Cd%2B)_&keep=max:ROWNO").unwrap();
+        assert_eq!(o.group.unwrap().as_str(), r"^(site\d+)_");
+        assert_eq!(o.keep, Keep::Max("ROWNO".into()));
         for (bad, why) in [
             ("x.csv?delimiter=ab", "one ASCII character"),
             ("x.csv?encoding=klingon", "not an encoding"),
             ("x.csv?sep=;", "unknown option 'sep'"),
             ("x.csv?header=maybe", "true or false"),
+            ("x.csv?group=(", "not a regular expression"),
+            ("x.csv?keep=min:X", "rows or max:COLUMN"),
         ] {
             assert!(parse_spec(bad).unwrap_err().contains(why), "{bad}");
         }

@@ -188,6 +188,16 @@ impl ReadSpec {
     }
 }
 
+/// One candidate of a choice the source made: a file of a group, kept or left out, with what
+/// decided it (its rows, or its largest value of a column).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Choice {
+    pub group: String,
+    pub file: String,
+    pub measure: String,
+    pub kept: bool,
+}
+
 /// Compares two values of one key column in the order the source sorts them.
 pub type KeyCmp = std::sync::Arc<dyn Fn(&Value, &Value) -> std::cmp::Ordering + Send + Sync>;
 
@@ -197,6 +207,11 @@ pub trait Source: Send {
     /// ROWIDs by address). Empty: every key column compares plainly.
     fn key_comparators(&mut self, _spec: &ReadSpec) -> Result<Vec<KeyCmp>, SourceError> {
         Ok(Vec::new())
+    }
+    /// Choices the source made about what the relation holds, to be shown before anything is
+    /// loaded (files: one file kept per group, see `files.rs`).
+    fn choices(&mut self, _table: &str) -> Vec<Choice> {
+        Vec::new()
     }
     /// The table's columns and primary key, or `None` when it does not exist.
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
