@@ -123,6 +123,10 @@ impl Cli {
                 c.target = a.target.clone();
                 c.logs = a.logs.clone();
             }
+            Some(Command::Profile(a)) => {
+                c.source = a.source.clone();
+                c.logs = a.logs.clone();
+            }
         }
     }
 
@@ -308,6 +312,36 @@ pub enum Command {
     Sync(SyncArgs),
     /// Per entity: mode, full-load state, rows loaded and synced, rejects, watermark, lag, last pass
     Status(StatusArgs),
+    /// Per source column, what the values really hold: NULLs, empty strings, distinct values,
+    /// min/max, longest text, digits and decimal places, date masks that fit, Y/N flags, bytes
+    /// that are not UTF-8, NUL bytes, trailing blanks; before the first mapping is written
+    Profile(ProfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Source database (as for a run; default MIGRATE_SOURCE or ORACLE_*)
+    #[arg(long, env = "MIGRATE_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+
+    /// Source schema (Oracle owner) to read; default: the connected user's schema
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+
+    /// Only this table (repeatable; as the catalog names it)
+    #[arg(long, value_name = "NAME")]
+    pub table: Vec<String>,
+
+    /// Read only the first N rows of each table
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample: Option<u64>,
+
+    /// Also write the profile to FILE: CSV (FILE.csv) or JSON
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub logs: Logs,
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +449,16 @@ pub struct ScaffoldArgs {
     /// Overwrite mapping files and the DDL file that already exist
     #[arg(long)]
     pub force: bool,
+
+    /// Read the data first (as `migrate profile`) and choose types and transforms from what the
+    /// values hold: date masks, Y/N flags, rtrim, null_if_empty, numbers sized from their digits,
+    /// varchar sized from the longest value (the headroom in a comment)
+    #[arg(long)]
+    pub profile: bool,
+
+    /// With --profile: read only the first N rows of each table
+    #[arg(long, value_name = "N", requires = "profile", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod interrupt;
 pub mod orchestrator;
 pub mod pipeline;
 pub mod plan;
+pub mod profile;
 pub mod report;
 pub mod scaffold;
 pub mod sink;

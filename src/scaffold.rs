@@ -18,6 +18,8 @@ pub enum Dialect {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub dialect: Dialect,
+    /// `scaffold --profile`: per (table, column), what the values hold.
+    pub profile: std::collections::HashMap<(String, String), crate::profile::ColumnProfile>,
     /// The source schema, written into each mapping's `source` (`ABIS.AB_COIL`).
     pub source_schema: Option<String>,
     /// The PostgreSQL schema for the targets (`legacy.ab_coil`).
@@ -308,7 +310,17 @@ pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> 
         let mut column_ddl = Vec::new();
         let mut left_out = BTreeSet::new();
         for (col, to) in table.info.columns.iter().zip(&targets) {
-            let ty = match pg_type(opts.dialect, &col.declared_type, opts.raw16_uuid) {
+            let plain = table.name.split('?').next().unwrap_or(&table.name).to_string();
+            let suggested = opts
+                .profile
+                .get(&(plain, col.name.clone()))
+                .and_then(crate::profile::ColumnProfile::suggest);
+            let declared_ty = pg_type(opts.dialect, &col.declared_type, opts.raw16_uuid);
+            let declared_ty = match (&suggested, declared_ty) {
+                (Some(s), _) => Ok(s.pg_type.clone()),
+                (None, t) => t,
+            };
+            let ty = match declared_ty {
                 Ok(t) => t,
                 Err(why) => {
                     warnings.push(format!("{}.{} left out: {why}", table.name, col.name));
@@ -323,13 +335,23 @@ pub fn scaffold(tables: &[CatalogTable], opts: &Options, generated_by: &str) -> 
                 toml_str(to)
             ));
             let declared = types::parse(&col.declared_type);
-            if matches!(declared, OraType::Char(_)) {
+            let mut nullable = col.nullable;
+            if let Some(s) = &suggested {
+                if !s.transforms.is_empty() {
+                    toml.push_str(&format!("transform = [{}]\n", s.transforms.join(", ")));
+                }
+                toml.push_str(&format!(
+                    "# profile: {} (declared {}: {ty})\n",
+                    s.note, col.declared_type
+                ));
+                nullable |= s.nullable;
+            } else if matches!(declared, OraType::Char(_)) {
                 toml.push_str("transform = [\"rtrim\"]  # CHAR is blank-padded in the source\n");
             }
             column_ddl.push(format!(
                 "    {} {ty}{}",
                 pg_ident(to),
-                if col.nullable { "" } else { " NOT NULL" }
+                if nullable { "" } else { " NOT NULL" }
             ));
         }
         let pk: Vec<String> = table
@@ -479,6 +501,7 @@ mod tests {
     fn opts() -> Options {
         Options {
             dialect: Dialect::Oracle,
+            profile: Default::default(),
             source_schema: Some("ABIS".into()),
             target_schema: None,
             raw16_uuid: false,

@@ -6,6 +6,7 @@
 
 mod check;
 mod hint;
+mod profile;
 mod run;
 mod scaffold;
 mod sync;
@@ -27,6 +28,7 @@ pub async fn main(cli: Cli) -> Result<u8> {
         Some(Command::Scaffold(args)) => scaffold::scaffold(&cli.common, args).await,
         Some(Command::Sync(args)) => sync::sync(&cli, args).await,
         Some(Command::Status(args)) => sync::status(&cli, args).await,
+        Some(Command::Profile(args)) => profile::profile(&cli.common, args).await,
         None if cli.run.check_only => check::check_only(&cli).await,
         None => run::run(&cli).await,
     }

@@ -35,8 +35,18 @@ pub(super) async fn scaffold(common: &Common, args: &ScaffoldArgs) -> Result<u8>
         ))
         .into());
     }
+    let profile = if args.profile {
+        super::profile::collect(&source, args.schema.clone(), vec![], args.sample)
+            .await?
+            .into_iter()
+            .map(|p| ((p.table.clone(), p.column.clone()), p))
+            .collect()
+    } else {
+        Default::default()
+    };
     let opts = Options {
         dialect,
+        profile,
         source_schema: schema,
         target_schema: args.target_schema.clone(),
         raw16_uuid: args.raw16_uuid,
