@@ -223,6 +223,13 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["dry_run", "resume"])]
     pub check_only: bool,
 
+    /// With --check-only: also read every source row of the mapped columns, through the
+    /// mapping's transforms, and say per field how many values the target column would refuse
+    /// (too long, too many digits, a date no mask fits) with examples, and what the column looks
+    /// like it holds
+    #[arg(long, requires = "check_only")]
+    pub profile: bool,
+
     /// Read and transform every row and check it against the target columns; writes nothing
     #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,

@@ -503,3 +503,41 @@ fn the_documents_command_lines_and_the_three_command_sync_run_on_the_demo() {
     let out = p.run(&db, &["validate", "--deep"]).expect(0);
     assert!(out.stdout().contains("validation passed"), "{}", out.stdout());
 }
+
+#[test]
+fn check_only_with_profile_counts_the_values_the_load_will_reject_per_field() {
+    let db = TestDb::new();
+    let p = Project::new();
+    demo(&p, &db, "0.3");
+    let out = p.run(&db, &["--check-only", "--profile"]).expect(0).stdout();
+    // Per field: the values its transforms or target column refuse.
+    let refused = |entity: &str, from: &str| -> i64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(entity) && l.split_whitespace().nth(1) == Some(from))
+            .unwrap_or_else(|| panic!("{entity} {from}: {out}"));
+        // entity from to type… values refused looks-like…: refused follows values.
+        let nums: Vec<i64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        nums[1]
+    };
+    let (email, gauge) = (refused("customer", "EMAIL"), refused("coil", "GAUGE_MM"));
+    assert!(
+        out.contains("date/time DD-MON-YY") && out.contains("would be a reject"),
+        "{out}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM customers_customer"),
+        0,
+        "--check-only loaded"
+    );
+    // The load rejects exactly those values (the rows with them).
+    p.run(&db, &["--yes"]).expect(0);
+    let rejects = |col: &str, entity: &str| {
+        db.scalar(&format!(
+            "SELECT count(*) FROM migrate.rejects WHERE entity = '{entity}' AND column_name = '{col}'"
+        ))
+    };
+    assert_eq!(email, rejects("email", "customer"), "{out}");
+    assert_eq!(gauge, rejects("gauge_mm", "coil"), "{out}");
+    assert!(email > 0 && gauge > 0);
+}

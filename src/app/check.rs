@@ -54,6 +54,10 @@ pub(super) async fn check_only(cli: &Cli) -> Result<u8> {
     if !pf.problems.is_empty() {
         return Err(problems_error(&pf));
     }
+    if cli.run.profile {
+        let fields = profile_fields(&source, pf.bound.clone()).await?;
+        print!("{}", fields_table(&fields));
+    }
     println!("all checks passed for {} entities", selected.len());
     // What a plain run (no --resume, no --truncate) would still refuse: said now, not at the run.
     let state = checkpoint::load_all(&mut conn).await?;
@@ -72,6 +76,113 @@ pub(super) async fn check_only(cli: &Cli) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// One mapped field as `--check-only --profile` found it.
+#[derive(Debug)]
+pub(super) struct FieldCheck {
+    entity: String,
+    from: String,
+    to: String,
+    target_type: String,
+    /// The source column's profile (before the transforms).
+    profile: crate::profile::ColumnProfile,
+    /// Values the transforms or the target column refuse.
+    refused: u64,
+    /// The first few refused values with the reason.
+    examples: Vec<String>,
+}
+
+/// Reads every row of each bound entity's mapped columns, puts each value through its field's
+/// transforms and its target column's encoder (the load's own checks), and profiles the source
+/// column: what the load would refuse, per field, before it runs.
+async fn profile_fields(source: &str, bound: Vec<crate::bind::Bound>) -> Result<Vec<FieldCheck>> {
+    let checks = crate::source::with_source(source, move |src| {
+        let mut out = Vec::new();
+        for b in &bound {
+            let mut checks: Vec<(usize, usize, FieldCheck)> = b
+                .entity
+                .fields
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    let pos = b.field_pos[i]?;
+                    let from = f.from.clone()?;
+                    Some((
+                        i,
+                        pos,
+                        FieldCheck {
+                            entity: b.entity.name.clone(),
+                            profile: crate::profile::ColumnProfile::new(&b.entity.relation.describe(), &from, ""),
+                            from,
+                            to: f.to.clone(),
+                            target_type: b.targets[i].formatted.clone(),
+                            refused: 0,
+                            examples: Vec::new(),
+                        },
+                    ))
+                })
+                .collect();
+            let mut buf = Vec::new();
+            src.scan(&b.spec, 2000, &mut |batch| {
+                for row in batch.iter() {
+                    for (i, pos, c) in checks.iter_mut() {
+                        let v = &row[*pos];
+                        c.profile.add(v);
+                        buf.clear();
+                        let why = match b.entity.fields[*i].chain.apply_ref(v) {
+                            Err(e) => Some(format!("transform: {e}")),
+                            Ok(t) => b.targets[*i].ty.encode(&t, &mut buf).err(),
+                        };
+                        if let Some(why) = why {
+                            c.refused += 1;
+                            if c.examples.len() < 3 {
+                                c.examples
+                                    .push(format!("{}: {why}", crate::value::key_display(std::slice::from_ref(v))));
+                            }
+                        }
+                    }
+                }
+                true
+            })?;
+            for (_, _, mut c) in checks {
+                c.profile.finish();
+                out.push(c);
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(checks)
+}
+
+fn fields_table(fields: &[FieldCheck]) -> String {
+    let mut out = format!(
+        "\nprofile of the mapped columns (every source row, through the mapping's transforms)\n{:<14} {:<22} {:<36} {:>8} {:>9}  {:<30} notes\n",
+        "entity", "from", "to", "values", "refused", "looks like"
+    );
+    for c in fields {
+        out.push_str(&format!(
+            "{:<14} {:<22} {:<36} {:>8} {:>9}  {:<30} {}\n",
+            c.entity,
+            c.from,
+            format!("{} {}", c.to, c.target_type),
+            c.profile.rows,
+            c.refused,
+            c.profile.looks_like(),
+            c.profile.warnings().join("; ")
+        ));
+        for e in &c.examples {
+            out.push_str(&format!("{:<14}   would be a reject: {e}\n", ""));
+        }
+    }
+    let refused: u64 = fields.iter().map(|c| c.refused).sum();
+    out.push_str(&if refused == 0 {
+        "every mapped value fits its target column\n".to_string()
+    } else {
+        format!("{refused} value(s) would be rejects (a row is rejected once, for its first refused value; foreign keys and CHECKs are checked by PostgreSQL during the run)\n")
+    });
+    out
 }
 
 /// `--check-only --report FILE`: the analysis before anything is imported. FILE.csv: one line
