@@ -24,6 +24,8 @@ pub struct SourceFacts {
     pub problems: Vec<String>,
     /// What the source chose to read (files: one per group).
     pub choices: Vec<source::Choice>,
+    /// Files: each file's signature (see `Source::signature`).
+    pub signature: Option<Vec<(String, String)>>,
 }
 
 /// An entity ready to run.
@@ -257,6 +259,7 @@ pub async fn source_facts(url: &str, entities: Vec<Entity>, count: bool) -> Resu
             }
             if let Relation::Table(t) = &e.relation {
                 f.choices = src.choices(t);
+                f.signature = src.signature(t);
             }
             f.columns = columns;
             all.push(f);
@@ -292,6 +295,11 @@ pub async fn bind_all(
         if let (Some(src_cols), Some(tgt_cols)) = (&f.columns, &target_cols) {
             match bind_one(index, e, &f, src_cols, tgt_cols, &mut problems) {
                 Some(mut b) if problems.is_empty() => {
+                    // The files' signatures go into the fingerprint the progress rows keep, so
+                    // that a resume can tell a file that changed since (checkpoint::files_changed).
+                    if let Some(sig) = &f.signature {
+                        b.entity.fingerprint = crate::checkpoint::with_files(&b.entity.fingerprint, sig);
+                    }
                     // What finds target rows by key: on_conflict, or `migrate sync`, which
                     // upserts an incremental entity's changed rows whatever its full load does.
                     let merge = match e.on_conflict {

@@ -332,3 +332,54 @@ fn one_file_per_group_is_kept_shown_by_check_only_and_only_it_loads() {
         out.stdout()
     );
 }
+
+#[test]
+fn a_file_that_changed_after_it_was_read_stops_the_resume_and_later_files_may_change() {
+    let db = TestDb::new();
+    let p = project(&db, 60_000);
+    let mut child = files_command(&p, &db, &["--yes", "--batch-size", "500", "--jobs", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_loaded(&db, &mut child, 5_000);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let progress = db.rows("SELECT last_key FROM migrate.progress WHERE entity = 'orders'");
+    // Stopped in the first file (its name, hex-encoded in the stored key).
+    assert!(
+        progress[0]["last_key"].to_string().contains("615f706c61696e2e637376"),
+        "{progress:?}"
+    );
+    // A file not read yet may change (written again, here).
+    let later = p.file("data/orders/b_packed.csv.gz");
+    let bytes = std::fs::read(&later).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&later, &bytes).unwrap();
+    // The file being read grows: the resume stops, naming it, and nothing more is loaded.
+    let loaded = db.scalar("SELECT count(*) FROM orders");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(p.file("data/orders/a_plain.csv"))
+        .unwrap();
+    f.write_all(b"9999999,1.00,late\n").unwrap();
+    drop(f);
+    let err = files_command(&p, &db, &["--yes", "--resume"])
+        .output()
+        .map(Out)
+        .unwrap()
+        .expect(2)
+        .stderr();
+    assert!(
+        err.contains("entity orders: source file(s) orders/a_plain.csv changed since the load read them")
+            && err.contains("--truncate"),
+        "{err}"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM orders"), loaded);
+    // Started over, every row of the files as they are now.
+    files_command(&p, &db, &["--yes", "--truncate", "--validate"])
+        .output()
+        .map(Out)
+        .unwrap()
+        .expect(0);
+    assert_eq!(db.scalar("SELECT count(*) FROM orders"), 61_003);
+}

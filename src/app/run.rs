@@ -139,7 +139,7 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
             if !resume {
                 return Err(UsageError(already_loaded(e, p, loaded)).into());
             }
-            if p.fingerprint != e.fingerprint {
+            if checkpoint::mapping_fingerprint(&p.fingerprint) != e.fingerprint {
                 return Err(UsageError(format!(
                     "mapping {} changed since its load started ({} rows loaded with the old mapping); resuming would mix two mappings in {}. Restore the old mapping, or start that entity over with --truncate (without --resume)",
                     e.file.display(),
@@ -154,6 +154,29 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
     let pf = preflight(&source, &mut conn, &plan, &selected, true).await?;
     if !pf.problems.is_empty() {
         return Err(problems_error(&pf));
+    }
+    if resume && !cli.run.truncate {
+        // Files read before the stop must still hold what was loaded from them.
+        for b in &pf.bound {
+            let rows = state
+                .get(&b.entity.name)
+                .into_iter()
+                .cloned()
+                .chain(checkpoint::parts_of(&state, &b.entity.name));
+            let mut changed: Vec<String> = rows
+                .flat_map(|p| checkpoint::files_changed(&p, &b.entity.fingerprint))
+                .collect();
+            changed.sort();
+            changed.dedup();
+            if !changed.is_empty() {
+                return Err(UsageError(format!(
+                    "entity {}: source file(s) {} changed since the load read them (size, modification time or first 64 KiB differ, or the file is gone); the rows loaded from them may no longer be what they hold. Restore the files, or start the entity over with --truncate (without --resume)",
+                    b.entity.name,
+                    changed.join(", ")
+                ))
+                .into());
+            }
+        }
     }
     if !dry && !cli.run.truncate {
         // A fresh load into a table that already holds rows would mix old and new rows, or fail

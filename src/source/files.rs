@@ -807,7 +807,36 @@ impl FileSource {
     }
 }
 
+/// A file's size, modification time (ns) and FNV-1a hash of its first 64 KiB (of the file on
+/// disk: for a zip member, of the archive).
+fn file_signature(path: &Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    let size = meta.as_ref().map_or(0, |m| m.len());
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(65536).read_to_end(&mut head);
+    }
+    let hash = head.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{size},{mtime},{hash:016x}")
+}
+
 impl Source for FileSource {
+    fn signature(&mut self, table: &str) -> Option<Vec<(String, String)>> {
+        let set = self.set(table).ok()??;
+        Some(
+            set.members
+                .iter()
+                .map(|m| (m.name.clone(), file_signature(&m.path)))
+                .collect(),
+        )
+    }
+
     fn choices(&mut self, table: &str) -> Vec<super::Choice> {
         match self.set(table) {
             Ok(Some(set)) => set.choices.clone(),

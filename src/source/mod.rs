@@ -213,6 +213,12 @@ pub trait Source: Send {
     fn choices(&mut self, _table: &str) -> Vec<Choice> {
         Vec::new()
     }
+    /// What identifies the content behind the relation, per part, when it can change under a
+    /// resumed load without the source knowing (files: each file's size, modification time
+    /// and a hash of its first 64 KiB). `None`: a database, which keeps its own rows.
+    fn signature(&mut self, _table: &str) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// The table's columns and primary key, or `None` when it does not exist.
     fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>, SourceError>;
     /// What the user should know about this source before trusting a load of it (Oracle: a
