@@ -72,7 +72,7 @@ fi
 
 step "building the release binary (first build takes a few minutes)"
 cargo build --release
-MIGRATE=./target/release/migrate
+MIGRATE=${CARGO_TARGET_DIR:-./target}/release/migrate
 
 step "creating the demo legacy database and the target tables"
 "$MIGRATE" demo --out demo/legacy.db --force --create-target --target "$DEMO_URL"
