@@ -22,7 +22,8 @@
 #
 # Environment: RUNS (3), BENCH_PG (postgres://postgres@127.0.0.1:5432), MIGRATE_BIN
 # (target/release/migrate, built if missing), MIGRATE_ARGS (extra arguments for migrate runs),
-# JOBS (streams for the per-core \copy; default nproc), LOB_ROWS (100; 0 skips the LOB table).
+# JOBS (streams for the per-core \copy; default nproc), LOB_ROWS (100; 0 skips the LOB table),
+# CASES (which groups to run: "copy ident fk demo lob", the default, or a part of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,8 @@ BIN=${MIGRATE_BIN:-target/release/migrate}
 JOBS=${JOBS:-$(nproc)}
 EXTRA=${MIGRATE_ARGS:-}
 LOB_ROWS=${LOB_ROWS:-100}
+CASES=" ${CASES:-copy ident fk demo lob} "
+want() { [[ "$CASES" == *" $1 "* ]]; }
 
 if [ ! -x "$BIN" ]; then
     echo "building $BIN (cargo build --release) ..." >&2
@@ -43,7 +46,7 @@ for tool in psql sqlite3 /usr/bin/time; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/migrate-bench.XXXXXX")
-DBS="bench_copy bench_ident bench_demo bench_ident_tmpl bench_demo_tmpl bench_floor bench_pgl bench_lob bench_lob_tmpl"
+DBS="bench_copy bench_ident bench_fk bench_fk_tmpl bench_demo bench_ident_tmpl bench_demo_tmpl bench_floor bench_pgl bench_lob bench_lob_tmpl"
 cleanup() {
     for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done
     rm -rf "$WORK"
@@ -78,7 +81,46 @@ for t in $TABLES; do
         sqlite3 -csv "$WORK/legacy.db" "SELECT * FROM $t WHERE rowid % $JOBS = $i" >"$WORK/csv/$t.part.$(printf "%02d" "$i")"
     done
 done
+
+# The same source with its foreign keys declared (so `scaffold --ddl` writes them) and the demo's
+# deliberate orphans deleted (so every key validates): the identity + foreign keys case.
+say "declaring foreign keys in a copy of the source, orphans deleted ..."
+FKS="AB_COIL:CUSTOMER_ID:AB_CUSTOMER:CUSTOMER_ID AB_JOB:CUSTOMER_ID:AB_CUSTOMER:CUSTOMER_ID
+AB_JOB:COIL_ID:AB_COIL:COIL_ID AB_SKID:JOB_ID:AB_JOB:JOB_ID AB_QA_RESULT:JOB_ID:AB_JOB:JOB_ID
+AB_SHIPMENT:CUSTOMER_ID:AB_CUSTOMER:CUSTOMER_ID AB_SHIPMENT:CARRIER_ID:AB_CARRIER:CARRIER_ID"
+{
+    echo "ATTACH '$WORK/legacy.db' AS s;"
+    # Parents before children, so each child keeps only rows whose parents were kept.
+    for t in AB_CARRIER AB_LINE AB_CUSTOMER AB_COIL AB_JOB AB_SKID AB_QA_RESULT AB_SHIPMENT; do
+        ddl=$(sqlite3 "$WORK/legacy.db" "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '$t'")
+        refs="" cond="1"
+        for fk in $FKS; do
+            IFS=: read -r child col parent pcol <<<"$fk"
+            [ "$child" = "$t" ] || continue
+            refs="$refs,
+  FOREIGN KEY ($col) REFERENCES $parent ($pcol)"
+            cond="$cond AND ($col IS NULL OR $col IN (SELECT $pcol FROM main.$parent))"
+        done
+        ddl=${ddl%)}
+        echo "${ddl%$'\n'}$refs
+);"
+        echo "INSERT INTO main.$t SELECT * FROM s.$t WHERE $cond;"
+    done
+} | sqlite3 "$WORK/fk.db"
+FK_TOTAL=0
+for t in $TABLES; do FK_TOTAL=$((FK_TOTAL + $(sqlite3 "$WORK/fk.db" "SELECT count(*) FROM $t"))); done
+"$BIN" scaffold --source "sqlite://$WORK/fk.db" --out "$WORK/fk-identity" --ddl "$WORK/fk-identity.sql" -q >/dev/null
+FK_COUNT=$(grep -c "FOREIGN KEY" "$WORK/fk-identity.sql")
+mkdir -p "$WORK/fk-csv"
+for t in $TABLES; do
+    for i in $(seq 0 $((JOBS - 1))); do
+        sqlite3 -csv "$WORK/fk.db" "SELECT * FROM $t WHERE rowid % $JOBS = $i" >"$WORK/fk-csv/$t.part.$(printf "%02d" "$i")"
+    done
+done
+
 for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d" >/dev/null; done
+psql "$PG/postgres" -qXc "CREATE DATABASE bench_fk_tmpl" >/dev/null
+psql "$PG/bench_fk_tmpl" -qX -v ON_ERROR_STOP=1 -f "$WORK/fk-identity.sql" >/dev/null
 psql "$PG/postgres" -qXc "CREATE DATABASE bench_ident_tmpl" >/dev/null
 psql "$PG/bench_ident_tmpl" -qX -v ON_ERROR_STOP=1 -f "$WORK/identity.sql" >/dev/null
 psql "$PG/postgres" -qXc "CREATE DATABASE bench_demo_tmpl" >/dev/null
@@ -156,6 +198,46 @@ ident_run() { # key extra-args: migrate with the identity mappings into a fresh 
     RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/ident.time")"
 }
 
+fk_copy_run() { # psql: drop the foreign keys, N streams of \copy, add them back (validated)
+    local t0 i t pids=() drop_fk add_fk
+    fresh bench_fk bench_fk_tmpl
+    add_fk=$(psql "$PG/bench_fk" -qXAt -c "SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s;', conrelid::regclass, conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+    drop_fk=$(psql "$PG/bench_fk" -qXAt -c "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I;', conrelid::regclass, conname) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+    for i in $(seq 0 $((JOBS - 1))); do
+        : >"$WORK/fkcopy.$i.sql"
+        for t in $TABLES; do
+            echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/fk-csv/$t.part.$(printf "%02d" "$i")' WITH (FORMAT csv)" >>"$WORK/fkcopy.$i.sql"
+        done
+    done
+    t0=$(now)
+    psql "$PG/bench_fk" -qX -v ON_ERROR_STOP=1 -c "$drop_fk" >/dev/null
+    for i in $(seq 0 $((JOBS - 1))); do
+        psql "$PG/bench_fk" -qX -v ON_ERROR_STOP=1 -f "$WORK/fkcopy.$i.sql" >/dev/null &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    psql "$PG/bench_fk" -qX -v ON_ERROR_STOP=1 -c "$add_fk" >/dev/null
+    record fkcopy "$(since "$t0")"
+    [ "$(count_all bench_fk)" = "$FK_TOTAL" ] || { say "psql \\copy (foreign keys) loaded $(count_all bench_fk) rows, expected $FK_TOTAL"; exit 1; }
+    [ "$(fks_valid bench_fk)" = "$FK_COUNT" ] || { say "psql \\copy did not leave every foreign key validated"; exit 1; }
+}
+
+fk_run() { # key extra-args: migrate with identity mappings into tables with primary and foreign keys
+    local key=$1 flags=$2 t0
+    fresh bench_fk bench_fk_tmpl
+    rm -f "$WORK/fk.json"
+    t0=$(now)
+    # shellcheck disable=SC2086
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/fk.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
+        --source "sqlite://$WORK/fk.db" --target "$PG/bench_fk" \
+        --mappings "$WORK/fk-identity" --checkpoint "$WORK/fk.json" >/dev/null)
+    record "$key" "$(since "$t0")"
+    [ "$(count_all bench_fk)" = "$FK_TOTAL" ] || { say "migrate (identity + foreign keys $flags) loaded $(count_all bench_fk) rows, expected $FK_TOTAL"; exit 1; }
+    [ "$(pks_of bench_fk)" = "$NTABLES" ] || { say "migrate (identity + foreign keys $flags) did not leave every primary key in place"; exit 1; }
+    [ "$(fks_valid bench_fk)" = "$FK_COUNT" ] || { say "migrate (identity + foreign keys $flags) did not leave every foreign key validated"; exit 1; }
+    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/fk.time")"
+}
+
 # The demo target's end state as CSV, for the floor reference (taken once, not timed).
 export_demo_state() {
     local t i
@@ -212,66 +294,80 @@ lob_check() { # database: rows and bytes as loaded
 
 for run in $(seq 1 "$RUNS"); do
     say "run $run of $RUNS"
-    # psql \copy, one stream.
-    fresh bench_copy bench_ident_tmpl
-    : >"$WORK/copy1.sql"
-    for t in $TABLES; do
-        echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/csv/$t.csv' WITH (FORMAT csv)" >>"$WORK/copy1.sql"
-    done
-    t0=$(now)
-    psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copy1.sql" >/dev/null
-    record copy1 "$(since "$t0")"
-    [ "$(count_all bench_copy)" = "$TOTAL" ] || { say "psql \\copy loaded $(count_all bench_copy) rows, expected $TOTAL"; exit 1; }
-
-    # psql \copy, one stream per core.
-    fresh bench_copy bench_ident_tmpl
-    pids=()
-    for i in $(seq 0 $((JOBS - 1))); do
-        part=$(printf "%02d" "$i")
-        : >"$WORK/copyN.$part.sql"
+    if want copy; then
+        # psql \copy, one stream.
+        fresh bench_copy bench_ident_tmpl
+        : >"$WORK/copy1.sql"
         for t in $TABLES; do
-            echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/csv/$t.part.$part' WITH (FORMAT csv)" >>"$WORK/copyN.$part.sql"
+            echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/csv/$t.csv' WITH (FORMAT csv)" >>"$WORK/copy1.sql"
         done
-    done
-    t0=$(now)
-    for i in $(seq 0 $((JOBS - 1))); do
-        psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copyN.$(printf "%02d" "$i").sql" >/dev/null &
-        pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p"; done
-    record copyN "$(since "$t0")"
-    [ "$(count_all bench_copy)" = "$TOTAL" ] || { say "parallel \\copy loaded $(count_all bench_copy) rows, expected $TOTAL"; exit 1; }
-
-    # pgloader, data only, into the same tables.
-    if [ -n "$PGLOADER" ]; then
-        fresh bench_pgl bench_ident_tmpl
         t0=$(now)
-        /usr/bin/time -v -o "$WORK/pgl.time" "$PGLOADER" --with "data only" "sqlite://$WORK/plain.db" "$PG/bench_pgl" >"$WORK/pgl.log" 2>&1
-        record pgl "$(since "$t0")"
-        [ "$(count_all bench_pgl)" = "$TOTAL" ] || { say "pgloader loaded $(count_all bench_pgl) rows, expected $TOTAL (see its log below)"; tail -20 "$WORK/pgl.log" >&2; exit 1; }
-        RSS[pgl]="${RSS[pgl]:-} $(rss_of "$WORK/pgl.time")"
+        psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copy1.sql" >/dev/null
+        record copy1 "$(since "$t0")"
+        [ "$(count_all bench_copy)" = "$TOTAL" ] || { say "psql \\copy loaded $(count_all bench_copy) rows, expected $TOTAL"; exit 1; }
+
+        # psql \copy, one stream per core.
+        fresh bench_copy bench_ident_tmpl
+        pids=()
+        for i in $(seq 0 $((JOBS - 1))); do
+            part=$(printf "%02d" "$i")
+            : >"$WORK/copyN.$part.sql"
+            for t in $TABLES; do
+                echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/csv/$t.part.$part' WITH (FORMAT csv)" >>"$WORK/copyN.$part.sql"
+            done
+        done
+        t0=$(now)
+        for i in $(seq 0 $((JOBS - 1))); do
+            psql "$PG/bench_copy" -qX -v ON_ERROR_STOP=1 -f "$WORK/copyN.$(printf "%02d" "$i").sql" >/dev/null &
+            pids+=($!)
+        done
+        for p in "${pids[@]}"; do wait "$p"; done
+        record copyN "$(since "$t0")"
+        [ "$(count_all bench_copy)" = "$TOTAL" ] || { say "parallel \\copy loaded $(count_all bench_copy) rows, expected $TOTAL"; exit 1; }
+
+        # pgloader, data only, into the same tables.
+        if [ -n "$PGLOADER" ]; then
+            fresh bench_pgl bench_ident_tmpl
+            t0=$(now)
+            /usr/bin/time -v -o "$WORK/pgl.time" "$PGLOADER" --with "data only" "sqlite://$WORK/plain.db" "$PG/bench_pgl" >"$WORK/pgl.log" 2>&1
+            record pgl "$(since "$t0")"
+            [ "$(count_all bench_pgl)" = "$TOTAL" ] || { say "pgloader loaded $(count_all bench_pgl) rows, expected $TOTAL (see its log below)"; tail -20 "$WORK/pgl.log" >&2; exit 1; }
+            RSS[pgl]="${RSS[pgl]:-} $(rss_of "$WORK/pgl.time")"
+        fi
     fi
 
-    # migrate, identity mappings: as it comes, then with --defer-indexes (primary keys built
-    # after the load).
-    ident_run ident ""
-    ident_run identdefer "--defer-indexes"
+    if want ident; then
+        # migrate, identity mappings: as it comes, then with --defer-indexes (primary keys built
+        # after the load).
+        ident_run ident ""
+        ident_run identdefer "--defer-indexes"
+    fi
+
+    if want fk; then
+        # Identity mappings into tables with primary keys and foreign keys: psql with the foreign
+        # keys dropped and re-added, then migrate as it comes and with --defer-indexes.
+        fk_copy_run
+        fk_run fk ""
+        fk_run fkdefer "--defer-indexes"
+    fi
 
     # migrate, demo mappings with their transforms (rows that break the target's rules are
     # rejects), with the target's foreign keys in place, then with --defer-indexes; then psql
     # loading the same end state.
-    demo_run demo ""
-    demo_run demodefer "--defer-indexes"
-    [ "$run" = 1 ] && export_demo_state
-    floor_run
+    if want demo; then
+        demo_run demo ""
+        demo_run demodefer "--defer-indexes"
+        [ "$run" = 1 ] && export_demo_state
+        floor_run
+    fi
 
     # The LOB table: psql \copy against migrate.
-    if [ "$LOB_ROWS" -gt 0 ]; then
+    if want lob && [ "$LOB_ROWS" -gt 0 ]; then
         fresh bench_lob bench_lob_tmpl
         t0=$(now)
         psql "$PG/bench_lob" -qX -v ON_ERROR_STOP=1 -c "\\copy lobs FROM '$WORK/lob.csv' WITH (FORMAT csv)" >/dev/null
         record lobcopy "$(since "$t0")"
-        want=$(lob_check bench_lob)
+        lob_want=$(lob_check bench_lob)
         fresh bench_lob bench_lob_tmpl
         rm -f "$WORK/lob.json"
         t0=$(now)
@@ -280,43 +376,66 @@ for run in $(seq 1 "$RUNS"); do
             --source "sqlite://$WORK/lob.db" --target "$PG/bench_lob" \
             --mappings "$WORK/lob-mappings" --checkpoint "$WORK/lob.json" >/dev/null)
         record lob "$(since "$t0")"
-        [ "$(lob_check bench_lob)" = "$want" ] || { say "migrate loaded '$(lob_check bench_lob)' of the LOB table, psql '$want'"; exit 1; }
+        [ "$(lob_check bench_lob)" = "$lob_want" ] || { say "migrate loaded '$(lob_check bench_lob)' of the LOB table, psql '$lob_want'"; exit 1; }
         RSS[lob]="${RSS[lob]:-} $(rss_of "$WORK/lob.time")"
     fi
 done
 
 median() { echo "$@" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-best=$(median ${SECS[copyN]})
-b1=$(median ${SECS[copy1]})
-if awk -v a="$b1" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$b1; fi
+best=""
+if want copy; then
+    best=$(median ${SECS[copyN]})
+    b1=$(median ${SECS[copy1]})
+    if awk -v a="$b1" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$b1; fi
+fi
 pgv=$(psql "$PG/postgres" -qXAt -c "SHOW server_version")
 printf "\nbench/throughput.sh: %s rows in %s tables (demo scale %s), %s cores, PostgreSQL %s, %s run(s), medians\n" \
     "$TOTAL" "$NTABLES" "$SCALE" "$(nproc)" "$pgv" "$RUNS"
-printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "rows/s" "vs best \\copy" "peak RSS"
-line() { # name key [rows]
-    local s rps ratio rss="-" n=${3:-$TOTAL}
+want copy || want ident || want demo && printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "rows/s" "vs best \\copy" "peak RSS"
+line() { # name key [rows]: nothing when the case did not run
+    local s rps ratio="-" rss="-" n=${3:-$TOTAL}
+    [ -n "${SECS[$2]:-}" ] || return 0
     s=$(median ${SECS[$2]})
     rps=$(awk -v n="$n" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
-    ratio=$(awk -v s="$s" -v b="$best" -v n="$n" -v t="$TOTAL" 'BEGIN { printf "%.2f", (n / s) / (t / b) }')
+    [ -z "$best" ] || ratio=$(awk -v s="$s" -v b="$best" -v n="$n" -v t="$TOTAL" 'BEGIN { printf "%.2f", (n / s) / (t / b) }')
     if [ -n "${RSS[$2]:-}" ]; then rss="$(awk -v k="$(median ${RSS[$2]})" 'BEGIN { printf "%.0f MB", k / 1024 }')"; fi
     printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$rps" "$ratio" "$rss"
 }
 line "psql \\copy CSV, 1 stream" copy1
 line "psql \\copy CSV, $JOBS streams" copyN
-if [ -n "$PGLOADER" ]; then
+if ! want copy; then
+    :
+elif [ -n "$PGLOADER" ]; then
     line "pgloader $("$PGLOADER" --version | awk 'NR == 1 { print $3 }' | tr -d '"'), data only" pgl
 else
     echo "(pgloader: not installed; apt-get install pgloader to measure it)"
 fi
 line "migrate, identity mappings" ident
 line "migrate, identity mappings, --defer-indexes" identdefer
+fkline() { # name key
+    local s rps ratio rss="-"
+    s=$(median ${SECS[$2]})
+    rps=$(awk -v n="$FK_TOTAL" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
+    ratio=$(awk -v s="$s" -v b="$(median ${SECS[fkcopy]})" 'BEGIN { printf "%.2f", b / s }')
+    if [ -n "${RSS[$2]:-}" ]; then rss="$(awk -v k="$(median ${RSS[$2]})" 'BEGIN { printf "%.0f MB", k / 1024 }')"; fi
+    printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$rps" "$ratio" "$rss"
+}
+if want fk; then
+    printf "\nidentity mappings into tables with primary keys and %s foreign keys (orphans deleted): %s rows\n" "$FK_COUNT" "$FK_TOTAL"
+    printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "rows/s" "vs \\copy" "peak RSS"
+    fkline "psql \\copy CSV, $JOBS streams (FKs dropped, re-added)" fkcopy
+    fkline "migrate, identity mappings, foreign keys in place" fk
+    fkline "migrate, identity mappings, --defer-indexes" fkdefer
+    echo
+fi
+want demo || { want lob || exit 0; }
 line "migrate, demo mappings (transforms), foreign keys in place" demo
 line "migrate, demo mappings, --defer-indexes" demodefer
 line "psql \\copy of the demo end state, $JOBS streams (FKs re-added)" floor "$DEMO_ROWS"
-awk -v d="$(median ${SECS[demodefer]})" -v f="$(median ${SECS[floor]})" -v n="$TOTAL" -v m="$DEMO_ROWS" \
+want demo && awk -v d="$(median ${SECS[demodefer]})" -v f="$(median ${SECS[floor]})" -v n="$TOTAL" -v m="$DEMO_ROWS" \
     'BEGIN { printf "demo mappings with --defer-indexes against psql loading the same end state: %.2f× (rows/s, every source row read against the rows it loaded)\n", (n / d) / (m / f) }'
-if [ "$LOB_ROWS" -gt 0 ]; then
+if want lob && [ "$LOB_ROWS" -gt 0 ]; then
     printf "\nLOB table: %s rows, a 100 KB text and a 1 MB bytes column each, %s MB\n" "$LOB_ROWS" "$LOB_MB"
     printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "MB/s" "vs \\copy" "peak RSS"
     lobline() { # name key
