@@ -159,7 +159,7 @@ impl PgType {
                     Value::Date(d) => *d,
                     Value::Timestamp(t) if t.time() == NaiveTime::MIN => t.date(),
                     Value::Timestamp(_) => return Err("timestamp has a time part; a date column would drop it".into()),
-                    Value::Text(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+                    Value::Text(s) => parse_iso_date(s.trim()).ok_or_else(|| {
                         format!(
                             "'{}' is not a YYYY-MM-DD date (add a {{ date = FMT }} transform)",
                             s.trim()
@@ -341,18 +341,19 @@ impl FloatColumn for f64 {
 fn float_of<F: FloatColumn>(v: &Value) -> Result<F, String> {
     let range = |shown: &str, why: &str| format!("{shown} is out of range for {} ({why})", F::NAME);
     // `nonzero`: the value read is not zero; `finite`: it is not NaN or an infinity.
-    let checked = |f: F, shown: &str, nonzero: bool, finite: bool| {
+    // `shown` builds the value's text only for a message (this is the per-value path).
+    let checked = |f: F, shown: &dyn Fn() -> String, nonzero: bool, finite: bool| {
         let w = f.widen();
         if finite && w.is_infinite() {
-            Err(range(shown, "it would be stored as Infinity"))
+            Err(range(&shown(), "it would be stored as Infinity"))
         } else if nonzero && w == 0.0 {
-            Err(range(shown, "it would be stored as 0"))
+            Err(range(&shown(), "it would be stored as 0"))
         } else {
             Ok(f)
         }
     };
     match v {
-        Value::Float(f) => checked(F::narrow(*f), &format!("{f:e}"), *f != 0.0, f.is_finite()),
+        Value::Float(f) => checked(F::narrow(*f), &|| format!("{f:e}"), *f != 0.0, f.is_finite()),
         Value::Int(i) => {
             let f = F::from_int(*i);
             if f.int_back() != *i as i128 {
@@ -367,7 +368,7 @@ fn float_of<F: FloatColumn>(v: &Value) -> Result<F, String> {
         Value::Decimal(d) => {
             let text = d.to_string();
             let f = text.parse::<F>().map_err(|_| format!("{d} is not a float"))?;
-            checked(f, &text, !d.is_zero(), true)
+            checked(f, &|| text.clone(), !d.is_zero(), true)
         }
         Value::Text(s) => {
             let t = s.trim();
@@ -376,7 +377,7 @@ fn float_of<F: FloatColumn>(v: &Value) -> Result<F, String> {
             let special = t.bytes().any(|b| matches!(b, b'i' | b'I' | b'n' | b'N'));
             let mantissa = t.split(['e', 'E']).next().unwrap_or("");
             let nonzero = mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
-            checked(f, &format!("'{t}'"), nonzero && !special, !special)
+            checked(f, &|| format!("'{t}'"), nonzero && !special, !special)
         }
         other => Err(format!(
             "cannot store {} value {} in a float column",
@@ -400,8 +401,8 @@ fn numeric_fits(d: &Decimal, p: u32, s: i32) -> Result<(), String> {
     let (Some(low), Some(high)) = (d.lowest_exponent(), d.highest_exponent()) else {
         return Ok(());
     };
-    let ty = format!("numeric({p},{s})");
     if low < -(s as i64) {
+        let ty = format!("numeric({p},{s})");
         return Err(if s >= 0 {
             format!(
                 "{d} has {} decimal places but {ty} keeps {s}; PostgreSQL would round it (add {{ decimal = {s} }} to round on purpose)",
@@ -415,7 +416,7 @@ fn numeric_fits(d: &Decimal, p: u32, s: i32) -> Result<(), String> {
         });
     }
     if high >= p as i64 - s as i64 {
-        return Err(format!("{d} is too large for {ty}"));
+        return Err(format!("{d} is too large for numeric({p},{s})"));
     }
     Ok(())
 }
@@ -503,7 +504,66 @@ fn micros_since_epoch(t: NaiveDateTime, p: u32, ty: &str) -> Result<i64, String>
         .ok_or_else(|| format!("{t} is out of range for {ty}"))
 }
 
+/// `YYYY-MM-DD`, read without a format string: the common shape, on the hot path of every
+/// date and timestamp column loaded from text. `None` for anything else (then chrono decides).
+fn fast_iso_date(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(digits(&b[0..4])? as i32, digits(&b[5..7])?, digits(&b[8..10])?)
+}
+
+/// `YYYY-MM-DD`, `YYYY-MM-DD HH:MM`, `YYYY-MM-DD[ T]HH:MM:SS` and the same with `.` and 1 to 9 fraction
+/// digits, read without a format string; `None` for anything else, including what chrono would
+/// still accept (leap seconds, longer fractions): the caller falls back to chrono for those, so
+/// what is accepted and how it is read are chrono's, only faster (parse_iso_timestamp's test).
+fn fast_iso_timestamp(b: &[u8]) -> Option<NaiveDateTime> {
+    let date = fast_iso_date(b)?;
+    if b.len() == 10 {
+        return Some(date.and_time(NaiveTime::MIN));
+    }
+    let sep = b[10];
+    if b.len() < 16 || b[13] != b':' {
+        return None;
+    }
+    let (h, mi) = (digits(&b[11..13])?, digits(&b[14..16])?);
+    let (sec, nano) = match b.len() {
+        16 if sep == b' ' => (0, 0),
+        19.. if (sep == b' ' || sep == b'T') && b[16] == b':' => {
+            let sec = digits(&b[17..19])?;
+            let nano = match &b[19..] {
+                [] => 0,
+                [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => digits(frac)? * 10u32.pow(9 - frac.len() as u32),
+                _ => return None,
+            };
+            (sec, nano)
+        }
+        _ => return None,
+    };
+    if sec > 59 {
+        return None;
+    }
+    Some(date.and_time(NaiveTime::from_hms_nano_opt(h, mi, sec, nano)?))
+}
+
+/// The value of a run of ASCII digits; `None` if any byte is not one.
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter()
+        .try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+}
+
+fn parse_iso_date(s: &str) -> Option<NaiveDate> {
+    match s.len() {
+        10 => fast_iso_date(s.as_bytes()),
+        _ => None,
+    }
+    .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
 fn parse_iso_timestamp(s: &str) -> Option<NaiveDateTime> {
+    if let Some(t) = fast_iso_timestamp(s.as_bytes()) {
+        return Some(t);
+    }
     for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t);
@@ -533,6 +593,68 @@ fn parse_uuid(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What chrono alone made of a text timestamp before the fast path.
+    fn chrono_timestamp(s: &str) -> Option<NaiveDateTime> {
+        ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .or_else(|| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .map(|d| d.and_time(NaiveTime::MIN))
+            })
+    }
+
+    #[test]
+    fn text_dates_and_timestamps_read_as_chrono_reads_them() {
+        let cases = [
+            "2024-02-29 23:59:59",
+            "2023-02-29 00:00:00",
+            "2024-02-29",
+            "2024-02-30",
+            "2024-13-01",
+            "2024-01-01 24:00:00",
+            "2024-01-01 23:60:00",
+            "2024-01-01 23:59:60",
+            "2024-01-01 23:59:60.5",
+            "2024-01-01T10:30:00",
+            "2024-01-01T10:30",
+            "2024-01-01 10:30",
+            "2024-01-01 10:30:5",
+            "2024-01-01 10:30:05.",
+            "2024-01-01 10:30:05.1",
+            "2024-01-01 10:30:05.123456",
+            "2024-01-01 10:30:05.123456789",
+            "2024-01-01 10:30:05.1234567891",
+            "0000-01-01 00:00:00",
+            "9999-12-31 23:59:59.999999",
+            "2024-1-01 10:30:00",
+            "2024-01-01  10:30:00",
+            "2024-01-01 10:30:00Z",
+            "２０２４-01-01",
+            "2024-01-01 10:30:00.12x",
+            "2024/01/01 10:30:00",
+            "+2024-01-01",
+            "",
+            "2024",
+            "2024-01-01 1:30:00",
+            "2024-01-0110:30:00",
+            "20240-01-01",
+        ];
+        for s in cases {
+            assert_eq!(parse_iso_timestamp(s), chrono_timestamp(s), "timestamp {s:?}");
+            assert_eq!(
+                parse_iso_date(s),
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
+                "date {s:?}"
+            );
+        }
+        // The fast path itself read the common shapes (not chrono behind it).
+        assert!(fast_iso_timestamp(b"2024-02-29 23:59:59.5").is_some());
+        assert!(fast_iso_timestamp(b"2024-02-29T23:59:59").is_some());
+        assert!(fast_iso_timestamp(b"2024-02-29").is_some());
+    }
 
     fn enc(t: &PgType, v: Value) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
