@@ -558,9 +558,13 @@ pub fn encode_row(b: &Bound, row: &[Value], buf: &mut Vec<u8>) -> Result<(), (St
             return fail(why.clone(), buf);
         }
         // Values the transforms leave as they are are encoded where they lie.
-        let transformed = match fd.chain.apply_ref(raw) {
-            Ok(t) => t,
-            Err(e) => return fail(format!("transform failed: {e}"), buf),
+        let transformed = if fd.chain.is_empty() {
+            std::borrow::Cow::Borrowed(raw)
+        } else {
+            match fd.chain.apply_ref(raw) {
+                Ok(t) => t,
+                Err(e) => return fail(format!("transform failed: {e}"), buf),
+            }
         };
         let mut v: &Value = &transformed;
         if v.is_null()

@@ -107,7 +107,7 @@ impl PgType {
             }
             PgType::Text | PgType::Name | PgType::Varchar(_) | PgType::Bpchar(_) => {
                 let s = text_of(v)?;
-                if let Some(pos) = s.as_bytes().iter().position(|&b| b == 0) {
+                if let Some(pos) = memchr::memchr(0, s.as_bytes()) {
                     let at = s[..pos].chars().count() + 1;
                     return Err(format!(
                         "text contains a NUL byte (0x00) at character {at}, which PostgreSQL text cannot store"
