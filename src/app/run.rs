@@ -254,6 +254,7 @@ pub(super) async fn load(cli: &Cli) -> Result<u8> {
         streams: (jobs > 1).then_some(&streams),
     };
     let mut stats: Vec<EntityStats> = Vec::new();
+    sink::forget_complete();
     if jobs == 1 {
         // One session: the run's own, which holds the run lock and takes it again after a reconnection.
         ctx.retry = retry.clone();

@@ -509,7 +509,37 @@ pub async fn validate_foreign_key(
         "ALTER TABLE {table_sql} VALIDATE CONSTRAINT {}",
         quote_ident(constraint)
     );
-    let Err(e) = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await else {
+    // PostgreSQL checks the rows with an anti-join of the table against its parent. Before
+    // version 16 a hash anti-join must hash the parent, so for a parent larger than the table
+    // (a job's coil, say) a merge join over the parent's key index costs less: measured here
+    // 160 ms against 240 ms for 238 k rows against 464 k parents. The sizes are the
+    // catalog's (known once the tables' keys are built); unknown sizes leave the plan alone.
+    let merge = sqlx::query_scalar::<_, bool>(
+        "SELECT c.reltuples >= 0 AND p.reltuples > c.reltuples AND current_setting('server_version_num')::int < 160000
+         FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
+         WHERE k.conrelid = to_regclass($1) AND k.conname = $2",
+    )
+    .bind(table_sql)
+    .bind(constraint)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(q_err(format!(
+        "reading the sizes behind foreign key {constraint} of {table_sql}"
+    )))?
+    .unwrap_or(false);
+    if merge {
+        execute(
+            conn,
+            "SET enable_hashjoin = off",
+            "preparing a foreign key's validation",
+        )
+        .await?;
+    }
+    let validated = sqlx::raw_sql(AssertSqlSafe(validate)).execute(&mut *conn).await;
+    if merge && !validated.as_ref().is_err_and(connection_lost) {
+        execute(conn, "RESET enable_hashjoin", "after a foreign key's validation").await?;
+    }
+    let Err(e) = validated else {
         return Ok(None);
     };
     if connection_lost(&e) || sqlstate::is(&e, SqlState::LOCK_NOT_AVAILABLE) {

@@ -29,7 +29,7 @@ pub use catalog::{
 pub use copy::{COPY_HEADER, Encoded};
 pub use held::{Held, Restored, held_foreign_keys, hold_for_load, restore_held, validate_foreign_key};
 pub use load::{LOAD_SAVEPOINT, Loaded, Loader, Refused, Stored, is_data_error, load, stored_after_copy};
-pub use parents::{LOCAL_PARENT_BYTES, ParentCheck};
+pub use parents::{LOCAL_PARENT_BYTES, ParentCheck, forget_complete, mark_complete};
 pub use previous::{Previous, remove_previous};
 
 use sqlx::postgres::PgConnectOptions;

@@ -51,7 +51,7 @@ struct LocalKeys {
     /// The column's position in the encoded rows, and its type.
     field: usize,
     ty: PgType,
-    keys: KeySet,
+    keys: std::sync::Arc<KeySet>,
 }
 
 /// A set of integer keys: a bitmap over their span when that is at most 8 bits a key (serial
@@ -129,6 +129,20 @@ impl KeySet {
         }
     }
 
+    /// The smallest and largest key a bitmap holds.
+    fn ends(&self) -> Option<(i64, i64)> {
+        match self {
+            KeySet::Bits { min, bits, .. } => {
+                let first = bits.iter().position(|w| *w != 0)?;
+                let last = bits.iter().rposition(|w| *w != 0)?;
+                let lo = first as i64 * 64 + bits[first].trailing_zeros() as i64;
+                let hi = last as i64 * 64 + 63 - bits[last].leading_zeros() as i64;
+                Some((min + lo, min + hi))
+            }
+            KeySet::Sorted(keys) => Some((*keys.first()?, *keys.last()?)),
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
             KeySet::Bits { bits, .. } => bits.len() * 8,
@@ -163,6 +177,86 @@ fn parse_key_lines(chunk: &[u8], partial: &mut Option<(bool, i64)>, keys: &mut V
 /// The most memory one check gives its parents' keys: 4 MiB, a bitmap of 32 M serial keys or a
 /// sorted list of 512 k others.
 pub const LOCAL_PARENT_BYTES: usize = 4 << 20;
+
+/// A parent's serial keys read once for the run: (table oid, column) to the bitmap, or `None`
+/// when they do not fit one. Only tables whose entity this run has finished are cached, so
+/// the rows cannot change under the run's own hand; the checks of every child table and every
+/// key range of one share one read (a cell makes concurrent first readers wait for one read).
+type KeyCell = std::sync::Arc<tokio::sync::OnceCell<Option<std::sync::Arc<KeySet>>>>;
+static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(i64, String), KeyCell>>> =
+    std::sync::LazyLock::new(Default::default);
+/// The oids of the tables whose entity this run has finished (see [`mark_complete`]).
+static COMPLETE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<i64>>> =
+    std::sync::LazyLock::new(Default::default);
+/// The most memory the shared parent keys of a run take: 64 MiB (16 bitmaps of the most one
+/// check holds).
+const SHARED_PARENT_BYTES: usize = 64 << 20;
+static SHARED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Forgets the tables finished and the keys shared: at the start of a run, whose rows may
+/// differ from an earlier one's in this process.
+pub fn forget_complete() {
+    COMPLETE.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    SHARED_BYTES.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Says that this run loads no more rows into `table` (its entity is done): the checks of the
+/// tables that reference it may share one read of its keys from now on.
+pub async fn mark_complete(conn: &mut PgConnection, table: &TargetTable) -> Result<(), SinkError> {
+    let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::int8")
+        .bind(table.sql())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q_err(format!("looking up {}", table.display())))?;
+    if let Some(oid) = oid {
+        COMPLETE.lock().unwrap_or_else(|e| e.into_inner()).insert(oid);
+    }
+    Ok(())
+}
+
+/// Reads the keys of column `c` (quoted) of `parent` from `lo` to `hi` into a bitmap; `None`
+/// if the span is over [`LOCAL_PARENT_BYTES`] or a key outside it arrived (rows added since
+/// the ends were read).
+async fn read_bitmap(
+    conn: &mut PgConnection,
+    parent: &str,
+    c: &str,
+    lo: i64,
+    hi: i64,
+    what: &str,
+) -> Result<Option<KeySet>, SinkError> {
+    let span = hi as i128 - lo as i128 + 1;
+    if (span as u128).div_ceil(8) > LOCAL_PARENT_BYTES as u128 {
+        return Ok(None);
+    }
+    let mut set = KeySet::empty_bits(lo, span as usize);
+    let sql = format!("COPY (SELECT {c}::int8 FROM {parent} WHERE {c} IS NOT NULL) TO STDOUT");
+    let usable = copy_keys_into(conn, &sql, &mut set, what).await?;
+    Ok(usable.then_some(set))
+}
+
+/// Streams the keys a text COPY of one int8 column gives into `set`; `false` if one did not
+/// fit it (a bitmap's span).
+async fn copy_keys_into(conn: &mut PgConnection, sql: &str, set: &mut KeySet, what: &str) -> Result<bool, SinkError> {
+    use futures_util::StreamExt;
+    let mut stream = conn.copy_out_raw(sql).await.map_err(q_err(what.to_string()))?;
+    let mut partial: Option<(bool, i64)> = None;
+    let mut keys: Vec<i64> = Vec::new();
+    let mut usable = true;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(q_err(what.to_string()))?;
+        keys.clear();
+        parse_key_lines(&chunk, &mut partial, &mut keys).map_err(|e| SinkError::Query {
+            what: what.to_string(),
+            cause: sqlx::Error::Protocol(e),
+        })?;
+        // A key outside the ends read before (a parent row added since): the copy would be
+        // wrong, so the index answers instead.
+        usable &= set.extend(&keys);
+    }
+    Ok(usable)
+}
 
 impl ParentCheck {
     /// For the foreign keys (to other tables) whose columns are all among `cols`, the target
@@ -280,10 +374,11 @@ impl ParentCheck {
             let what = format!("reading the keys of {}", f.parent_name);
             let c = quote_ident(ref_col);
             // The parent's key is unique, so it has an index: its ends cost two probes.
-            let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT min({c})::int8, max({c})::int8 FROM {}",
+            let (lo, hi, oid): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT min({c})::int8, max({c})::int8, to_regclass($1)::oid::int8 FROM {}",
                 f.parent
             )))
+            .bind(&f.parent)
             .fetch_one(&mut *conn)
             .await
             .map_err(q_err(what.clone()))?;
@@ -293,13 +388,57 @@ impl ParentCheck {
                     fk: i,
                     field,
                     ty: self.cols[field].ty.clone(),
-                    keys: KeySet::Sorted(Vec::new()),
+                    keys: std::sync::Arc::new(KeySet::Sorted(Vec::new())),
                 });
                 continue;
             };
             let span = hi as i128 - lo as i128 + 1;
             let bits = span <= most_keys && (span as u128).div_ceil(8) <= bytes_left as u128;
             let limit = (most_keys.min((bytes_left / 8) as i128) as usize).min(1 << 40);
+            // A parent this run has finished: one read of its keys serves every check.
+            // Read once, for the checks that would read them anyway (`bits`): a small table
+            // whose rows are fewer than its parent's keys still probes the index.
+            let complete = oid.is_some_and(|o| COMPLETE.lock().unwrap_or_else(|e| e.into_inner()).contains(&o));
+            if let (true, Some(oid)) = (complete, oid) {
+                let cell: KeyCell = KEY_CACHE
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry((oid, ref_col.clone()))
+                    .or_default()
+                    .clone();
+                let shared = if !bits {
+                    None
+                } else {
+                    cell.get_or_try_init(|| async {
+                        let set = read_bitmap(conn, &f.parent, &c, lo, hi, &what).await?;
+                        let fits = set.as_ref().is_some_and(|s| {
+                            let used = SHARED_BYTES.fetch_add(s.bytes(), std::sync::atomic::Ordering::Relaxed);
+                            used + s.bytes() <= SHARED_PARENT_BYTES
+                        });
+                        Ok::<_, SinkError>(set.filter(|_| fits).map(std::sync::Arc::new))
+                    })
+                    .await?
+                    .clone()
+                };
+                // The ends read now must be those of the shared keys (nothing added since).
+                if let Some(set) = shared.filter(|s| s.ends() == Some((lo, hi))) {
+                    tracing::debug!(
+                        "{}: parent check of {} against {} key(s) of {} held in memory, shared ({} bytes)",
+                        self.table.display(),
+                        f.name,
+                        set.len(),
+                        f.parent_name,
+                        set.bytes()
+                    );
+                    local.push(LocalKeys {
+                        fk: i,
+                        field,
+                        ty: self.cols[field].ty.clone(),
+                        keys: set,
+                    });
+                    continue;
+                }
+            }
             if !bits && limit == 0 {
                 remote.push(i);
                 continue;
@@ -323,24 +462,7 @@ impl ParentCheck {
                 // Untouched capacity costs no memory; it saves the doublings.
                 KeySet::Sorted(Vec::with_capacity(limit + 1))
             };
-            let mut usable = true;
-            {
-                use futures_util::StreamExt;
-                let mut stream = conn.copy_out_raw(&sql).await.map_err(q_err(what.clone()))?;
-                let mut partial: Option<(bool, i64)> = None;
-                let mut keys: Vec<i64> = Vec::new();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(q_err(what.clone()))?;
-                    keys.clear();
-                    parse_key_lines(&chunk, &mut partial, &mut keys).map_err(|e| SinkError::Query {
-                        what: what.clone(),
-                        cause: sqlx::Error::Protocol(e),
-                    })?;
-                    // A key outside the ends read before (a parent row added since): the copy
-                    // would be wrong, so the index answers instead.
-                    usable &= set.extend(&keys);
-                }
-            }
+            let usable = copy_keys_into(conn, &sql, &mut set, &what).await?;
             if !usable || (!bits && set.len() > limit) {
                 remote.push(i);
                 continue;
@@ -359,7 +481,7 @@ impl ParentCheck {
                 fk: i,
                 field,
                 ty: self.cols[field].ty.clone(),
-                keys: set,
+                keys: std::sync::Arc::new(set),
             });
         }
         let remote = if local.is_empty() || remote.is_empty() {
