@@ -687,6 +687,10 @@ mod tests {
         let mut sorted = KeySet::Sorted(Vec::new());
         assert!(sorted.extend(&sparse[3..]) && sorted.extend(&sparse[..4]));
         sorted.finish();
+        // Their ends: what a shared set is compared with before a check takes it.
+        assert_eq!(bits.ends(), Some((-100, 899)));
+        assert_eq!(sorted.ends(), Some((i64::MIN, i64::MAX)));
+        assert_eq!(KeySet::empty_bits(5, 200).ends(), None);
         for (set, keys) in [(bits, dense), (sorted, sparse)] {
             assert_eq!(set.len(), keys.len());
             for k in (-300..1200)
