@@ -41,6 +41,8 @@ if [ ! -x "$BIN" ]; then
     echo "building $BIN (cargo build --release) ..." >&2
     cargo build --release --quiet
 fi
+# Runs below start in the work directory: the binary's path must not depend on where.
+BIN=$(realpath "$BIN")
 for tool in psql sqlite3 /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 2; }
 done
@@ -166,7 +168,7 @@ demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo 
     rm -f "$WORK/demo.json"
     t0=$(now)
     # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/demo.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/demo.time" "$BIN" --yes -q $EXTRA $flags \
         --source "sqlite://$WORK/legacy.db" --target "$PG/bench_demo" \
         --mappings "$OLDPWD/mappings" --checkpoint "$WORK/demo.json" --report "$WORK/demo-report.json" >/dev/null)
     record "$key" "$(since "$t0")"
@@ -188,7 +190,7 @@ ident_run() { # key extra-args: migrate with the identity mappings into a fresh 
     rm -f "$WORK/ident.json"
     t0=$(now)
     # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/ident.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/ident.time" "$BIN" --yes -q $EXTRA $flags \
         --source "sqlite://$WORK/legacy.db" --target "$PG/bench_ident" \
         --mappings "$WORK/identity" --checkpoint "$WORK/ident.json" >/dev/null)
     record "$key" "$(since "$t0")"
@@ -228,7 +230,7 @@ fk_run() { # key extra-args: migrate with identity mappings into tables with pri
     rm -f "$WORK/fk.json"
     t0=$(now)
     # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/fk.time" "$OLDPWD/$BIN" --yes -q $EXTRA $flags \
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/fk.time" "$BIN" --yes -q $EXTRA $flags \
         --source "sqlite://$WORK/fk.db" --target "$PG/bench_fk" \
         --mappings "$WORK/fk-identity" --checkpoint "$WORK/fk.json" >/dev/null)
     record "$key" "$(since "$t0")"
@@ -372,7 +374,7 @@ for run in $(seq 1 "$RUNS"); do
         rm -f "$WORK/lob.json"
         t0=$(now)
         # shellcheck disable=SC2086
-        (cd "$WORK" && /usr/bin/time -v -o "$WORK/lob.time" "$OLDPWD/$BIN" --yes -q $EXTRA \
+        (cd "$WORK" && /usr/bin/time -v -o "$WORK/lob.time" "$BIN" --yes -q $EXTRA \
             --source "sqlite://$WORK/lob.db" --target "$PG/bench_lob" \
             --mappings "$WORK/lob-mappings" --checkpoint "$WORK/lob.json" >/dev/null)
         record lob "$(since "$t0")"
