@@ -50,7 +50,7 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/migrate-bench.XXXXXX")
 DBS="bench_copy bench_ident bench_fk bench_fk_tmpl bench_demo bench_ident_tmpl bench_demo_tmpl bench_floor bench_pgl bench_lob bench_lob_tmpl"
 cleanup() {
-    for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done
+    for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -120,7 +120,7 @@ for t in $TABLES; do
     done
 done
 
-for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d" >/dev/null; done
+for d in $DBS; do psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null; done
 psql "$PG/postgres" -qXc "CREATE DATABASE bench_fk_tmpl" >/dev/null
 psql "$PG/bench_fk_tmpl" -qX -v ON_ERROR_STOP=1 -f "$WORK/fk-identity.sql" >/dev/null
 psql "$PG/postgres" -qXc "CREATE DATABASE bench_ident_tmpl" >/dev/null
@@ -141,7 +141,7 @@ DEMO_INDEXES=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT count(*) FROM pg_inde
 DEMO_TABLES=$(psql "$PG/bench_demo_tmpl" -qXAt -c "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace ORDER BY 1")
 
 fresh() { # fresh DB from template
-    psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $1" >/dev/null
+    psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
     psql "$PG/postgres" -qXc "CREATE DATABASE $1 TEMPLATE $2" >/dev/null
 }
 count_all() { # rows in the identity tables of database $1
