@@ -200,8 +200,21 @@ ident_run() { # key extra-args: migrate with the identity mappings into a fresh 
     RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/ident.time")"
 }
 
+timed_streams() { # key database before-sql prefix after-sql: before, JOBS psql -f PREFIX.i.sql side by side, after; timed
+    local t0 i p pids=()
+    t0=$(now)
+    psql "$PG/$2" -qX -v ON_ERROR_STOP=1 -c "$3" >/dev/null
+    for i in $(seq 0 $((JOBS - 1))); do
+        psql "$PG/$2" -qX -v ON_ERROR_STOP=1 -f "$4.$i.sql" >/dev/null &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    psql "$PG/$2" -qX -v ON_ERROR_STOP=1 -c "$5" >/dev/null
+    record "$1" "$(since "$t0")"
+}
+
 fk_copy_run() { # psql: drop the foreign keys, N streams of \copy, add them back (validated)
-    local t0 i t pids=() drop_fk add_fk
+    local i t drop_fk add_fk
     fresh bench_fk bench_fk_tmpl
     add_fk=$(psql "$PG/bench_fk" -qXAt -c "SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s;', conrelid::regclass, conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
     drop_fk=$(psql "$PG/bench_fk" -qXAt -c "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I;', conrelid::regclass, conname) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
@@ -211,15 +224,7 @@ fk_copy_run() { # psql: drop the foreign keys, N streams of \copy, add them back
             echo "\\copy $(echo "$t" | tr 'A-Z' 'a-z') FROM '$WORK/fk-csv/$t.part.$(printf "%02d" "$i")' WITH (FORMAT csv)" >>"$WORK/fkcopy.$i.sql"
         done
     done
-    t0=$(now)
-    psql "$PG/bench_fk" -qX -v ON_ERROR_STOP=1 -c "$drop_fk" >/dev/null
-    for i in $(seq 0 $((JOBS - 1))); do
-        psql "$PG/bench_fk" -qX -v ON_ERROR_STOP=1 -f "$WORK/fkcopy.$i.sql" >/dev/null &
-        pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p"; done
-    psql "$PG/bench_fk" -qX -v ON_ERROR_STOP=1 -c "$add_fk" >/dev/null
-    record fkcopy "$(since "$t0")"
+    timed_streams fkcopy bench_fk "$drop_fk" "$WORK/fkcopy" "$add_fk"
     [ "$(count_all bench_fk)" = "$FK_TOTAL" ] || { say "psql \\copy (foreign keys) loaded $(count_all bench_fk) rows, expected $FK_TOTAL"; exit 1; }
     [ "$(fks_valid bench_fk)" = "$FK_COUNT" ] || { say "psql \\copy did not leave every foreign key validated"; exit 1; }
 }
@@ -254,7 +259,7 @@ export_demo_state() {
 }
 
 floor_run() { # psql: drop FKs and plain indexes, N streams of \copy, re-create and validate
-    local t0 drop_fk add_fk drop_idx add_idx i t pids=()
+    local drop_fk add_fk drop_idx add_idx i t
     fresh bench_floor bench_demo_tmpl
     add_fk=$(psql "$PG/bench_floor" -qXAt -c "SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s;', conrelid::regclass, conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
     drop_fk=$(psql "$PG/bench_floor" -qXAt -c "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I;', conrelid::regclass, conname) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
@@ -264,15 +269,7 @@ floor_run() { # psql: drop FKs and plain indexes, N streams of \copy, re-create 
         : >"$WORK/floor.$i.sql"
         for t in $DEMO_TABLES; do echo "\\copy $t FROM '$WORK/demo-csv/$t.$i' WITH (FORMAT csv)" >>"$WORK/floor.$i.sql"; done
     done
-    t0=$(now)
-    psql "$PG/bench_floor" -qX -v ON_ERROR_STOP=1 -c "$drop_fk $drop_idx" >/dev/null
-    for i in $(seq 0 $((JOBS - 1))); do
-        psql "$PG/bench_floor" -qX -v ON_ERROR_STOP=1 -f "$WORK/floor.$i.sql" >/dev/null &
-        pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p"; done
-    psql "$PG/bench_floor" -qX -v ON_ERROR_STOP=1 -c "$add_idx $add_fk" >/dev/null
-    record floor "$(since "$t0")"
+    timed_streams floor bench_floor "$drop_fk $drop_idx" "$WORK/floor" "$add_idx $add_fk"
     [ "$(fks_valid bench_floor)" = "$DEMO_FKS" ] || { say "the demo floor load did not validate every foreign key"; exit 1; }
 }
 

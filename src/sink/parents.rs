@@ -354,6 +354,25 @@ impl ParentCheck {
         &self.fks
     }
 
+    /// The check of foreign key `fk` (column `field` of the rows) against `keys`, said in the log.
+    fn local_keys(&self, fk: usize, field: usize, keys: std::sync::Arc<KeySet>, how: &str) -> LocalKeys {
+        let f = &self.fks[fk];
+        tracing::debug!(
+            "{}: parent check of {} against {} key(s) of {} held in memory{how} ({} bytes)",
+            self.table.display(),
+            f.name,
+            keys.len(),
+            f.parent_name,
+            keys.bytes()
+        );
+        LocalKeys {
+            fk,
+            field,
+            ty: self.cols[field].ty.clone(),
+            keys,
+        }
+    }
+
     /// Reads, for the integer foreign keys whose parents fit the budget, their keys.
     async fn split_off_local(&self, conn: &mut PgConnection) -> Result<LocalSplit, SinkError> {
         // Reading more keys than 8 per row to check costs more than the probes it saves.
@@ -422,20 +441,7 @@ impl ParentCheck {
                 };
                 // The ends read now must be those of the shared keys (nothing added since).
                 if let Some(set) = shared.filter(|s| s.ends() == Some((lo, hi))) {
-                    tracing::debug!(
-                        "{}: parent check of {} against {} key(s) of {} held in memory, shared ({} bytes)",
-                        self.table.display(),
-                        f.name,
-                        set.len(),
-                        f.parent_name,
-                        set.bytes()
-                    );
-                    local.push(LocalKeys {
-                        fk: i,
-                        field,
-                        ty: self.cols[field].ty.clone(),
-                        keys: set,
-                    });
+                    local.push(self.local_keys(i, field, set, ", shared"));
                     continue;
                 }
             }
@@ -469,20 +475,7 @@ impl ParentCheck {
             }
             set.finish();
             bytes_left = bytes_left.saturating_sub(set.bytes());
-            tracing::debug!(
-                "{}: parent check of {} against {} key(s) of {} held in memory ({} bytes)",
-                self.table.display(),
-                f.name,
-                set.len(),
-                f.parent_name,
-                set.bytes()
-            );
-            local.push(LocalKeys {
-                fk: i,
-                field,
-                ty: self.cols[field].ty.clone(),
-                keys: std::sync::Arc::new(set),
-            });
+            local.push(self.local_keys(i, field, std::sync::Arc::new(set), ""));
         }
         let remote = if local.is_empty() || remote.is_empty() {
             None
