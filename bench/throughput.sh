@@ -162,16 +162,22 @@ fks_valid() { # validated foreign keys in database $1
 declare -A SECS RSS
 record() { SECS[$1]="${SECS[$1]:-} $2"; }
 
-demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo target
-    local key=$1 flags=$2 t0 seen
-    fresh bench_demo bench_demo_tmpl
-    rm -f "$WORK/demo.json"
+migrate_run() { # key database template source mappings extra-args [more args]: migrate into a fresh database, timed, peak RSS kept
+    local key=$1 db=$2 src=$4 maps=$5 flags=$6 t0
+    fresh "$db" "$3"
+    rm -f "$WORK/$db.json"
     t0=$(now)
     # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/demo.time" "$BIN" --yes -q $EXTRA $flags \
-        --source "sqlite://$WORK/legacy.db" --target "$PG/bench_demo" \
-        --mappings "$OLDPWD/mappings" --checkpoint "$WORK/demo.json" --report "$WORK/demo-report.json" >/dev/null)
+    (cd "$WORK" && /usr/bin/time -v -o "$WORK/$db.time" "$BIN" --yes -q $EXTRA $flags \
+        --source "sqlite://$src" --target "$PG/$db" \
+        --mappings "$maps" --checkpoint "$WORK/$db.json" "${@:7}" >/dev/null)
     record "$key" "$(since "$t0")"
+    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/$db.time")"
+}
+
+demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo target
+    local flags=$2 seen
+    migrate_run "$1" bench_demo bench_demo_tmpl "$WORK/legacy.db" "$PWD/mappings" "$flags" --report "$WORK/demo-report.json"
     # Rows read plus rows the mappings' `where` leaves out: every source row.
     seen=$(echo "SELECT sum((e->>'read')::bigint + (e->>'skipped_by_where')::bigint) FROM json_array_elements((:'r')::json->'entities') e" |
         psql "$PG/bench_demo" -qXAt -v r="$(cat "$WORK/demo-report.json")")
@@ -181,23 +187,14 @@ demo_run() { # key extra-args: migrate with the demo mappings into a fresh demo 
         { say "migrate (demo $flags) did not leave every foreign key validated"; exit 1; }
     [ "$(indexes_of bench_demo)" = "$DEMO_INDEXES" ] ||
         { say "migrate (demo $flags) did not leave every index and key in place"; exit 1; }
-    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/demo.time")"
 }
 
 ident_run() { # key extra-args: migrate with the identity mappings into a fresh copy of the tables
-    local key=$1 flags=$2 t0
-    fresh bench_ident bench_ident_tmpl
-    rm -f "$WORK/ident.json"
-    t0=$(now)
-    # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/ident.time" "$BIN" --yes -q $EXTRA $flags \
-        --source "sqlite://$WORK/legacy.db" --target "$PG/bench_ident" \
-        --mappings "$WORK/identity" --checkpoint "$WORK/ident.json" >/dev/null)
-    record "$key" "$(since "$t0")"
+    local flags=$2
+    migrate_run "$1" bench_ident bench_ident_tmpl "$WORK/legacy.db" "$WORK/identity" "$flags"
     [ "$(count_all bench_ident)" = "$TOTAL" ] || { say "migrate (identity $flags) loaded $(count_all bench_ident) rows, expected $TOTAL"; exit 1; }
     # The end state counts: every primary key back.
     [ "$(pks_of bench_ident)" = "$NTABLES" ] || { say "migrate (identity $flags) did not leave every primary key in place"; exit 1; }
-    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/ident.time")"
 }
 
 timed_streams() { # key database before-sql prefix after-sql: before, JOBS psql -f PREFIX.i.sql side by side, after; timed
@@ -230,19 +227,11 @@ fk_copy_run() { # psql: drop the foreign keys, N streams of \copy, add them back
 }
 
 fk_run() { # key extra-args: migrate with identity mappings into tables with primary and foreign keys
-    local key=$1 flags=$2 t0
-    fresh bench_fk bench_fk_tmpl
-    rm -f "$WORK/fk.json"
-    t0=$(now)
-    # shellcheck disable=SC2086
-    (cd "$WORK" && /usr/bin/time -v -o "$WORK/fk.time" "$BIN" --yes -q $EXTRA $flags \
-        --source "sqlite://$WORK/fk.db" --target "$PG/bench_fk" \
-        --mappings "$WORK/fk-identity" --checkpoint "$WORK/fk.json" >/dev/null)
-    record "$key" "$(since "$t0")"
+    local flags=$2
+    migrate_run "$1" bench_fk bench_fk_tmpl "$WORK/fk.db" "$WORK/fk-identity" "$flags"
     [ "$(count_all bench_fk)" = "$FK_TOTAL" ] || { say "migrate (identity + foreign keys $flags) loaded $(count_all bench_fk) rows, expected $FK_TOTAL"; exit 1; }
     [ "$(pks_of bench_fk)" = "$NTABLES" ] || { say "migrate (identity + foreign keys $flags) did not leave every primary key in place"; exit 1; }
     [ "$(fks_valid bench_fk)" = "$FK_COUNT" ] || { say "migrate (identity + foreign keys $flags) did not leave every foreign key validated"; exit 1; }
-    RSS[$key]="${RSS[$key]:-} $(rss_of "$WORK/fk.time")"
 }
 
 # The demo target's end state as CSV, for the floor reference (taken once, not timed).
