@@ -401,14 +401,15 @@ else
 fi
 line "migrate, identity mappings" ident
 line "migrate, identity mappings, --defer-indexes" identdefer
-fkline() { # name key
-    local s rps ratio rss="-"
+vsline() { # name key amount base-key rate-format: median seconds, amount/s, ratio to base-key, peak RSS
+    local s rate ratio rss="-"
     s=$(median ${SECS[$2]})
-    rps=$(awk -v n="$FK_TOTAL" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
-    ratio=$(awk -v s="$s" -v b="$(median ${SECS[fkcopy]})" 'BEGIN { printf "%.2f", b / s }')
+    rate=$(awk -v n="$3" -v s="$s" -v f="$5" 'BEGIN { printf f, n / s }')
+    ratio=$(awk -v s="$s" -v b="$(median ${SECS[$4]})" 'BEGIN { printf "%.2f", b / s }')
     if [ -n "${RSS[$2]:-}" ]; then rss="$(awk -v k="$(median ${RSS[$2]})" 'BEGIN { printf "%.0f MB", k / 1024 }')"; fi
-    printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$rps" "$ratio" "$rss"
+    printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$rate" "$ratio" "$rss"
 }
+fkline() { vsline "$1" "$2" "$FK_TOTAL" fkcopy "%.0f"; } # name key
 if want fk; then
     printf "\nidentity mappings into tables with primary keys and %s foreign keys (orphans deleted): %s rows\n" "$FK_COUNT" "$FK_TOTAL"
     printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "rows/s" "vs \\copy" "peak RSS"
@@ -417,23 +418,17 @@ if want fk; then
     fkline "migrate, identity mappings, --defer-indexes" fkdefer
     echo
 fi
-want demo || { want lob || exit 0; }
-line "migrate, demo mappings (transforms), foreign keys in place" demo
-line "migrate, demo mappings, --defer-indexes" demodefer
-line "psql \\copy of the demo end state, $JOBS streams (FKs re-added)" floor "$DEMO_ROWS"
-want demo && awk -v d="$(median ${SECS[demodefer]})" -v f="$(median ${SECS[floor]})" -v n="$TOTAL" -v m="$DEMO_ROWS" \
-    'BEGIN { printf "demo mappings with --defer-indexes against psql loading the same end state: %.2f× (rows/s, every source row read against the rows it loaded)\n", (n / d) / (m / f) }'
+if want demo; then
+    line "migrate, demo mappings (transforms), foreign keys in place" demo
+    line "migrate, demo mappings, --defer-indexes" demodefer
+    line "psql \\copy of the demo end state, $JOBS streams (FKs re-added)" floor "$DEMO_ROWS"
+    awk -v d="$(median ${SECS[demodefer]})" -v f="$(median ${SECS[floor]})" -v n="$TOTAL" -v m="$DEMO_ROWS" \
+        'BEGIN { printf "demo mappings with --defer-indexes against psql loading the same end state: %.2f× (rows/s, every source row read against the rows it loaded)\n", (n / d) / (m / f) }'
+fi
 if want lob && [ "$LOB_ROWS" -gt 0 ]; then
     printf "\nLOB table: %s rows, a 100 KB text and a 1 MB bytes column each, %s MB\n" "$LOB_ROWS" "$LOB_MB"
     printf "%-58s %9s %11s %14s %10s\n" "load" "seconds" "MB/s" "vs \\copy" "peak RSS"
-    lobline() { # name key
-        local s mbs ratio rss="-"
-        s=$(median ${SECS[$2]})
-        mbs=$(awk -v m="$LOB_MB" -v s="$s" 'BEGIN { printf "%.1f", m / s }')
-        ratio=$(awk -v s="$s" -v b="$(median ${SECS[lobcopy]})" 'BEGIN { printf "%.2f", b / s }')
-        if [ -n "${RSS[$2]:-}" ]; then rss="$(awk -v k="$(median ${RSS[$2]})" 'BEGIN { printf "%.0f MB", k / 1024 }')"; fi
-        printf "%-58s %9.2f %11s %13s× %10s\n" "$1" "$s" "$mbs" "$ratio" "$rss"
-    }
+    lobline() { vsline "$1" "$2" "$LOB_MB" lobcopy "%.1f"; } # name key
     lobline "psql \\copy CSV (bytea as hex), 1 stream" lobcopy
     lobline "migrate" lob
 fi
