@@ -7,7 +7,7 @@
 //! - `held.rs`: keys, indexes and foreign keys off a table for its load, and back;
 //! - `parents.rs`: rows checked for their parents before they are loaded;
 //! - `previous.rs`: a sync pass's rejected rows lose their earlier version;
-//! - `pgtype.rs`: each target type's exact encoding; `locks.rs`: lock waits made visible.
+//! - `pgtype.rs`: each target type's exact encoding (`pgtype/time.rs`: dates and timestamps); `locks.rs`: lock waits made visible.
 //!
 //! Identifiers from mappings are quoted here and in `plan::quote_ident`; the state tables'
 //! SQL (`checkpoint`) names only its own fixed tables.
